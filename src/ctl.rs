@@ -1,0 +1,265 @@
+//! `ksmctl`: the `ksm` service and KSM's settings from the command line.
+//!
+//! The argument definitions live here (not in the binary) so that tests,
+//! man pages and completions reach the same [`Cli`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::human;
+use crate::ksm::{FileKind, Ksm, Run, Setting, FILES};
+use crate::root::Root;
+use crate::service;
+use crate::status::Status;
+use crate::sys;
+
+/// Start, stop and inspect the kernel's samepage merging (KSM).
+#[derive(Debug, Parser)]
+#[command(name = "ksmctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start ksmd, as the ksm service does (KSM_MAX_KERNEL_PAGES on kernels that have the limit, then run=1).
+    Start,
+    /// Stop ksmd (run=0); merged pages stay merged.
+    Stop,
+    /// Stop ksmd and unmerge every merged page (run=2); can take a while.
+    Unmerge,
+    /// Show whether KSM runs, what it saves and how it is set.
+    /// Exit status: 0 running, 3 stopped, 1 not supported.
+    Status {
+        /// Print JSON (raw integers, unit-carrying keys).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print KSM settings and counters (all present ones when no KEY is given).
+    Get {
+        /// File names in /sys/kernel/mm/ksm, e.g. pages_to_scan.
+        keys: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change KSM settings, each validated before anything is written.
+    Set {
+        /// Settings as KEY=VALUE, e.g. pages_to_scan=500 sleep_millisecs=20.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// For merge_across_nodes and max_page_sharing: unmerge all pages
+        /// first (run=2), set the value, then restore run.
+        #[arg(long)]
+        unmerge: bool,
+    },
+    /// Run a program with its whole memory opted in to KSM
+    /// (prctl PR_SET_MEMORY_MERGE, Linux 6.4+).
+    Exec {
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+/// Run a parsed command line; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let root = Root::from_option(cli.root);
+    match dispatch(&root, cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ksmctl: {e:#}");
+            1
+        }
+    }
+}
+
+fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
+    let ksm = Ksm::new(root);
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Start => {
+            let env = std::env::var(service::MAX_KERNEL_PAGES_VAR).ok();
+            let report = service::start(root, &ksm, env)?;
+            if let Some(note) = report.note {
+                eprintln!("ksmctl: {note}");
+            }
+            if let Some(n) = report.max_kernel_pages {
+                let what = if n == 0 {
+                    "unlimited".to_string()
+                } else {
+                    format!("{n} pages")
+                };
+                writeln!(out, "max_kernel_pages set to {what}")?;
+            }
+            Ok(0)
+        }
+        Command::Stop => {
+            service::stop(&ksm)?;
+            Ok(0)
+        }
+        Command::Unmerge => {
+            let state = ksm.read()?;
+            let saved = state.saved_bytes(sys::page_size());
+            writeln!(
+                out,
+                "Unmerging {} pages: their processes will use {} more memory. \
+                 This can take a while.",
+                human::count(state.saved_pages()),
+                human::ubytes(saved)
+            )?;
+            out.flush()?;
+            ksm.set_run(Run::Unmerge)?;
+            writeln!(out, "Done: ksmd stopped, no pages merged.")?;
+            Ok(0)
+        }
+        Command::Status { json } => {
+            let status = if ksm.supported() {
+                let state = ksm.read()?;
+                Status::build(Some(&state), sys::page_size(), service::running_tuners(root))
+            } else {
+                Status::unsupported(sys::page_size())
+            };
+            if json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", status.render())?;
+            }
+            Ok(status.exit_code())
+        }
+        Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
+        Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
+        Command::Exec { command } => exec(&command),
+    }
+}
+
+fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+    ksm.require()?;
+    let names: Vec<&str> = if keys.is_empty() {
+        FILES.iter().map(|(n, _)| *n).collect()
+    } else {
+        for k in keys {
+            if !FILES.iter().any(|(n, _)| n == k) {
+                bail!(
+                    "unknown KSM file {k:?}; known: {}",
+                    FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        keys.iter().map(String::as_str).collect()
+    };
+    let mut values = Vec::new();
+    for name in names {
+        match ksm.read_raw(name)? {
+            Some(v) => values.push((name, v)),
+            None if keys.is_empty() => {}
+            None => bail!(
+                "this kernel has no {name} ({} does not exist)",
+                ksm.path(name).display()
+            ),
+        }
+    }
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = values
+            .into_iter()
+            .map(|(k, v)| {
+                let val = match v.parse::<i64>() {
+                    Ok(n) => n.into(),
+                    Err(_) => match k {
+                        "advisor_mode" => crate::ksm::AdvisorMode::parse_selection(&v)
+                            .map(|m| m.to_string())
+                            .unwrap_or(v)
+                            .into(),
+                        _ => v.into(),
+                    },
+                };
+                (k.to_string(), val)
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut *out, &map)?;
+        writeln!(out)?;
+    } else {
+        let width = values.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in values {
+            writeln!(out, "{k:<width$} = {v}")?;
+        }
+    }
+    Ok(0)
+}
+
+fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+    ksm.require()?;
+    // Validate everything before writing anything.
+    let mut settings = Vec::new();
+    for s in raw {
+        let setting = Setting::parse_assignment(s).map_err(|e| {
+            if FILES.iter().any(|(n, k)| *k == FileKind::Counter && s.starts_with(&format!("{n}=")))
+            {
+                anyhow!("{} is a read-only counter, not a setting", s.split('=').next().unwrap_or(s))
+            } else {
+                anyhow!(e)
+            }
+        })?;
+        if !ksm.path(setting.knob.name()).exists() {
+            bail!(
+                "this kernel has no {} ({} does not exist)",
+                setting.knob,
+                ksm.path(setting.knob.name()).display()
+            );
+        }
+        settings.push(setting);
+    }
+    for setting in settings {
+        if unmerge && setting.knob.needs_unmerge() {
+            ksm.write_with_unmerge(setting)
+                .with_context(|| format!("setting {setting} with unmerge"))?;
+            writeln!(out, "{setting} (after unmerging all pages; run restored)")?;
+        } else {
+            ksm.write(setting)?;
+            writeln!(out, "{setting}")?;
+        }
+    }
+    Ok(0)
+}
+
+fn exec(command: &[String]) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let (prog, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given"))?;
+    if let Err(e) = sys::set_memory_merge(true) {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            bail!(
+                "this kernel cannot opt a whole process in to KSM \
+                 (prctl PR_SET_MEMORY_MERGE needs Linux 6.4 or later, built with CONFIG_KSM)"
+            );
+        }
+        if e.raw_os_error() == Some(libc::EPERM) {
+            bail!("prctl(PR_SET_MEMORY_MERGE) was refused: it needs CAP_SYS_RESOURCE (run as root)");
+        }
+        bail!("prctl(PR_SET_MEMORY_MERGE) failed: {e}");
+    }
+    let err = std::process::Command::new(prog).args(args).exec();
+    bail!("cannot run {prog:?}: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

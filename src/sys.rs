@@ -1,0 +1,197 @@
+//! Thin, safe wrappers around the few libc calls the project needs.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// The page size (`sysconf(_SC_PAGESIZE)`); never assume 4096.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+/// The number of physical pages (`sysconf(_SC_PHYS_PAGES)`).
+pub fn phys_pages() -> u64 {
+    // SAFETY: as above.
+    let n = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    n.max(0) as u64
+}
+
+/// Clock ticks per second, the unit of utime/stime in `/proc/PID/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: as above.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as u64
+    } else {
+        100
+    }
+}
+
+/// Take an exclusive `flock` on `file`; `wait` blocks until it is free,
+/// otherwise `WouldBlock` is returned when another holder has it.
+pub fn flock_exclusive(file: &File, wait: bool) -> io::Result<()> {
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    loop {
+        // SAFETY: the descriptor is owned by `file` and open.
+        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `PR_SET_MEMORY_MERGE` (Linux 6.4+).
+pub const PR_SET_MEMORY_MERGE: libc::c_int = 67;
+/// `PR_GET_MEMORY_MERGE` (Linux 6.4+).
+pub const PR_GET_MEMORY_MERGE: libc::c_int = 68;
+
+/// Opt the calling process's whole memory in to (or out of) KSM.
+pub fn set_memory_merge(on: bool) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            PR_SET_MEMORY_MERGE,
+            libc::c_ulong::from(on),
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the calling process has `PR_SET_MEMORY_MERGE` set.
+pub fn get_memory_merge() -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            PR_GET_MEMORY_MERGE,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r != 0)
+    }
+}
+
+/// Set the calling thread's name (`comm`, at most 15 bytes are kept).
+pub fn set_comm(name: &str) -> io::Result<()> {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: buf is a NUL-terminated 16-byte buffer, as PR_SET_NAME expects.
+    let r = unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Send a signal to a process.
+pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a process exists (signal 0; EPERM still means it exists).
+pub fn process_exists(pid: u32) -> bool {
+    match kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// Restore the default SIGPIPE action, so that `ksmctl status | head`
+/// ends quietly like other command-line tools instead of reporting EPIPE.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Local time in date(1)'s default form: `Fri Nov 27 13:45:12 UTC 2026`.
+pub fn date_string(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as libc::time_t;
+    // SAFETY: tm is plain data; localtime_r fills it from `secs`; strftime
+    // writes at most buf.len() bytes and returns how many it wrote.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return secs.to_string();
+        }
+        let mut buf = [0u8; 128];
+        let fmt = b"%a %b %e %H:%M:%S %Z %Y\0";
+        let n = libc::strftime(
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+            fmt.as_ptr() as *const libc::c_char,
+            &tm,
+        );
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysconf_values_are_sane() {
+        assert!(page_size() >= 4096 && page_size().is_power_of_two());
+        assert!(phys_pages() > 0);
+        assert!(clock_ticks() > 0);
+    }
+
+    #[test]
+    fn date_has_six_fields() {
+        let s = date_string(std::time::SystemTime::now());
+        // "Fri Nov 27 13:45:12 UTC 2026" (day padded with a space).
+        assert_eq!(s.split_whitespace().count(), 6, "{s}");
+        assert!(s.ends_with(&s.split_whitespace().last().unwrap().to_string()));
+    }
+
+    #[test]
+    fn own_process_exists() {
+        assert!(process_exists(std::process::id()));
+    }
+}
