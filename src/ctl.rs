@@ -66,8 +66,30 @@ pub enum Command {
     /// (prctl PR_SET_MEMORY_MERGE, Linux 6.4+).
     Exec {
         /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         command: Vec<String>,
+    },
+    /// A probe for tests: map PAGES identical pages, opt them in, print
+    /// "ready PID" and wait until standard input closes.
+    #[command(hide = true)]
+    Probe {
+        /// Number of identical pages.
+        #[arg(long, default_value_t = 4096)]
+        pages: usize,
+        /// How to opt in: madvise, prctl or none (e.g. under `ksmctl exec`).
+        #[arg(long, default_value = "madvise")]
+        merge: String,
+        /// Process name to take (e.g. qemu-kvm, to be counted as a guest).
+        #[arg(long)]
+        comm: Option<String>,
+        /// Content seed: probes with the same seed have identical pages.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -125,7 +147,11 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                Status::build(Some(&state), sys::page_size(), service::running_tuners(root))
+                Status::build(
+                    Some(&state),
+                    sys::page_size(),
+                    service::running_tuners(root),
+                )
             } else {
                 Status::unsupported(sys::page_size())
             };
@@ -140,6 +166,12 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
         Command::Exec { command } => exec(&command),
+        Command::Probe {
+            pages,
+            merge,
+            comm,
+            seed,
+        } => probe(pages, &merge, comm.as_deref(), seed, &mut out),
     }
 }
 
@@ -203,9 +235,14 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
     let mut settings = Vec::new();
     for s in raw {
         let setting = Setting::parse_assignment(s).map_err(|e| {
-            if FILES.iter().any(|(n, k)| *k == FileKind::Counter && s.starts_with(&format!("{n}=")))
+            if FILES
+                .iter()
+                .any(|(n, k)| *k == FileKind::Counter && s.starts_with(&format!("{n}=")))
             {
-                anyhow!("{} is a read-only counter, not a setting", s.split('=').next().unwrap_or(s))
+                anyhow!(
+                    "{} is a read-only counter, not a setting",
+                    s.split('=').next().unwrap_or(s)
+                )
             } else {
                 anyhow!(e)
             }
@@ -245,12 +282,44 @@ fn exec(command: &[String]) -> anyhow::Result<i32> {
             );
         }
         if e.raw_os_error() == Some(libc::EPERM) {
-            bail!("prctl(PR_SET_MEMORY_MERGE) was refused: it needs CAP_SYS_RESOURCE (run as root)");
+            bail!(
+                "prctl(PR_SET_MEMORY_MERGE) was refused: it needs CAP_SYS_RESOURCE (run as root)"
+            );
         }
         bail!("prctl(PR_SET_MEMORY_MERGE) failed: {e}");
     }
     let err = std::process::Command::new(prog).args(args).exec();
     bail!("cannot run {prog:?}: {err}")
+}
+
+fn probe(
+    pages: usize,
+    merge: &str,
+    comm: Option<&str>,
+    seed: u64,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    use crate::mem::{fill_identical, Mapping};
+    if let Some(name) = comm {
+        sys::set_comm(name).context("setting the process name")?;
+    }
+    if merge == "prctl" {
+        sys::set_memory_merge(true).context("prctl(PR_SET_MEMORY_MERGE)")?;
+    }
+    let page = sys::page_size() as usize;
+    let mut map = Mapping::anonymous(pages.max(1) * page).context("mapping probe memory")?;
+    match merge {
+        "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
+        "prctl" | "none" => {}
+        other => bail!("--merge {other:?}: expected madvise, prctl or none"),
+    }
+    fill_identical(map.as_mut_slice(), page, seed);
+    writeln!(out, "ready {}", std::process::id())?;
+    out.flush()?;
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+    drop(map);
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -15,7 +15,13 @@ pub fn bytes(n: i128) -> String {
         v /= 1024.0;
         u += 1;
     }
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{sign}{v:.digits$} {}", UNITS[u])
 }
 

@@ -293,7 +293,11 @@ impl Knob {
                 "0" | "stop" => 0,
                 "1" | "merge" | "start" => 1,
                 "2" | "unmerge" => 2,
-                _ => return Err(invalid("expected 0 (stop), 1 (run) or 2 (stop and unmerge all)")),
+                _ => {
+                    return Err(invalid(
+                        "expected 0 (stop), 1 (run) or 2 (stop and unmerge all)",
+                    ))
+                }
             },
             Knob::PagesToScan | Knob::SleepMillisecs | Knob::StableNodeChainsPruneMillisecs => {
                 uint(u32max)?
@@ -406,9 +410,9 @@ impl Setting {
 
     /// Parse `KEY=VALUE`.
     pub fn parse_assignment(s: &str) -> Result<Setting> {
-        let (k, v) = s.split_once('=').ok_or_else(|| {
-            Error::Other(format!("expected KEY=VALUE, got {s:?}"))
-        })?;
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Other(format!("expected KEY=VALUE, got {s:?}")))?;
         Knob::from_name(k.trim())?.parse(v)
     }
 }
@@ -501,11 +505,13 @@ impl Ksm {
         };
         let advisor_mode = match self.read_raw("advisor_mode")? {
             None => None,
-            Some(s) => Some(AdvisorMode::parse_selection(&s).ok_or_else(|| Error::Parse {
-                path: self.path("advisor_mode"),
-                value: s.clone(),
-                expected: "a selection like \"[none] scan-time\"",
-            })?),
+            Some(s) => Some(
+                AdvisorMode::parse_selection(&s).ok_or_else(|| Error::Parse {
+                    path: self.path("advisor_mode"),
+                    value: s.clone(),
+                    expected: "a selection like \"[none] scan-time\"",
+                })?,
+            ),
         };
         Ok(KsmState {
             run,
@@ -666,8 +672,9 @@ impl Snapshot {
                 first_err.get_or_insert(e);
             }
         };
-        let changed =
-            |k: Knob| Knob::current(k, &self.state).is_some() && k.current(&now) != k.current(&self.state);
+        let changed = |k: Knob| {
+            Knob::current(k, &self.state).is_some() && k.current(&now) != k.current(&self.state)
+        };
         let put = |k: Knob| -> Result<()> {
             match k.current(&self.state) {
                 Some(v) => ksm.write(k.parse(&v)?),
@@ -804,7 +811,10 @@ mod tests {
             AdvisorMode::parse_selection("none [scan-time]\n"),
             Some(AdvisorMode::ScanTime)
         );
-        assert_eq!(AdvisorMode::parse_selection("scan-time"), Some(AdvisorMode::ScanTime));
+        assert_eq!(
+            AdvisorMode::parse_selection("scan-time"),
+            Some(AdvisorMode::ScanTime)
+        );
         assert_eq!(AdvisorMode::parse_selection("[bogus] none"), None);
         assert_eq!(AdvisorMode::parse_selection("[none"), None);
     }
@@ -836,10 +846,15 @@ mod tests {
         );
         assert!(Knob::AdvisorMode.parse("fast").is_err());
         let e = Knob::from_name("pages_to_scna").unwrap_err().to_string();
-        assert!(e.contains("pages_to_scna") && e.contains("sleep_millisecs"), "{e}");
+        assert!(
+            e.contains("pages_to_scna") && e.contains("sleep_millisecs"),
+            "{e}"
+        );
         assert!(Setting::parse_assignment("run").is_err());
         assert_eq!(
-            Setting::parse_assignment("sleep_millisecs=20").unwrap().to_string(),
+            Setting::parse_assignment("sleep_millisecs=20")
+                .unwrap()
+                .to_string(),
             "sleep_millisecs=20"
         );
     }
@@ -847,7 +862,9 @@ mod tests {
     #[test]
     fn every_knob_is_a_file() {
         for k in Knob::ALL {
-            assert!(FILES.iter().any(|(n, kind)| *n == k.name() && *kind == FileKind::Knob));
+            assert!(FILES
+                .iter()
+                .any(|(n, kind)| *n == k.name() && *kind == FileKind::Knob));
         }
         assert_eq!(
             FILES.iter().filter(|(_, k)| *k == FileKind::Knob).count(),

@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn joins_under_base() {
         let r = Root::new("/tmp/x");
-        assert_eq!(r.join("/proc/meminfo"), PathBuf::from("/tmp/x/proc/meminfo"));
+        assert_eq!(
+            r.join("/proc/meminfo"),
+            PathBuf::from("/tmp/x/proc/meminfo")
+        );
         assert_eq!(r.join("proc/1/comm"), PathBuf::from("/tmp/x/proc/1/comm"));
         assert_eq!(Root::default().join("/sys"), PathBuf::from("/sys"));
         assert!(Root::default().is_host());

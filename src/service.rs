@@ -201,9 +201,18 @@ mod tests {
         assert_eq!(max_kernel_pages_value(None, 1000).unwrap(), 500);
         assert_eq!(max_kernel_pages_value(Some(&var("")), 1001).unwrap(), 500);
         assert_eq!(max_kernel_pages_value(Some(&var("0")), 1000).unwrap(), 0);
-        assert_eq!(max_kernel_pages_value(Some(&var("2000")), 1000).unwrap(), 2000);
-        assert_eq!(max_kernel_pages_value(Some(&var("0x100")), 1000).unwrap(), 256);
-        assert_eq!(max_kernel_pages_value(Some(&var("0100")), 1000).unwrap(), 64);
+        assert_eq!(
+            max_kernel_pages_value(Some(&var("2000")), 1000).unwrap(),
+            2000
+        );
+        assert_eq!(
+            max_kernel_pages_value(Some(&var("0x100")), 1000).unwrap(),
+            256
+        );
+        assert_eq!(
+            max_kernel_pages_value(Some(&var("0100")), 1000).unwrap(),
+            64
+        );
         let e = max_kernel_pages_value(Some(&var("lots")), 1000).unwrap_err();
         assert!(e.to_string().contains("\"lots\""), "{e}");
         assert!(max_kernel_pages_value(Some(&var("-1")), 1000).is_err());

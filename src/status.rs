@@ -186,7 +186,10 @@ impl Status {
             line(
                 &mut o,
                 "General profit",
-                format!("{}  (saved minus KSM's own metadata: {verdict})", human::bytes(p.into())),
+                format!(
+                    "{}  (saved minus KSM's own metadata: {verdict})",
+                    human::bytes(p.into())
+                ),
             );
         }
         let opt = |v: Option<u64>| v.map(human::count).unwrap_or_else(|| "-".into());
@@ -271,7 +274,10 @@ impl Status {
             opts.push(format!("use_zero_pages {}", onoff(self.use_zero_pages)));
         }
         if self.merge_across_nodes.is_some() {
-            opts.push(format!("merge_across_nodes {}", onoff(self.merge_across_nodes)));
+            opts.push(format!(
+                "merge_across_nodes {}",
+                onoff(self.merge_across_nodes)
+            ));
         }
         if let Some(m) = self.max_page_sharing {
             opts.push(format!("max_page_sharing {m}"));
