@@ -9,12 +9,16 @@
 //! Everything that touches the system goes through a [`Root`], `/` in
 //! production and a temporary tree in tests, for reads *and* writes.
 
+pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod error;
 pub mod human;
 pub mod ksm;
 pub mod mem;
 pub mod meminfo;
+pub mod pidfile;
+pub mod policy;
 pub mod process;
 pub mod root;
 pub mod service;

@@ -109,6 +109,56 @@ pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
         .collect()
 }
 
+/// What one pass over `/proc` found, for the tuners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcScan {
+    /// Sum of the resident set sizes of QEMU processes (KiB): classic
+    /// ksmtuned's "committed" memory.
+    pub qemu_rss_kib: u64,
+    /// The QEMU processes counted.
+    pub qemu_pids: Vec<u32>,
+    /// Processes named `ksmtuned` other than `exclude`.
+    pub tuner_pids: Vec<u32>,
+}
+
+/// One pass over `/proc`: QEMU processes (by `comm`, see [`is_qemu_comm`])
+/// and their RSS, and other tuners. Processes that exit during the pass
+/// are skipped.
+pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
+    let mut out = ProcScan::default();
+    for pid in pids(root)? {
+        let Some(name) = comm(root, pid) else { continue };
+        if is_qemu_comm(&name) {
+            if let Some(rss) = rss_kib(root, pid) {
+                out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
+                out.qemu_pids.push(pid);
+            }
+        } else if name == "ksmtuned" && Some(pid) != exclude && is_tuning_daemon(root, pid) {
+            out.tuner_pids.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a process named `ksmtuned` is a daemon that writes KSM's
+/// settings: the original bash script, or ours, but not ours running a
+/// one-shot command (`retune`, `--check-config`) or a `--dry-run`.
+pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
+    let Some(args) = cmdline(root, pid) else {
+        return false;
+    };
+    !args.iter().skip(1).any(|a| {
+        a == "retune"
+            || a == "--dry-run"
+            || a == "--check-config"
+            || a.starts_with("--check-config=")
+            || a == "--help"
+            || a == "-h"
+            || a == "--version"
+            || a == "-V"
+    })
+}
+
 /// `/proc/PID/ksm_stat` (Linux 6.1+; fields added over time).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KsmStat {

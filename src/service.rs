@@ -175,7 +175,10 @@ pub fn running_tuners(root: &Root) -> Vec<Tuner> {
         }
     }
     for pid in process::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) {
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && process::is_tuning_daemon(root, pid)
+        {
             out.push(Tuner {
                 pid,
                 comm: "ksmtuned".to_string(),

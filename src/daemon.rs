@@ -1,0 +1,675 @@
+//! `ksmtuned`: the tuning daemon.
+//!
+//! A synchronous loop whose wait can be interrupted: signals arrive on a
+//! channel from a named thread, and the loop waits with `recv_timeout`
+//! until the next adjustment is due. SIGUSR1 = retune now (the next
+//! interval starts from then), SIGHUP = reload the configuration and
+//! retune, SIGTERM/SIGINT = exit, leaving `run` as it is.
+//!
+//! Each cycle reads one sample (meminfo, one pass over /proc, KSM's
+//! files), hands it to the pure policy, and writes what the policy chose.
+//! Transient errors (a refused write, an unreadable file) are logged and
+//! the loop goes on; configuration errors stop the start-up.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use log::{debug, error, info, warn};
+
+use crate::config::{self, Config, PolicyKind};
+use crate::human;
+use crate::ksm::{Knob, Ksm, KsmState, Run, Setting};
+use crate::meminfo::MemInfo;
+use crate::pidfile::{self, PidFile};
+use crate::policy::{classic, Decision};
+use crate::process::{self, ProcScan};
+use crate::root::Root;
+use crate::service;
+use crate::sys;
+
+/// Tune Kernel Samepage Merging to the host's memory pressure.
+#[derive(Debug, Parser)]
+#[command(name = "ksmtuned", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: /etc/ksmtuned.conf under the root].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (FILE, or the one --config names), report
+    /// every problem, and exit: 0 when it is valid, 1 otherwise.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub check_config: Option<PathBuf>,
+
+    /// Tuning policy, overriding KSM_POLICY.
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<PolicyKind>,
+
+    /// Run the whole daemon (pid file, signals, logs, decisions) but write
+    /// nothing to /sys/kernel/mm/ksm.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Pid file and single-instance lock [default: /run/ksmtuned.pid under the root].
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Resolve /sys, /proc, /etc and /run under this directory (also $KSM_ROOT).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// More log output on standard error (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Option<TunedCommand>,
+}
+
+/// Commands for a running daemon.
+#[derive(Debug, Subcommand)]
+pub enum TunedCommand {
+    /// Ask the running ksmtuned to adjust KSM now (SIGUSR1).
+    Retune {
+        /// Pid file of the daemon [default: /run/ksmtuned.pid under the root].
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
+}
+
+/// Set up the stderr logger: no timestamps (journald adds them).
+pub fn init_logger(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let mut b = env_logger::Builder::new();
+    b.filter_level(level)
+        .format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_lowercase(), r.args()));
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        b.parse_filters(&spec);
+    }
+    let _ = b.try_init();
+}
+
+/// Run a parsed command line; returns the exit status.
+pub fn run(cli: Cli) -> i32 {
+    init_logger(cli.verbose);
+    let root = Root::from_option(cli.root.clone());
+    let pid_path = |opt: &Option<PathBuf>| {
+        opt.clone()
+            .unwrap_or_else(|| root.join(service::TUNER_PID_FILE))
+    };
+    if let Some(TunedCommand::Retune { pid_file }) = &cli.command {
+        let path = pid_file.clone().or(cli.pid_file.clone());
+        return retune(&pid_path(&path));
+    }
+    if let Some(file) = &cli.check_config {
+        let explicit = if file.as_os_str().is_empty() {
+            cli.config.clone()
+        } else {
+            Some(file.clone())
+        };
+        return check_config(&root, explicit.as_deref());
+    }
+    match Daemon::start(&root, &cli, pid_path(&cli.pid_file)) {
+        Ok(Some(mut d)) => match d.run_loop() {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("{e:#}");
+                1
+            }
+        },
+        Ok(None) => 0,
+        Err(e) => {
+            error!("{e:#}");
+            1
+        }
+    }
+}
+
+/// `ksmtuned retune` / `ksmctl retune`: SIGUSR1 to the running daemon.
+pub fn retune(pid_file: &Path) -> i32 {
+    match pidfile::signal(pid_file, libc::SIGUSR1) {
+        Ok(pid) => {
+            println!("asked ksmtuned (pid {pid}) to retune");
+            0
+        }
+        Err(e) => {
+            eprintln!("ksmtuned: {e}");
+            1
+        }
+    }
+}
+
+/// `--check-config`: report every problem; 0 when valid.
+pub fn check_config(root: &Root, explicit: Option<&Path>) -> i32 {
+    let loaded = config::load(root, explicit);
+    let name = loaded
+        .path
+        .clone()
+        .unwrap_or_else(|| root.join(config::DEFAULT_CONFIG));
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &loaded.errors {
+        eprintln!("error: {e}");
+    }
+    if loaded.is_ok() {
+        if loaded.path.is_some() {
+            println!("{}: OK", name.display());
+        } else {
+            println!("{}: not present, defaults apply: OK", name.display());
+        }
+        0
+    } else {
+        eprintln!(
+            "{}: {} error(s); ksmtuned would refuse to start",
+            name.display(),
+            loaded.errors.len()
+        );
+        1
+    }
+}
+
+/// The classic debug channel: `DEBUG` / `LOGFILE` lines exactly as the
+/// original wrote them, `<date(1)>: <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugLog {
+    pub enabled: bool,
+    pub logfile: Option<PathBuf>,
+}
+
+impl DebugLog {
+    fn from_config(c: &Config) -> DebugLog {
+        DebugLog {
+            enabled: c.debug,
+            logfile: c.logfile.clone(),
+        }
+    }
+
+    /// Append one line to LOGFILE, or print it when LOGFILE is unset or
+    /// cannot be written. The file is not followed if it is a symlink.
+    pub fn line(&self, text: &str) {
+        if !self.enabled {
+            return;
+        }
+        let s = format!("{}: {text}\n", sys::date_string(SystemTime::now()));
+        if let Some(path) = &self.logfile {
+            let res = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .and_then(|mut f| f.write_all(s.as_bytes()));
+            if res.is_ok() {
+                return;
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// One reading of everything a policy looks at.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub mem: MemInfo,
+    pub procs: ProcScan,
+    pub ksm: KsmState,
+}
+
+enum Event {
+    Retune,
+    Reload,
+    Exit(i32),
+}
+
+/// What was last written, to log each change once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Applied {
+    run: Run,
+    pages_to_scan: Option<u64>,
+    sleep_millisecs: Option<u64>,
+}
+
+struct Daemon {
+    root: Root,
+    ksm: Ksm,
+    config_path: Option<PathBuf>,
+    policy_override: Option<PolicyKind>,
+    config: Config,
+    params: classic::Params,
+    classic: classic::State,
+    dry_run: bool,
+    debug_log: DebugLog,
+    notify: bool,
+    watchdog: Option<Duration>,
+    last: Option<Applied>,
+    advisor_noted: bool,
+    yielded_to: Vec<u32>,
+    _pid: PidFile,
+    events: mpsc::Receiver<Event>,
+}
+
+fn notify(enabled: bool, states: &[sd_notify::NotifyState]) {
+    if enabled {
+        let _ = sd_notify::notify(false, states);
+    }
+}
+
+/// A masked `ksm.service` or `ksmtuned.service` (a link to /dev/null, as
+/// tuned's realtime and cpu-partitioning profiles leave them).
+fn masked_unit(root: &Root) -> Option<PathBuf> {
+    for dir in ["/etc/systemd/system", "/run/systemd/system"] {
+        for unit in ["ksm.service", "ksmtuned.service"] {
+            let p = root.join(format!("{dir}/{unit}"));
+            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGHUP, SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let ev = match sig {
+                    SIGUSR1 => Event::Retune,
+                    SIGHUP => Event::Reload,
+                    _ => Event::Exit(0),
+                };
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(rx)
+}
+
+impl Daemon {
+    /// Everything before the first adjustment. `Ok(None)`: nothing to do
+    /// (a masked unit), exit 0.
+    fn start(root: &Root, cli: &Cli, pid_path: PathBuf) -> anyhow::Result<Option<Daemon>> {
+        let loaded = config::load(root, cli.config.as_deref());
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        if !loaded.is_ok() {
+            for e in &loaded.errors {
+                error!("{e}");
+            }
+            bail!("invalid configuration: not starting (check it with `ksmtuned --check-config`)");
+        }
+        let mut config = loaded.config;
+        if let Some(p) = cli.policy {
+            config.policy = p;
+        }
+        let ksm = Ksm::new(root);
+        ksm.require()?;
+        if let Some(unit) = masked_unit(root) {
+            warn!(
+                "{} is masked (for example by a tuned profile): KSM is not to be managed here; exiting",
+                unit.display()
+            );
+            return Ok(None);
+        }
+        let pid = PidFile::acquire(&pid_path)?;
+        let events = signal_thread()?;
+        let mem = MemInfo::read(root)?;
+        let params = classic::Params::new(&config, mem.mem_total);
+        let debug_log = DebugLog::from_config(&config);
+        for l in params.debug_lines() {
+            debug_log.line(&l);
+        }
+        let mut usec = 0;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
+            .then(|| Duration::from_micros(usec / 2));
+        info!(
+            "ksmtuned {} started: policy {}, interval {} s, sleep_millisecs {}, threshold {} KiB{}",
+            env!("CARGO_PKG_VERSION"),
+            config.policy,
+            config.monitor_interval,
+            params.sleep,
+            params.thres,
+            if cli.dry_run { " (dry run: nothing is written)" } else { "" }
+        );
+        Ok(Some(Daemon {
+            root: root.clone(),
+            ksm,
+            config_path: cli.config.clone(),
+            policy_override: cli.policy,
+            config,
+            params,
+            classic: classic::State::default(),
+            dry_run: cli.dry_run,
+            debug_log,
+            notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            watchdog,
+            last: None,
+            advisor_noted: false,
+            yielded_to: Vec::new(),
+            _pid: pid,
+            events,
+        }))
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(self.config.monitor_interval)
+    }
+
+    fn run_loop(&mut self) -> anyhow::Result<()> {
+        self.cycle();
+        notify(self.notify, &[sd_notify::NotifyState::Ready]);
+        let mut due = Instant::now() + self.interval();
+        let mut next_ping = self.watchdog.map(|w| Instant::now() + w);
+        loop {
+            let now = Instant::now();
+            let wake = next_ping.map_or(due, |p| p.min(due));
+            match self.events.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(Event::Exit(code)) => {
+                    info!("exiting; KSM is left as it is");
+                    notify(self.notify, &[sd_notify::NotifyState::Stopping]);
+                    if code != 0 {
+                        bail!("exiting with status {code}");
+                    }
+                    return Ok(());
+                }
+                Ok(Event::Retune) => {
+                    info!("retune requested");
+                    self.cycle();
+                    due = Instant::now() + self.interval();
+                }
+                Ok(Event::Reload) => {
+                    notify(self.notify, &[sd_notify::NotifyState::Reloading]);
+                    self.reload();
+                    self.cycle();
+                    notify(self.notify, &[sd_notify::NotifyState::Ready]);
+                    due = Instant::now() + self.interval();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the signal thread stopped"),
+            }
+            let now = Instant::now();
+            if now >= due {
+                self.cycle();
+                due = Instant::now() + self.interval();
+            }
+            if let (Some(p), Some(w)) = (next_ping, self.watchdog) {
+                if now >= p {
+                    notify(self.notify, &[sd_notify::NotifyState::Watchdog]);
+                    next_ping = Some(now + w);
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: read the configuration again; keep the old one if the new
+    /// one has errors.
+    fn reload(&mut self) {
+        let loaded = config::load(&self.root, self.config_path.as_deref());
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        if !loaded.is_ok() {
+            for e in &loaded.errors {
+                error!("{e}");
+            }
+            error!("configuration not reloaded: keeping the previous one");
+            return;
+        }
+        let mut new = loaded.config;
+        if let Some(p) = self.policy_override {
+            new.policy = p;
+        }
+        let total = match MemInfo::read(&self.root) {
+            Ok(m) => m.mem_total,
+            Err(e) => {
+                warn!("{e}; keeping MemTotal {} KiB", self.params.total);
+                self.params.total
+            }
+        };
+        let params = classic::Params::new(&new, total);
+        let mut changes = config_changes(&self.config, &new);
+        for (name, a, b) in [
+            ("total", self.params.total, params.total),
+            ("sleep", self.params.sleep, params.sleep),
+            ("thres", self.params.thres, params.thres),
+        ] {
+            if a != b {
+                changes.push(format!("{name} {a} -> {b}"));
+            }
+        }
+        if changes.is_empty() {
+            info!("configuration reloaded: nothing changed");
+        } else {
+            info!("configuration reloaded: {}", changes.join(", "));
+        }
+        if new.policy != self.config.policy {
+            self.classic = classic::State::default();
+        }
+        self.config = new;
+        self.params = params;
+        self.debug_log = DebugLog::from_config(&self.config);
+        for l in self.params.debug_lines() {
+            self.debug_log.line(&l);
+        }
+    }
+
+    fn sample(&self) -> anyhow::Result<Sample> {
+        let mem = MemInfo::read(&self.root)?;
+        let procs = process::scan(&self.root, Some(std::process::id()))
+            .with_context(|| format!("reading {}", self.root.join("/proc").display()))?;
+        let ksm = self.ksm.read()?;
+        Ok(Sample { mem, procs, ksm })
+    }
+
+    /// One adjustment: sample, decide, write.
+    fn cycle(&mut self) {
+        let sample = match self.sample() {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot adjust KSM this cycle: {e:#}");
+                return;
+            }
+        };
+        if !sample.procs.tuner_pids.is_empty() && !self.dry_run {
+            if self.yielded_to != sample.procs.tuner_pids {
+                warn!(
+                    "another KSM tuner is running (ksmtuned, pid {}): leaving KSM to it",
+                    sample
+                        .procs
+                        .tuner_pids
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.yielded_to = sample.procs.tuner_pids.clone();
+            }
+            notify(
+                self.notify,
+                &[sd_notify::NotifyState::Status("waiting: another ksmtuned is running")],
+            );
+            return;
+        } else if !self.yielded_to.is_empty() {
+            info!("the other tuner is gone: tuning again");
+            self.yielded_to.clear();
+        }
+        let decision = match self.config.policy {
+            PolicyKind::Classic => classic::adjust(
+                &self.params,
+                &mut self.classic,
+                sample.procs.qemu_rss_kib,
+                sample.mem.classic_free(),
+            ),
+        };
+        for l in &decision.debug_lines {
+            self.debug_log.line(l);
+        }
+        self.apply(&decision, &sample.ksm);
+        let status = status_line(&decision, &sample.ksm, sys::page_size());
+        notify(self.notify, &[sd_notify::NotifyState::Status(&status)]);
+    }
+
+    /// Write a decision: pages_to_scan, sleep_millisecs, then run, every
+    /// time (as the original did). With the kernel's advisor active,
+    /// pages_to_scan is the kernel's and only run is managed.
+    fn apply(&mut self, d: &Decision, state: &KsmState) {
+        let advisor = state.advisor_active();
+        if advisor && !self.advisor_noted {
+            info!(
+                "advisor_mode is scan-time: the kernel chooses pages_to_scan; ksmtuned manages run only"
+            );
+        }
+        self.advisor_noted = advisor;
+        let mut writes = Vec::new();
+        if d.run == Run::Merge && !advisor {
+            if let Some(n) = d.pages_to_scan {
+                writes.push((Knob::PagesToScan, n));
+            }
+            if let Some(ms) = d.sleep_millisecs {
+                writes.push((Knob::SleepMillisecs, ms));
+            }
+        }
+        writes.push((Knob::Run, u64::from(d.run.as_u8())));
+        let applied = Applied {
+            run: d.run,
+            pages_to_scan: if advisor { None } else { d.pages_to_scan },
+            sleep_millisecs: if advisor { None } else { d.sleep_millisecs },
+        };
+        let changed = self.last != Some(applied);
+        for (knob, value) in writes {
+            let setting = match Setting::number(knob, value) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!("{e}");
+                    continue;
+                }
+            };
+            if self.dry_run {
+                debug!("dry run: not writing {setting}");
+                continue;
+            }
+            if let Err(e) = self.ksm.write(setting) {
+                error!("{e}");
+            }
+        }
+        if changed {
+            let what = match d.run {
+                Run::Merge => match (applied.pages_to_scan, applied.sleep_millisecs) {
+                    (Some(p), Some(s)) => {
+                        format!("KSM running: pages_to_scan {p}, sleep_millisecs {s}")
+                    }
+                    _ => "KSM running (pages_to_scan left to the kernel's advisor)".to_string(),
+                },
+                _ => "KSM stopped".to_string(),
+            };
+            let prefix = if self.dry_run { "dry run: would set: " } else { "" };
+            info!("{prefix}{what} ({})", d.reason);
+            self.last = Some(applied);
+        }
+    }
+}
+
+/// The variables that differ between two configurations, as `NAME a -> b`.
+fn config_changes(a: &Config, b: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cmp = |name: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{name} {x} -> {y}"));
+        }
+    };
+    cmp("KSM_MONITOR_INTERVAL", a.monitor_interval.to_string(), b.monitor_interval.to_string());
+    cmp("KSM_SLEEP_MSEC", a.sleep_msec.to_string(), b.sleep_msec.to_string());
+    cmp("KSM_NPAGES_BOOST", a.npages_boost.to_string(), b.npages_boost.to_string());
+    cmp("KSM_NPAGES_DECAY", a.npages_decay.to_string(), b.npages_decay.to_string());
+    cmp("KSM_NPAGES_MIN", a.npages_min.to_string(), b.npages_min.to_string());
+    cmp("KSM_NPAGES_MAX", a.npages_max.to_string(), b.npages_max.to_string());
+    cmp("KSM_THRES_COEF", a.thres_coef.to_string(), b.thres_coef.to_string());
+    cmp("KSM_THRES_CONST", a.thres_const.to_string(), b.thres_const.to_string());
+    cmp("LOGFILE", format!("{:?}", a.logfile), format!("{:?}", b.logfile));
+    cmp("DEBUG", a.debug.to_string(), b.debug.to_string());
+    cmp("KSM_POLICY", a.policy.to_string(), b.policy.to_string());
+    out
+}
+
+/// The STATUS= line shown by `systemctl status ksmtuned`.
+pub fn status_line(d: &Decision, state: &KsmState, page_size: u64) -> String {
+    let saved = human::ubytes(state.saved_bytes(page_size));
+    match (d.run, d.pages_to_scan, d.sleep_millisecs) {
+        (Run::Merge, Some(p), Some(s)) if !state.advisor_active() => {
+            format!("KSM running: {saved} saved, pages_to_scan {p}, sleep {s} ms")
+        }
+        (Run::Merge, _, _) => format!("KSM running: {saved} saved, pages_to_scan set by the kernel's advisor"),
+        _ => format!("KSM stopped: {saved} saved; {}", d.reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn changes_are_listed() {
+        let a = Config::default();
+        let b = Config {
+            npages_boost: 500,
+            debug: true,
+            ..Config::default()
+        };
+        assert_eq!(
+            config_changes(&a, &b),
+            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG false -> true"]
+        );
+        assert!(config_changes(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn debug_log_appends_or_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let l = DebugLog {
+            enabled: true,
+            logfile: Some(path.clone()),
+        };
+        l.line("total 100");
+        l.line("sleep 10");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(": total 100"), "{text}");
+        // "<date>: " where date has six fields.
+        let date = lines[1].strip_suffix(": sleep 10").unwrap();
+        assert_eq!(date.split_whitespace().count(), 6, "{date}");
+        // Disabled: nothing written.
+        DebugLog {
+            enabled: false,
+            logfile: Some(path.clone()),
+        }
+        .line("x");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+}
