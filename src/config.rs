@@ -96,14 +96,26 @@ impl Default for Config {
 /// The variables this file knows, with a line for `--help`-like listings.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("KSM_MONITOR_INTERVAL", "seconds between adjustments (60)"),
-    ("KSM_SLEEP_MSEC", "sleep_millisecs for a 16 GiB host, scaled by MemTotal (10)"),
-    ("KSM_NPAGES_BOOST", "added to pages_to_scan when free memory is low (300)"),
+    (
+        "KSM_SLEEP_MSEC",
+        "sleep_millisecs for a 16 GiB host, scaled by MemTotal (10)",
+    ),
+    (
+        "KSM_NPAGES_BOOST",
+        "added to pages_to_scan when free memory is low (300)",
+    ),
     ("KSM_NPAGES_DECAY", "added to pages_to_scan otherwise (-50)"),
     ("KSM_NPAGES_MIN", "lower bound of pages_to_scan (64)"),
     ("KSM_NPAGES_MAX", "upper bound of pages_to_scan (1250)"),
-    ("KSM_THRES_COEF", "free-memory threshold, percent of MemTotal (20)"),
+    (
+        "KSM_THRES_COEF",
+        "free-memory threshold, percent of MemTotal (20)",
+    ),
     ("KSM_THRES_CONST", "threshold floor in KiB (2048)"),
-    ("LOGFILE", "file the debug lines are appended to (stdout when unset)"),
+    (
+        "LOGFILE",
+        "file the debug lines are appended to (stdout when unset)",
+    ),
     ("DEBUG", "any non-empty value turns debug lines on (unset)"),
     ("KSM_POLICY", "tuning policy (classic)"),
 ];
@@ -185,10 +197,14 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         Ok(None) => {}
         Err(e) => errors.push(e),
     };
-    take("KSM_MONITOR_INTERVAL", 1, &mut |v| c.monitor_interval = v as u64);
+    take("KSM_MONITOR_INTERVAL", 1, &mut |v| {
+        c.monitor_interval = v as u64
+    });
     take("KSM_SLEEP_MSEC", 0, &mut |v| c.sleep_msec = v as u64);
     take("KSM_NPAGES_BOOST", 0, &mut |v| c.npages_boost = v);
-    take("KSM_NPAGES_DECAY", -i64::from(u32::MAX), &mut |v| c.npages_decay = v);
+    take("KSM_NPAGES_DECAY", -i64::from(u32::MAX), &mut |v| {
+        c.npages_decay = v
+    });
     take("KSM_NPAGES_MIN", 0, &mut |v| c.npages_min = v);
     take("KSM_NPAGES_MAX", 0, &mut |v| c.npages_max = v);
     take("KSM_THRES_COEF", 0, &mut |v| c.thres_coef = v as u64);
@@ -277,7 +293,10 @@ mod tests {
         );
         let msgs: Vec<String> = l.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 5, "{msgs:?}");
-        assert!(msgs[0].starts_with("/etc/ksmtuned.conf:1: KSM_MONITOR_INTERVAL"), "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("/etc/ksmtuned.conf:1: KSM_MONITOR_INTERVAL"),
+            "{msgs:?}"
+        );
         assert!(msgs.iter().any(|m| m.starts_with("/etc/ksmtuned.conf:2: ")));
         assert!(msgs.iter().any(|m| m.starts_with("/etc/ksmtuned.conf:5: ")));
     }
@@ -287,7 +306,10 @@ mod tests {
         let l = conf("KSM_NPAGES_MIN=2000\n");
         assert_eq!(l.errors.len(), 1);
         let m = l.errors[0].to_string();
-        assert!(m.contains(":1:") && m.contains("2000") && m.contains("1250"), "{m}");
+        assert!(
+            m.contains(":1:") && m.contains("2000") && m.contains("1250"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -307,7 +329,10 @@ mod tests {
         assert_eq!(l.config, Config::default());
         // Every variable is documented in it.
         for (name, _) in VARIABLES {
-            assert!(text.contains(&format!("# {name}=")), "{name} not in the example");
+            assert!(
+                text.contains(&format!("# {name}=")),
+                "{name} not in the example"
+            );
         }
     }
 }

@@ -74,6 +74,13 @@ pub enum Command {
         )]
         command: Vec<String>,
     },
+    /// Ask the running ksmtuned to adjust KSM now (SIGUSR1), e.g. after
+    /// starting or stopping guests.
+    Retune {
+        /// Pid file of the daemon [default: /run/ksmtuned.pid under the root].
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -166,6 +173,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
         Command::Exec { command } => exec(&command),
+        Command::Retune { pid_file } => Ok(crate::daemon::retune(
+            &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
+        )),
         Command::Probe {
             pages,
             merge,

@@ -44,7 +44,7 @@ pub struct Cli {
     /// Check the configuration (FILE, or the one --config names), report
     /// every problem, and exit: 0 when it is valid, 1 otherwise.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
-    pub check_config: Option<PathBuf>,
+    pub check_config: Option<String>,
 
     /// Tuning policy, overriding KSM_POLICY.
     #[arg(long, value_name = "POLICY")]
@@ -55,7 +55,8 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Pid file and single-instance lock [default: /run/ksmtuned.pid under the root].
+    /// Pid file and single-instance lock [default: /run/ksmtuned.pid under
+    /// the root; /run/ksmtuned.dry-run.pid with --dry-run].
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
 
@@ -81,6 +82,10 @@ pub enum TunedCommand {
         pid_file: Option<PathBuf>,
     },
 }
+
+/// The pid file of a `--dry-run` daemon, so that it can run beside the
+/// real one.
+pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
 
 /// Set up the stderr logger: no timestamps (journald adds them).
 pub fn init_logger(verbose: u8) {
@@ -111,14 +116,19 @@ pub fn run(cli: Cli) -> i32 {
         return retune(&pid_path(&path));
     }
     if let Some(file) = &cli.check_config {
-        let explicit = if file.as_os_str().is_empty() {
+        let explicit = if file.is_empty() {
             cli.config.clone()
         } else {
-            Some(file.clone())
+            Some(PathBuf::from(file))
         };
         return check_config(&root, explicit.as_deref());
     }
-    match Daemon::start(&root, &cli, pid_path(&cli.pid_file)) {
+    // A dry run keeps out of the real daemon's way by default.
+    let pid_file = match (&cli.pid_file, cli.dry_run) {
+        (None, true) => Some(root.join(DRY_RUN_PID_FILE)),
+        (p, _) => p.clone(),
+    };
+    match Daemon::start(&root, &cli, pid_path(&pid_file)) {
         Ok(Some(mut d)) => match d.run_loop() {
             Ok(()) => 0,
             Err(e) => {
@@ -339,8 +349,8 @@ impl Daemon {
             debug_log.line(&l);
         }
         let mut usec = 0;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| Duration::from_micros(usec / 2));
+        let watchdog =
+            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
         info!(
             "ksmtuned {} started: policy {}, interval {} s, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
@@ -348,7 +358,11 @@ impl Daemon {
             config.monitor_interval,
             params.sleep,
             params.thres,
-            if cli.dry_run { " (dry run: nothing is written)" } else { "" }
+            if cli.dry_run {
+                " (dry run: nothing is written)"
+            } else {
+                ""
+            }
         );
         Ok(Some(Daemon {
             root: root.clone(),
@@ -382,7 +396,10 @@ impl Daemon {
         loop {
             let now = Instant::now();
             let wake = next_ping.map_or(due, |p| p.min(due));
-            match self.events.recv_timeout(wake.saturating_duration_since(now)) {
+            match self
+                .events
+                .recv_timeout(wake.saturating_duration_since(now))
+            {
                 Ok(Event::Exit(code)) => {
                     info!("exiting; KSM is left as it is");
                     notify(self.notify, &[sd_notify::NotifyState::Stopping]);
@@ -505,7 +522,9 @@ impl Daemon {
             }
             notify(
                 self.notify,
-                &[sd_notify::NotifyState::Status("waiting: another ksmtuned is running")],
+                &[sd_notify::NotifyState::Status(
+                    "waiting: another ksmtuned is running",
+                )],
             );
             return;
         } else if !self.yielded_to.is_empty() {
@@ -581,7 +600,11 @@ impl Daemon {
                 },
                 _ => "KSM stopped".to_string(),
             };
-            let prefix = if self.dry_run { "dry run: would set: " } else { "" };
+            let prefix = if self.dry_run {
+                "dry run: would set: "
+            } else {
+                ""
+            };
             info!("{prefix}{what} ({})", d.reason);
             self.last = Some(applied);
         }
@@ -596,15 +619,51 @@ fn config_changes(a: &Config, b: &Config) -> Vec<String> {
             out.push(format!("{name} {x} -> {y}"));
         }
     };
-    cmp("KSM_MONITOR_INTERVAL", a.monitor_interval.to_string(), b.monitor_interval.to_string());
-    cmp("KSM_SLEEP_MSEC", a.sleep_msec.to_string(), b.sleep_msec.to_string());
-    cmp("KSM_NPAGES_BOOST", a.npages_boost.to_string(), b.npages_boost.to_string());
-    cmp("KSM_NPAGES_DECAY", a.npages_decay.to_string(), b.npages_decay.to_string());
-    cmp("KSM_NPAGES_MIN", a.npages_min.to_string(), b.npages_min.to_string());
-    cmp("KSM_NPAGES_MAX", a.npages_max.to_string(), b.npages_max.to_string());
-    cmp("KSM_THRES_COEF", a.thres_coef.to_string(), b.thres_coef.to_string());
-    cmp("KSM_THRES_CONST", a.thres_const.to_string(), b.thres_const.to_string());
-    cmp("LOGFILE", format!("{:?}", a.logfile), format!("{:?}", b.logfile));
+    cmp(
+        "KSM_MONITOR_INTERVAL",
+        a.monitor_interval.to_string(),
+        b.monitor_interval.to_string(),
+    );
+    cmp(
+        "KSM_SLEEP_MSEC",
+        a.sleep_msec.to_string(),
+        b.sleep_msec.to_string(),
+    );
+    cmp(
+        "KSM_NPAGES_BOOST",
+        a.npages_boost.to_string(),
+        b.npages_boost.to_string(),
+    );
+    cmp(
+        "KSM_NPAGES_DECAY",
+        a.npages_decay.to_string(),
+        b.npages_decay.to_string(),
+    );
+    cmp(
+        "KSM_NPAGES_MIN",
+        a.npages_min.to_string(),
+        b.npages_min.to_string(),
+    );
+    cmp(
+        "KSM_NPAGES_MAX",
+        a.npages_max.to_string(),
+        b.npages_max.to_string(),
+    );
+    cmp(
+        "KSM_THRES_COEF",
+        a.thres_coef.to_string(),
+        b.thres_coef.to_string(),
+    );
+    cmp(
+        "KSM_THRES_CONST",
+        a.thres_const.to_string(),
+        b.thres_const.to_string(),
+    );
+    cmp(
+        "LOGFILE",
+        format!("{:?}", a.logfile),
+        format!("{:?}", b.logfile),
+    );
     cmp("DEBUG", a.debug.to_string(), b.debug.to_string());
     cmp("KSM_POLICY", a.policy.to_string(), b.policy.to_string());
     out
@@ -617,7 +676,9 @@ pub fn status_line(d: &Decision, state: &KsmState, page_size: u64) -> String {
         (Run::Merge, Some(p), Some(s)) if !state.advisor_active() => {
             format!("KSM running: {saved} saved, pages_to_scan {p}, sleep {s} ms")
         }
-        (Run::Merge, _, _) => format!("KSM running: {saved} saved, pages_to_scan set by the kernel's advisor"),
+        (Run::Merge, _, _) => {
+            format!("KSM running: {saved} saved, pages_to_scan set by the kernel's advisor")
+        }
         _ => format!("KSM stopped: {saved} saved; {}", d.reason),
     }
 }

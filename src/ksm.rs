@@ -779,10 +779,13 @@ impl Experiment {
 
     /// Restore now (also done on drop); errors are returned.
     pub fn restore(&self) -> Result<()> {
+        let now = self.ksm.read()?;
         if self.snapshot.state().pages_shared == Some(0)
-            && self.ksm.run_state()? == Some(Run::Merge)
+            && (now.pages_shared.unwrap_or(0) > 0 || now.pages_sharing.unwrap_or(0) > 0)
         {
-            // Nothing was merged before: leave nothing merged behind.
+            // Nothing was merged before: leave nothing merged behind. This
+            // also clears the counts of exited processes, which a stopped
+            // ksmd would otherwise keep showing.
             self.ksm.set_run(Run::Unmerge)?;
         }
         self.snapshot.restore(&self.ksm)

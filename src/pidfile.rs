@@ -158,13 +158,19 @@ mod tests {
     fn lock_stale_and_running() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/ksmtuned.pid");
-        assert!(matches!(running_pid(&path), Err(PidFileError::NotRunning { .. })));
+        assert!(matches!(
+            running_pid(&path),
+            Err(PidFileError::NotRunning { .. })
+        ));
         let held = PidFile::acquire(&path).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim(), std::process::id().to_string());
         // A second daemon (another open file description) is refused.
         let e = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(e.contains("already running") && e.contains(&std::process::id().to_string()), "{e}");
+        assert!(
+            e.contains("already running") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
         assert_eq!(running_pid(&path).unwrap(), std::process::id());
         drop(held);
         assert!(!path.exists());

@@ -127,7 +127,9 @@ pub struct ProcScan {
 pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
     let mut out = ProcScan::default();
     for pid in pids(root)? {
-        let Some(name) = comm(root, pid) else { continue };
+        let Some(name) = comm(root, pid) else {
+            continue;
+        };
         if is_qemu_comm(&name) {
             if let Some(rss) = rss_kib(root, pid) {
                 out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);

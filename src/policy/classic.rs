@@ -30,7 +30,11 @@ impl Params {
     pub fn new(config: &Config, total_kib: u64) -> Params {
         let total = total_kib.max(1);
         let sleep = u128::from(config.sleep_msec) * 16 * 1024 * 1024 / u128::from(total);
-        let sleep = if sleep <= 10 { 10 } else { sleep.min(u128::from(u32::MAX)) as u64 };
+        let sleep = if sleep <= 10 {
+            10
+        } else {
+            sleep.min(u128::from(u32::MAX)) as u64
+        };
         let thres = (u128::from(total) * u128::from(config.thres_coef) / 100) as u64;
         let thres = if config.thres_const > thres {
             config.thres_const
@@ -174,7 +178,11 @@ mod tests {
             let d = adjust(&p, &mut s, committed, free);
             assert_eq!(d.run, run, "{before} {committed} {free}");
             assert_eq!(s.npages, after, "{before} {committed} {free}");
-            assert!(d.debug_lines.last().unwrap().ends_with(last), "{:?}", d.debug_lines);
+            assert!(
+                d.debug_lines.last().unwrap().ends_with(last),
+                "{:?}",
+                d.debug_lines
+            );
             if run == Run::Stop {
                 assert_eq!((d.pages_to_scan, d.sleep_millisecs), (None, None));
             } else {
