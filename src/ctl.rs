@@ -6,11 +6,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::human;
-use crate::ksm::{FileKind, Ksm, Run, Setting, FILES};
+use crate::ksm::{AdvisorMode, FileKind, Knob, Ksm, Run, Setting, SettingValue, FILES};
 use crate::root::Root;
 use crate::service;
 use crate::status::Status;
@@ -93,14 +93,29 @@ pub enum Command {
     },
 }
 
-/// Run a parsed command line; returns the process exit status.
+/// A mistake in the command line's values (an unknown key, a value the
+/// setting cannot take): exit status 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// Run a parsed command line; returns the process exit status: 0 ok,
+/// 1 runtime error, 2 usage error (3 from `status`: stopped).
 pub fn run(cli: Cli) -> i32 {
     let root = Root::from_option(cli.root);
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ksmctl: {e:#}");
-            1
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
         }
     }
 }
@@ -182,10 +197,10 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     } else {
         for k in keys {
             if !FILES.iter().any(|(n, _)| n == k) {
-                bail!(
+                return Err(usage(format!(
                     "unknown KSM file {k:?}; known: {}",
                     FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                );
+                )));
             }
         }
         keys.iter().map(String::as_str).collect()
@@ -235,16 +250,16 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
     let mut settings = Vec::new();
     for s in raw {
         let setting = Setting::parse_assignment(s).map_err(|e| {
+            let key = s.split('=').next().unwrap_or(s).trim();
             if FILES
                 .iter()
-                .any(|(n, k)| *k == FileKind::Counter && s.starts_with(&format!("{n}=")))
+                .any(|(n, k)| *k == FileKind::Counter && *n == key)
             {
-                anyhow!(
-                    "{} is a read-only counter, not a setting",
-                    s.split('=').next().unwrap_or(s)
-                )
+                usage(format!(
+                    "{key} is a read-only counter, not a setting (see `ksmctl get {key}`)"
+                ))
             } else {
-                anyhow!(e)
+                usage(e.to_string())
             }
         })?;
         if !ksm.path(setting.knob.name()).exists() {
@@ -255,6 +270,30 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
             );
         }
         settings.push(setting);
+    }
+    // advisor_mode first (switching it resets pages_to_scan), run last (the
+    // settings are in place before ksmd starts); the rest in the given order.
+    settings.sort_by_key(|s| match s.knob {
+        Knob::AdvisorMode => 0,
+        Knob::Run => 2,
+        _ => 1,
+    });
+    if settings.iter().any(|s| s.knob == Knob::PagesToScan) {
+        let mode = settings
+            .iter()
+            .rev()
+            .find_map(|s| match s.value {
+                SettingValue::Mode(m) if s.knob == Knob::AdvisorMode => Some(m),
+                _ => None,
+            })
+            .or(ksm.read()?.advisor_mode);
+        if mode == Some(AdvisorMode::ScanTime) {
+            bail!(
+                "cannot set pages_to_scan while the kernel's scan-time advisor chooses it \
+                 (advisor_mode = scan-time; the kernel would refuse with EINVAL): \
+                 add advisor_mode=none to the same command to take it over; nothing was written"
+            );
+        }
     }
     for setting in settings {
         if unmerge && setting.knob.needs_unmerge() {
@@ -273,7 +312,7 @@ fn exec(command: &[String]) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
     let (prog, args) = command
         .split_first()
-        .ok_or_else(|| anyhow!("no command given"))?;
+        .ok_or_else(|| usage("no command given"))?;
     if let Err(e) = sys::set_memory_merge(true) {
         if e.raw_os_error() == Some(libc::EINVAL) {
             bail!(
