@@ -110,7 +110,7 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ksmctl: {e:#}");
+            eprintln!("ksmctl: {}", message(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -118,6 +118,23 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
     }
+}
+
+/// The error and its causes, `: `-separated; the chain stops after one of
+/// the library's errors, whose message already says what its I/O source
+/// said (anyhow's `{:#}` would repeat "Permission denied (os error 13)").
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+        if cause.downcast_ref::<crate::Error>().is_some() {
+            break;
+        }
+    }
+    out
 }
 
 fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
@@ -147,16 +164,23 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Unmerge => {
             let state = ksm.read()?;
             let saved = state.saved_bytes(sys::page_size());
-            writeln!(
-                out,
-                "Unmerging {} pages: their processes will use {} more memory. \
-                 This can take a while.",
-                human::count(state.saved_pages()),
-                human::ubytes(saved)
-            )?;
-            out.flush()?;
+            let merged = state.saved_pages() > 0 || state.pages_shared.unwrap_or(0) > 0;
+            if merged {
+                writeln!(
+                    out,
+                    "Unmerging {} pages: their processes will use {} more memory. \
+                     This can take a while.",
+                    human::count(state.saved_pages()),
+                    human::ubytes(saved)
+                )?;
+                out.flush()?;
+            }
             ksm.set_run(Run::Unmerge)?;
-            writeln!(out, "Done: ksmd stopped, no pages merged.")?;
+            if merged {
+                writeln!(out, "Done: ksmd stopped, no pages merged.")?;
+            } else {
+                writeln!(out, "No pages were merged; ksmd stopped (run=2).")?;
+            }
             Ok(0)
         }
         Command::Status { json } => {
@@ -173,6 +197,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             if json {
                 serde_json::to_writer_pretty(&mut out, &status)?;
                 writeln!(out)?;
+            } else if !status.supported {
+                // Name the directory actually looked at (under --root).
+                writeln!(
+                    out,
+                    "KSM:            not supported ({} does not exist: kernel built without CONFIG_KSM)",
+                    ksm.dir().display()
+                )?;
             } else {
                 write!(out, "{}", status.render())?;
             }
