@@ -317,7 +317,13 @@ fn status_without_ksm() {
     let empty = tempfile::tempdir().unwrap();
     let run = ksmctl(empty.path(), &["status"]);
     assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("not supported"), "{}", run.stdout);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "KSM:            not supported ({} does not exist: kernel built without CONFIG_KSM)\n",
+            empty.path().join(KSM).display()
+        )
+    );
     let (code, got) = status_json(empty.path());
     assert_eq!(code, 1);
     assert_eq!(got["supported"], false);
@@ -747,4 +753,42 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, 0, "{args:?}");
         assert!(run.stdout.contains("Usage: ksmctl"), "{}", run.stdout);
     }
+}
+
+#[test]
+fn unmerge_with_nothing_merged() {
+    let dir = copy_fixture("linux-5.15");
+    let root = dir.path();
+    for c in ["pages_shared", "pages_sharing"] {
+        write_ksm(root, c, "0");
+    }
+    let run = ksmctl(root, &["unmerge"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "No pages were merged; ksmd stopped (run=2).\n");
+    assert_eq!(read_ksm(root, "run"), "2");
+}
+
+#[test]
+fn refused_write_names_file_value_and_reason_once() {
+    let dir = copy_fixture("linux-6.18");
+    let root = dir.path();
+    // A file the kernel would refuse: here a directory in its place.
+    let path = root.join(KSM).join("sleep_millisecs");
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let run = ksmctl(root, &["set", "sleep_millisecs=30"]);
+    expect_err(
+        &run,
+        1,
+        &[&format!(
+            "cannot write 30 to {}: Is a directory",
+            path.display()
+        )],
+    );
+    assert!(
+        !run.stderr.contains("os error"),
+        "cause repeated: {}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }

@@ -315,6 +315,11 @@ fn probes_merge_and_ebusy_paths() {
         ] {
             assert!(o.stderr.contains(needle), "{needle:?} in {}", o.stderr);
         }
+        assert!(
+            !o.stderr.contains("os error"),
+            "cause repeated: {}",
+            o.stderr
+        );
         assert_eq!(&get(key), &old);
 
         let o = ksmctl(&["set", "--unmerge", &assignment]);
@@ -441,7 +446,9 @@ fn non_root_is_told_it_needs_root() {
         let o = as_nobody(&bin, args);
         assert_eq!(o.code, 1, "{args:?} as nobody: {}", o.stderr);
         assert!(
-            o.stderr.contains("Permission denied") && o.stderr.contains("needs root"),
+            o.stderr.contains("Permission denied")
+                && o.stderr.contains("needs root")
+                && !o.stderr.contains("os error"),
             "{args:?}: {}",
             o.stderr
         );
