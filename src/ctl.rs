@@ -18,7 +18,13 @@ use crate::sys;
 
 /// Start, stop and inspect the kernel's samepage merging (KSM).
 #[derive(Debug, Parser)]
-#[command(name = "ksmctl", version, about, long_about = None)]
+#[command(
+    name = "ksmctl",
+    version,
+    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
+                  2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
+                  1 not supported."
+)]
 pub struct Cli {
     /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
     #[arg(long, global = true, value_name = "DIR")]

@@ -753,6 +753,14 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, 0, "{args:?}");
         assert!(run.stdout.contains("Usage: ksmctl"), "{}", run.stdout);
     }
+    let run = ksmctl(&root, &["--help"]);
+    assert!(
+        run.stdout
+            .starts_with("Start, stop and inspect the kernel's samepage merging"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("2 usage error"), "{}", run.stdout);
 }
 
 #[test]
