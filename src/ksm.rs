@@ -591,10 +591,10 @@ impl Ksm {
                     .u("pages_shared")
                     .ok()
                     .flatten()
-                    .map(|n| format!(" (pages_shared = {n})"))
+                    .map(|n| format!(", and pages_shared = {n}"))
                     .unwrap_or_default();
                 format!(
-                    " (the kernel changes {knob} only while no pages are merged{shared}; \
+                    " (the kernel changes {knob} only while no pages are merged{shared}: \
                      unmerge first with `ksmctl set --unmerge {setting}`, which writes run=2, \
                      sets {knob} and restores run)"
                 )
