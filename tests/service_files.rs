@@ -57,7 +57,7 @@ fn verify(root: &Path) -> (i32, String) {
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(format!("--root={}", root.display()))
-        .arg("ksm.service")
+        .args(["ksm.service", "ksmtuned.service"])
         .output()
         .expect("running systemd-analyze");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -100,16 +100,27 @@ fn systemd_analyze_verify() {
             fs::copy(&p, lib.join(p.file_name().unwrap())).unwrap();
         }
     }
-    fs::copy(repo("units/ksm.service"), etc.join("ksm.service")).unwrap();
+    for unit in ["ksm.service", "ksmtuned.service"] {
+        fs::copy(repo(&format!("units/{unit}")), etc.join(unit)).unwrap();
+    }
 
-    // Without the binary the verification must fail: it really looks.
+    // Without the binaries the verification must fail: it really looks.
     let (code, text) = verify(root.path());
     assert_ne!(code, 0, "verify passed without /usr/sbin/ksmctl: {text}");
     assert!(text.contains("/usr/sbin/ksmctl"), "{text}");
+    assert!(text.contains("/usr/sbin/ksmtuned"), "{text}");
 
-    let bin = sbin.join("ksmctl");
-    fs::copy(env!("CARGO_BIN_EXE_ksmctl"), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    // ExecReload= uses the host's kill(1), as installed units do.
+    fs::create_dir_all(root.path().join("bin")).unwrap();
+    fs::copy("/bin/kill", root.path().join("bin/kill")).unwrap();
+    for (name, built) in [
+        ("ksmctl", env!("CARGO_BIN_EXE_ksmctl")),
+        ("ksmtuned", env!("CARGO_BIN_EXE_ksmtuned")),
+    ] {
+        let bin = sbin.join(name);
+        fs::copy(built, &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let (code, text) = verify(root.path());
     assert_eq!(code, 0, "systemd-analyze verify failed: {text}");
     // Warnings (unknown keys, bad values) exit 0 too: none allowed.
@@ -117,7 +128,7 @@ fn systemd_analyze_verify() {
         text.trim().is_empty(),
         "systemd-analyze verify warned: {text}"
     );
-    eprintln!("systemd-analyze verify --root=... ksm.service: ok, no warnings");
+    eprintln!("systemd-analyze verify --root=... ksm.service ksmtuned.service: ok, no warnings");
 }
 
 fn start_with_sysconfig(text: &str) -> (i32, String, String) {
