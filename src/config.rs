@@ -21,6 +21,9 @@ pub enum PolicyKind {
     /// The original ksmtuned's decisions, bit for bit.
     #[default]
     Classic,
+    /// Merge fast within a CPU budget, then idle or stop
+    /// (see [`crate::policy::adaptive`]).
+    Adaptive,
 }
 
 impl PolicyKind {
@@ -28,6 +31,7 @@ impl PolicyKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyKind::Classic => "classic",
+            PolicyKind::Adaptive => "adaptive",
         }
     }
 }
@@ -37,7 +41,8 @@ impl std::str::FromStr for PolicyKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "classic" => Ok(PolicyKind::Classic),
-            _ => Err(format!("unknown policy {s:?} (known: classic)")),
+            "adaptive" => Ok(PolicyKind::Adaptive),
+            _ => Err(format!("unknown policy {s:?} (known: classic, adaptive)")),
         }
     }
 }
@@ -73,7 +78,13 @@ pub struct Config {
     pub debug: bool,
     /// KSM_POLICY: classic or adaptive.
     pub policy: PolicyKind,
+    /// KSM_MAX_CPU: ksmd's CPU budget for the adaptive policy, percent of
+    /// one core (1..=100).
+    pub max_cpu: u64,
 }
+
+/// The default of KSM_MAX_CPU (see README, "Adaptive policy").
+pub const DEFAULT_MAX_CPU: u64 = 25;
 
 impl Default for Config {
     fn default() -> Self {
@@ -89,6 +100,7 @@ impl Default for Config {
             logfile: None,
             debug: false,
             policy: PolicyKind::Classic,
+            max_cpu: DEFAULT_MAX_CPU,
         }
     }
 }
@@ -117,7 +129,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "file the debug lines are appended to (stdout when unset)",
     ),
     ("DEBUG", "any non-empty value turns debug lines on (unset)"),
-    ("KSM_POLICY", "tuning policy (classic)"),
+    ("KSM_POLICY", "tuning policy: classic or adaptive (classic)"),
+    (
+        "KSM_MAX_CPU",
+        "adaptive: ksmd CPU budget, percent of one core (25)",
+    ),
 ];
 
 /// The outcome of loading a file: the configuration (defaults where the
@@ -209,6 +225,14 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     take("KSM_NPAGES_MAX", 0, &mut |v| c.npages_max = v);
     take("KSM_THRES_COEF", 0, &mut |v| c.thres_coef = v as u64);
     take("KSM_THRES_CONST", 0, &mut |v| c.thres_const = v as u64);
+    take("KSM_MAX_CPU", 1, &mut |v| c.max_cpu = v as u64);
+    if c.max_cpu > 100 {
+        let a = last("KSM_MAX_CPU").expect("set when above 100");
+        errors.push(err(
+            a,
+            "must be a percentage of one core, at most 100".to_string(),
+        ));
+    }
     if c.npages_min > c.npages_max {
         let a = last("KSM_NPAGES_MAX")
             .or_else(|| last("KSM_NPAGES_MIN"))

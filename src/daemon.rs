@@ -27,8 +27,9 @@ use crate::human;
 use crate::ksm::{Knob, Ksm, KsmState, Run, Setting};
 use crate::meminfo::MemInfo;
 use crate::pidfile::{self, PidFile};
+use crate::policy::adaptive::{self, Trigger};
 use crate::policy::{classic, Decision};
-use crate::process::{self, ProcScan};
+use crate::process::{self, ProcWatch};
 use crate::root::Root;
 use crate::service;
 use crate::sys;
@@ -229,12 +230,128 @@ impl DebugLog {
     }
 }
 
-/// One reading of everything a policy looks at.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub mem: MemInfo,
-    pub procs: ProcScan,
-    pub ksm: KsmState,
+/// The running policy and its memory.
+enum Tuner {
+    Classic(classic::State),
+    Adaptive(Box<AdaptiveRun>),
+}
+
+/// The adaptive policy's state and what it watches between samples.
+struct AdaptiveRun {
+    state: adaptive::State,
+    watch: ProcWatch,
+    ksmd: Option<u32>,
+    pending: Option<Trigger>,
+}
+
+impl Tuner {
+    fn new(kind: PolicyKind) -> Tuner {
+        match kind {
+            PolicyKind::Classic => Tuner::Classic(classic::State::default()),
+            PolicyKind::Adaptive => Tuner::Adaptive(Box::new(AdaptiveRun {
+                state: adaptive::State::default(),
+                watch: ProcWatch::new(Some(std::process::id())),
+                ksmd: None,
+                pending: Some(Trigger::Start),
+            })),
+        }
+    }
+
+    fn mode(&self) -> Option<adaptive::Mode> {
+        match self {
+            Tuner::Adaptive(run) => Some(run.state.mode),
+            Tuner::Classic(_) => None,
+        }
+    }
+}
+
+/// The outcome of one policy step, before it is written.
+struct Step {
+    decision: Decision,
+    /// KSM as read in this step.
+    ksm: KsmState,
+    /// Other tuners seen running.
+    tuners: Vec<u32>,
+    /// Write every value every time (classic), or only what differs from
+    /// the kernel's current value (adaptive).
+    write_all: bool,
+}
+
+/// One step of the classic policy: one pass over /proc for QEMU's RSS.
+fn classic_step(
+    root: &Root,
+    ksm: &Ksm,
+    params: &classic::Params,
+    state: &mut classic::State,
+) -> anyhow::Result<Step> {
+    let mem = MemInfo::read(root)?;
+    let procs = process::scan(root, Some(std::process::id()))
+        .with_context(|| format!("reading {}", root.join("/proc").display()))?;
+    let ksm_state = ksm.read()?;
+    let decision = classic::adjust(params, state, procs.qemu_rss_kib, mem.classic_free());
+    Ok(Step {
+        decision,
+        ksm: ksm_state,
+        tuners: procs.tuner_pids,
+        write_all: true,
+    })
+}
+
+/// One step of the adaptive policy.
+fn adaptive_step(
+    root: &Root,
+    ksm: &Ksm,
+    params: &adaptive::Params,
+    run: &mut AdaptiveRun,
+    now: f64,
+) -> anyhow::Result<Step> {
+    let change = run
+        .watch
+        .update(root)
+        .with_context(|| format!("reading {}", root.join("/proc").display()))?;
+    let mem = MemInfo::read(root)?;
+    let state = ksm.read()?;
+    if run
+        .ksmd
+        .is_none_or(|pid| !root.join(format!("/proc/{pid}")).is_dir())
+    {
+        run.ksmd = process::ksmd_pid(root);
+    }
+    let ticks = sys::clock_ticks() as f64;
+    let input = adaptive::Input {
+        now,
+        available_kib: mem.mem_available.unwrap_or_else(|| mem.classic_free()),
+        psi_some_avg10: crate::meminfo::psi_some_avg10(root),
+        ksmd_cpu: run
+            .ksmd
+            .and_then(|pid| process::cpu_ticks(root, pid))
+            .map(|t| t as f64 / ticks),
+        pages_scanned: state.pages_scanned,
+        full_scans: state.full_scans.unwrap_or(0),
+        saved_pages: state.saved_pages(),
+        tracked_pages: state.pages_shared.unwrap_or(0)
+            + state.pages_sharing.unwrap_or(0)
+            + state.pages_unshared.unwrap_or(0)
+            + state.pages_volatile.unwrap_or(0),
+        volatile_pages: state.pages_volatile.unwrap_or(0),
+        advisor_active: state.advisor_active(),
+    };
+    let trigger = run
+        .pending
+        .take()
+        .or(
+            (change.appeared + change.exited > 0).then_some(Trigger::Processes {
+                appeared: change.appeared,
+                exited: change.exited,
+            }),
+        );
+    let decision = adaptive::decide(params, &mut run.state, &input, trigger);
+    Ok(Step {
+        decision,
+        ksm: state,
+        tuners: change.tuners,
+        write_all: false,
+    })
 }
 
 enum Event {
@@ -258,7 +375,8 @@ struct Daemon {
     policy_override: Option<PolicyKind>,
     config: Config,
     params: classic::Params,
-    classic: classic::State,
+    tuner: Tuner,
+    started: Instant,
     dry_run: bool,
     debug_log: DebugLog,
     notify: bool,
@@ -369,9 +487,10 @@ impl Daemon {
             ksm,
             config_path: cli.config.clone(),
             policy_override: cli.policy,
+            tuner: Tuner::new(config.policy),
             config,
             params,
-            classic: classic::State::default(),
+            started: Instant::now(),
             dry_run: cli.dry_run,
             debug_log,
             notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
@@ -384,8 +503,22 @@ impl Daemon {
         }))
     }
 
+    /// Time between cycles: KSM_MONITOR_INTERVAL for classic; the
+    /// adaptive policy samples every second (cheaply: one read of /proc's
+    /// directory, KSM's files, meminfo) so that it notices new guests and
+    /// keeps ksmd within its CPU budget.
     fn interval(&self) -> Duration {
-        Duration::from_secs(self.config.monitor_interval)
+        let configured = Duration::from_secs(self.config.monitor_interval);
+        match self.tuner {
+            Tuner::Classic(_) => configured,
+            Tuner::Adaptive(_) => configured.min(Duration::from_secs(1)),
+        }
+    }
+
+    fn retune_requested(&mut self) {
+        if let Tuner::Adaptive(run) = &mut self.tuner {
+            run.pending = Some(Trigger::Retune);
+        }
     }
 
     fn run_loop(&mut self) -> anyhow::Result<()> {
@@ -410,12 +543,14 @@ impl Daemon {
                 }
                 Ok(Event::Retune) => {
                     info!("retune requested");
+                    self.retune_requested();
                     self.cycle();
                     due = Instant::now() + self.interval();
                 }
                 Ok(Event::Reload) => {
                     notify(self.notify, &[sd_notify::NotifyState::Reloading]);
                     self.reload();
+                    self.retune_requested();
                     self.cycle();
                     notify(self.notify, &[sd_notify::NotifyState::Ready]);
                     due = Instant::now() + self.interval();
@@ -479,7 +614,7 @@ impl Daemon {
             info!("configuration reloaded: {}", changes.join(", "));
         }
         if new.policy != self.config.policy {
-            self.classic = classic::State::default();
+            self.tuner = Tuner::new(new.policy);
         }
         self.config = new;
         self.params = params;
@@ -489,36 +624,41 @@ impl Daemon {
         }
     }
 
-    fn sample(&self) -> anyhow::Result<Sample> {
-        let mem = MemInfo::read(&self.root)?;
-        let procs = process::scan(&self.root, Some(std::process::id()))
-            .with_context(|| format!("reading {}", self.root.join("/proc").display()))?;
-        let ksm = self.ksm.read()?;
-        Ok(Sample { mem, procs, ksm })
+    fn adaptive_params(&self) -> adaptive::Params {
+        adaptive::Params {
+            max_cpu: self.config.max_cpu as f64 / 100.0,
+            thres_kib: self.params.thres,
+            page_size: sys::page_size(),
+        }
     }
 
     /// One adjustment: sample, decide, write.
     fn cycle(&mut self) {
-        let sample = match self.sample() {
+        let aparams = self.adaptive_params();
+        let now = self.started.elapsed().as_secs_f64();
+        let before = self.tuner.mode();
+        let step = match &mut self.tuner {
+            Tuner::Classic(state) => classic_step(&self.root, &self.ksm, &self.params, state),
+            Tuner::Adaptive(run) => adaptive_step(&self.root, &self.ksm, &aparams, run, now),
+        };
+        let step = match step {
             Ok(s) => s,
             Err(e) => {
                 error!("cannot adjust KSM this cycle: {e:#}");
                 return;
             }
         };
-        if !sample.procs.tuner_pids.is_empty() && !self.dry_run {
-            if self.yielded_to != sample.procs.tuner_pids {
+        if !step.tuners.is_empty() && !self.dry_run {
+            if self.yielded_to != step.tuners {
                 warn!(
                     "another KSM tuner is running (ksmtuned, pid {}): leaving KSM to it",
-                    sample
-                        .procs
-                        .tuner_pids
+                    step.tuners
                         .iter()
                         .map(u32::to_string)
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                self.yielded_to = sample.procs.tuner_pids.clone();
+                self.yielded_to = step.tuners.clone();
             }
             notify(
                 self.notify,
@@ -531,50 +671,90 @@ impl Daemon {
             info!("the other tuner is gone: tuning again");
             self.yielded_to.clear();
         }
-        let decision = match self.config.policy {
-            PolicyKind::Classic => classic::adjust(
-                &self.params,
-                &mut self.classic,
-                sample.procs.qemu_rss_kib,
-                sample.mem.classic_free(),
-            ),
-        };
+        let decision = &step.decision;
         for l in &decision.debug_lines {
             self.debug_log.line(l);
         }
-        self.apply(&decision, &sample.ksm);
-        let status = status_line(&decision, &sample.ksm, sys::page_size());
+        let mode = self.tuner.mode();
+        if let Some(mode) = mode {
+            debug!("adaptive {}: {}", mode.as_str(), decision.reason);
+            if before != Some(mode) {
+                info!("adaptive: {}", decision.reason);
+            }
+        }
+        let wrote = self.apply(decision, &step.ksm, step.write_all, mode.is_none());
+        if let Some(mode) = mode {
+            if wrote || before != Some(mode) {
+                self.debug_log.line(&format!(
+                    "adaptive {} run {} pages_to_scan {} sleep {}: {}",
+                    mode.as_str(),
+                    decision.run.as_u8(),
+                    decision.pages_to_scan.map_or("-".into(), |n| n.to_string()),
+                    decision
+                        .sleep_millisecs
+                        .map_or("-".into(), |n| n.to_string()),
+                    decision.reason
+                ));
+            }
+        }
+        let label = mode.map_or("KSM", |m| m.as_str());
+        let status = status_line(label, decision, &step.ksm, sys::page_size());
         notify(self.notify, &[sd_notify::NotifyState::Status(&status)]);
     }
 
-    /// Write a decision: pages_to_scan, sleep_millisecs, then run, every
-    /// time (as the original did). With the kernel's advisor active,
-    /// pages_to_scan is the kernel's and only run is managed.
-    fn apply(&mut self, d: &Decision, state: &KsmState) {
+    /// Write a decision: pages_to_scan, sleep_millisecs, then run. With
+    /// `write_all` every value is written every time (as the original did);
+    /// otherwise only what differs from the kernel's current value. With
+    /// the kernel's advisor active, pages_to_scan is the kernel's: classic
+    /// then manages run only, adaptive run and sleep_millisecs. Returns
+    /// whether anything was (or, in a dry run, would have been) written.
+    fn apply(
+        &mut self,
+        d: &Decision,
+        state: &KsmState,
+        write_all: bool,
+        log_changes: bool,
+    ) -> bool {
         let advisor = state.advisor_active();
         if advisor && !self.advisor_noted {
             info!(
-                "advisor_mode is scan-time: the kernel chooses pages_to_scan; ksmtuned manages run only"
+                "advisor_mode is scan-time: the kernel chooses pages_to_scan; ksmtuned manages {}",
+                if write_all {
+                    "run only"
+                } else {
+                    "run and sleep_millisecs"
+                }
             );
         }
         self.advisor_noted = advisor;
         let mut writes = Vec::new();
-        if d.run == Run::Merge && !advisor {
-            if let Some(n) = d.pages_to_scan {
-                writes.push((Knob::PagesToScan, n));
+        let sleep_allowed = !advisor || !write_all;
+        if d.run == Run::Merge {
+            if let (Some(n), false) = (d.pages_to_scan, advisor) {
+                writes.push((Knob::PagesToScan, n, state.pages_to_scan));
             }
-            if let Some(ms) = d.sleep_millisecs {
-                writes.push((Knob::SleepMillisecs, ms));
+            if let (Some(ms), true) = (d.sleep_millisecs, sleep_allowed) {
+                writes.push((Knob::SleepMillisecs, ms, state.sleep_millisecs));
             }
         }
-        writes.push((Knob::Run, u64::from(d.run.as_u8())));
+        let run_now = state.run.map(|r| u64::from(r.as_u8()));
+        writes.push((Knob::Run, u64::from(d.run.as_u8()), run_now));
         let applied = Applied {
             run: d.run,
             pages_to_scan: if advisor { None } else { d.pages_to_scan },
-            sleep_millisecs: if advisor { None } else { d.sleep_millisecs },
+            sleep_millisecs: if sleep_allowed {
+                d.sleep_millisecs
+            } else {
+                None
+            },
         };
         let changed = self.last != Some(applied);
-        for (knob, value) in writes {
+        let mut wrote = false;
+        for (knob, value, current) in writes {
+            if !write_all && current == Some(value) {
+                continue;
+            }
+            wrote = true;
             let setting = match Setting::number(knob, value) {
                 Ok(s) => s,
                 Err(e) => {
@@ -590,7 +770,7 @@ impl Daemon {
                 error!("{e}");
             }
         }
-        if changed {
+        if changed && log_changes {
             let what = match d.run {
                 Run::Merge => match (applied.pages_to_scan, applied.sleep_millisecs) {
                     (Some(p), Some(s)) => {
@@ -606,8 +786,9 @@ impl Daemon {
                 ""
             };
             info!("{prefix}{what} ({})", d.reason);
-            self.last = Some(applied);
         }
+        self.last = Some(applied);
+        wrote
     }
 }
 
@@ -669,15 +850,21 @@ fn config_changes(a: &Config, b: &Config) -> Vec<String> {
     out
 }
 
-/// The STATUS= line shown by `systemctl status ksmtuned`.
-pub fn status_line(d: &Decision, state: &KsmState, page_size: u64) -> String {
+/// The STATUS= line shown by `systemctl status ksmtuned`; `mode` is the
+/// adaptive policy's (`None` for classic).
+pub fn status_line(mode: &str, d: &Decision, state: &KsmState, page_size: u64) -> String {
     let saved = human::ubytes(state.saved_bytes(page_size));
+    let head = if mode == "KSM" {
+        "KSM running".to_string()
+    } else {
+        format!("KSM running ({mode})")
+    };
     match (d.run, d.pages_to_scan, d.sleep_millisecs) {
         (Run::Merge, Some(p), Some(s)) if !state.advisor_active() => {
-            format!("KSM running: {saved} saved, pages_to_scan {p}, sleep {s} ms")
+            format!("{head}: {saved} saved, pages_to_scan {p}, sleep {s} ms")
         }
         (Run::Merge, _, _) => {
-            format!("KSM running: {saved} saved, pages_to_scan set by the kernel's advisor")
+            format!("{head}: {saved} saved, pages_to_scan set by the kernel's advisor")
         }
         _ => format!("KSM stopped: {saved} saved; {}", d.reason),
     }

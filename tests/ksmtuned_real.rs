@@ -78,6 +78,13 @@ fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
     panic!("timed out after {secs} s waiting for {what}");
 }
 
+/// Like [`wait_for`], printing how long it took.
+fn timed(what: &str, secs: u64, pred: impl FnMut() -> bool) {
+    let t = Instant::now();
+    wait_for(what, secs, pred);
+    eprintln!("{what}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
 #[test]
 fn classic_daemon_merges_a_guest_then_stops_ksmd() {
     if !writable() {
@@ -125,4 +132,62 @@ fn classic_daemon_merges_a_guest_then_stops_ksmd() {
     });
     // Stopping keeps the merged pages.
     assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 3900);
+}
+
+fn knob(ksm: &Ksm, name: &str) -> u64 {
+    ksm.read_raw(name).unwrap().unwrap().parse().unwrap()
+}
+
+#[test]
+fn adaptive_daemon_merges_then_idles_then_stops() {
+    if !writable() {
+        return;
+    }
+    let root = Root::default();
+    let ksm = Ksm::new(&root);
+    let _exp = Experiment::begin(&ksm).unwrap();
+    ksm.set_run(Run::Stop).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_probe, pid) = probe(20_000);
+
+    // Under pressure (the threshold is MemTotal): sprint, merge, then idle.
+    let d = daemon(
+        dir.path(),
+        "KSM_POLICY=adaptive\nKSM_THRES_COEF=100\nKSM_MAX_CPU=50\n",
+    );
+    timed("the sprint", 10, || {
+        ksm.run_state().unwrap() == Some(Run::Merge) && knob(&ksm, "sleep_millisecs") == 20
+    });
+    timed("the probe's pages to merge", 60, || {
+        process::ksm_stat(&root, pid)
+            .and_then(|k| k.merging_pages)
+            .unwrap_or(0)
+            >= 19_900
+    });
+    timed("near-idle scanning after convergence", 60, || {
+        knob(&ksm, "sleep_millisecs") == 200
+    });
+    assert_eq!(ksm.run_state().unwrap(), Some(Run::Merge));
+    // A new guest: a sprint again within a few seconds.
+    let (_probe2, pid2) = probe(5_000);
+    timed("a sprint for the new process", 5, || {
+        knob(&ksm, "sleep_millisecs") == 20
+    });
+    timed("the new probe's pages to merge", 60, || {
+        process::ksm_stat(&root, pid2)
+            .and_then(|k| k.merging_pages)
+            .unwrap_or(0)
+            >= 4_900
+    });
+    drop(d);
+
+    // Without pressure (threshold 0): after convergence ksmd is stopped.
+    let _d = daemon(
+        dir.path(),
+        "KSM_POLICY=adaptive\nKSM_THRES_COEF=0\nKSM_THRES_CONST=0\nKSM_MAX_CPU=50\n",
+    );
+    timed("ksmd stopped once nothing is left to gain", 60, || {
+        ksm.run_state().unwrap() == Some(Run::Stop)
+    });
+    assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 24_000);
 }

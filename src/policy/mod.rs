@@ -2,6 +2,7 @@
 //! current sample) to the settings to write. They touch no files, so they
 //! are tested with numbers only.
 
+pub mod adaptive;
 pub mod classic;
 
 use crate::ksm::Run;
