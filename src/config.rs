@@ -265,6 +265,10 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
             ));
         }
     }
+    errors.sort_by_key(|e| match e {
+        Error::Syntax { line, .. } => *line,
+        _ => 0,
+    });
     Loaded {
         config: c,
         warnings,

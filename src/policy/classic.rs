@@ -84,7 +84,7 @@ pub fn adjust(p: &Params, state: &mut State, committed: u64, free: u64) -> Decis
             sleep_millisecs: None,
             debug_lines: lines,
             reason: format!(
-                "enough free memory (committed {committed} + threshold {} < total {}, free {free} > threshold)",
+                "enough free memory: committed {committed} + threshold {} < total {} KiB, free {free} > threshold",
                 p.thres, p.total
             ),
         };
