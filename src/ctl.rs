@@ -74,6 +74,22 @@ pub enum Command {
         )]
         command: Vec<String>,
     },
+    /// Print KSM's metrics once in the Prometheus text format
+    /// (for node_exporter's textfile collector).
+    Metrics {
+        /// Processes with the most merging pages to include.
+        #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
+        top: usize,
+    },
+    /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    Ps {
+        /// Print JSON (raw integers, unit-carrying keys).
+        #[arg(long)]
+        json: bool,
+        /// Also show processes KSM scans but has merged nothing of.
+        #[arg(long)]
+        all: bool,
+    },
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -166,6 +182,8 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
         Command::Exec { command } => exec(&command),
+        Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
+        Command::Ps { json, all } => crate::ps::command(root, json, all, &mut out),
         Command::Probe {
             pages,
             merge,
