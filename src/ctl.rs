@@ -90,6 +90,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Watch KSM live, full screen: savings, ksmd's CPU use, processes
+    /// (keys: q quit, s sort, + and - refresh rate).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        interval: f64,
+    },
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -184,6 +191,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Exec { command } => exec(&command),
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps { json, all } => crate::ps::command(root, json, all, &mut out),
+        Command::Top { interval } => crate::top::command(root, interval),
         Command::Probe {
             pages,
             merge,

@@ -23,6 +23,7 @@ pub mod service;
 pub mod shellvars;
 pub mod status;
 pub mod sys;
+pub mod top;
 
 pub use error::{Error, Result};
 pub use root::Root;

@@ -729,7 +729,7 @@ fn respond(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ksm::Run;
 
