@@ -560,6 +560,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
                 &[],
                 b"too many connections\n",
             );
+            linger_close(&mut stream, Duration::from_millis(50));
             continue;
         }
         let s = Arc::clone(&shared);
@@ -651,6 +652,20 @@ fn serve(stream: &mut TcpStream, shared: &Shared) {
     let Some(head) = read_head(stream, &shared.opts) else {
         return;
     };
+    answer(stream, shared, head);
+    linger_close(stream, Duration::from_millis(200));
+}
+
+/// Close without resetting: a client whose request was refused may still
+/// be sending, and closing with unread data would reset the connection
+/// before it reads the answer; so read (and drop) a bounded rest first.
+fn linger_close(stream: &mut TcpStream, wait: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = io::copy(&mut (&*stream).take(64 * 1024), &mut io::sink());
+}
+
+fn answer(stream: &mut TcpStream, shared: &Shared, head: Head) {
     let (method, path) = match head {
         Head::Bad(code, reason, body) => {
             let _ = respond(stream, code, reason, &[], body.as_bytes());
