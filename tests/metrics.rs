@@ -179,7 +179,7 @@ fn server_answers_get_metrics_with_tuner_metrics() {
 #[test]
 fn server_bounds_requests_and_never_waits_for_slow_clients() {
     let opts = ServerOptions {
-        timeout: Duration::from_millis(700),
+        timeout: Duration::from_secs(3),
         max_connections: 2,
         ..ServerOptions::default()
     };
@@ -196,22 +196,23 @@ fn server_bounds_requests_and_never_waits_for_slow_clients() {
 
     // A client that connects and sends nothing does not hold up others...
     let mut idle = TcpStream::connect(addr).unwrap();
+    let connected = Instant::now();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     let r = http_get(addr, "/metrics").unwrap();
     assert_eq!(r.code, 200);
-    assert!(
-        t.elapsed() < Duration::from_millis(600),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     // ...and is answered 408 once its time is up.
-    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut got = String::new();
-    let t = Instant::now();
     idle.read_to_string(&mut got).unwrap();
     assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
 
     // Past max_connections, a client is answered 503 at once.
     let _a = TcpStream::connect(addr).unwrap();
@@ -220,7 +221,7 @@ fn server_bounds_requests_and_never_waits_for_slow_clients() {
     let r = http_get(addr, "/metrics").unwrap();
     assert_eq!(r.code, 503, "{r:?}");
     // Once they are timed out, service is back.
-    std::thread::sleep(Duration::from_millis(900));
+    std::thread::sleep(Duration::from_millis(3500));
     assert_eq!(http_get(addr, "/metrics").unwrap().code, 200);
 
     // A bad address is a clear error.
