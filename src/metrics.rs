@@ -693,7 +693,15 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(mut stream) = conn else { continue };
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or the like: do not spin.
+                log::warn!("metrics: accepting a connection failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
         let _ = stream.set_write_timeout(Some(shared.opts.timeout));
         if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.opts.max_connections {
             shared.active.fetch_sub(1, Ordering::SeqCst);
