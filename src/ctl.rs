@@ -87,6 +87,29 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
     },
+    /// Print KSM's metrics once in the Prometheus text format
+    /// (for node_exporter's textfile collector).
+    Metrics {
+        /// Processes with the most merging pages to include.
+        #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
+        top: usize,
+    },
+    /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    Ps {
+        /// Print JSON (raw integers, unit-carrying keys).
+        #[arg(long)]
+        json: bool,
+        /// Also show processes KSM scans but has merged nothing of.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Watch KSM live, full screen: savings, ksmd's CPU use, processes
+    /// (keys: q quit, s sort, + and - refresh rate).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        interval: f64,
+    },
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -228,6 +251,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Retune { pid_file } => Ok(crate::daemon::retune(
             &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
         )),
+        Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
+        Command::Ps { json, all } => crate::ps::command(root, json, all, &mut out),
+        Command::Top { interval } => crate::top::command(root, interval),
         Command::Probe {
             pages,
             merge,
