@@ -81,6 +81,9 @@ pub struct Config {
     /// KSM_MAX_CPU: ksmd's CPU budget for the adaptive policy, percent of
     /// one core (1..=100).
     pub max_cpu: u64,
+    /// KSM_METRICS_LISTEN: ADDRESS:PORT of the Prometheus endpoint (off
+    /// when unset).
+    pub metrics_listen: Option<String>,
 }
 
 /// The default of KSM_MAX_CPU (see README, "Adaptive policy").
@@ -101,6 +104,7 @@ impl Default for Config {
             debug: false,
             policy: PolicyKind::Classic,
             max_cpu: DEFAULT_MAX_CPU,
+            metrics_listen: None,
         }
     }
 }
@@ -133,6 +137,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "KSM_MAX_CPU",
         "adaptive: ksmd CPU budget, percent of one core (25)",
+    ),
+    (
+        "KSM_METRICS_LISTEN",
+        "ADDRESS:PORT to serve Prometheus metrics on (off)",
     ),
 ];
 
@@ -249,6 +257,15 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         c.logfile = Some(PathBuf::from(&a.value));
     }
     c.debug = last("DEBUG").is_some();
+    if let Some(a) = last("KSM_METRICS_LISTEN") {
+        match a.value.parse::<std::net::SocketAddr>() {
+            Ok(_) => c.metrics_listen = Some(a.value.clone()),
+            Err(_) => errors.push(err(
+                a,
+                "expected ADDRESS:PORT, e.g. 127.0.0.1:9926 or [::1]:9926".to_string(),
+            )),
+        }
+    }
     if let Some(a) = last("KSM_POLICY") {
         match a.value.parse() {
             Ok(p) => c.policy = p,
