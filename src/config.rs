@@ -86,6 +86,32 @@ pub struct Config {
     pub metrics_listen: Option<String>,
 }
 
+impl Config {
+    /// Every variable with its value as a person reads it (`unset` for an
+    /// absent path or address), in the order of [`VARIABLES`].
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "unset".to_string());
+        vec![
+            ("KSM_MONITOR_INTERVAL", self.monitor_interval.to_string()),
+            ("KSM_SLEEP_MSEC", self.sleep_msec.to_string()),
+            ("KSM_NPAGES_BOOST", self.npages_boost.to_string()),
+            ("KSM_NPAGES_DECAY", self.npages_decay.to_string()),
+            ("KSM_NPAGES_MIN", self.npages_min.to_string()),
+            ("KSM_NPAGES_MAX", self.npages_max.to_string()),
+            ("KSM_THRES_COEF", self.thres_coef.to_string()),
+            ("KSM_THRES_CONST", self.thres_const.to_string()),
+            (
+                "LOGFILE",
+                opt(self.logfile.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("DEBUG", if self.debug { "on" } else { "off" }.to_string()),
+            ("KSM_POLICY", self.policy.to_string()),
+            ("KSM_MAX_CPU", self.max_cpu.to_string()),
+            ("KSM_METRICS_LISTEN", opt(self.metrics_listen.clone())),
+        ]
+    }
+}
+
 /// The default of KSM_MAX_CPU (see README, "Adaptive policy").
 pub const DEFAULT_MAX_CPU: u64 = 25;
 
@@ -355,6 +381,13 @@ mod tests {
             m.contains(":1:") && m.contains("2000") && m.contains("1250"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn values_follow_the_variables() {
+        let names: Vec<&str> = Config::default().values().iter().map(|v| v.0).collect();
+        let known: Vec<&str> = VARIABLES.iter().map(|v| v.0).collect();
+        assert_eq!(names, known);
     }
 
     #[test]

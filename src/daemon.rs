@@ -922,60 +922,12 @@ impl Daemon {
 
 /// The variables that differ between two configurations, as `NAME a -> b`.
 fn config_changes(a: &Config, b: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cmp = |name: &str, x: String, y: String| {
-        if x != y {
-            out.push(format!("{name} {x} -> {y}"));
-        }
-    };
-    cmp(
-        "KSM_MONITOR_INTERVAL",
-        a.monitor_interval.to_string(),
-        b.monitor_interval.to_string(),
-    );
-    cmp(
-        "KSM_SLEEP_MSEC",
-        a.sleep_msec.to_string(),
-        b.sleep_msec.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_BOOST",
-        a.npages_boost.to_string(),
-        b.npages_boost.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_DECAY",
-        a.npages_decay.to_string(),
-        b.npages_decay.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_MIN",
-        a.npages_min.to_string(),
-        b.npages_min.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_MAX",
-        a.npages_max.to_string(),
-        b.npages_max.to_string(),
-    );
-    cmp(
-        "KSM_THRES_COEF",
-        a.thres_coef.to_string(),
-        b.thres_coef.to_string(),
-    );
-    cmp(
-        "KSM_THRES_CONST",
-        a.thres_const.to_string(),
-        b.thres_const.to_string(),
-    );
-    cmp(
-        "LOGFILE",
-        format!("{:?}", a.logfile),
-        format!("{:?}", b.logfile),
-    );
-    cmp("DEBUG", a.debug.to_string(), b.debug.to_string());
-    cmp("KSM_POLICY", a.policy.to_string(), b.policy.to_string());
-    out
+    a.values()
+        .into_iter()
+        .zip(b.values())
+        .filter(|((_, x), (_, y))| x != y)
+        .map(|((name, x), (_, y))| format!("{name} {x} -> {y}"))
+        .collect()
 }
 
 /// The STATUS= line shown by `systemctl status ksmtuned`; `mode` is the
@@ -1018,7 +970,7 @@ mod tests {
         };
         assert_eq!(
             config_changes(&a, &b),
-            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG false -> true"]
+            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG off -> on"]
         );
         assert!(config_changes(&a, &a).is_empty());
     }
