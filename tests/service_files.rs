@@ -223,3 +223,26 @@ fn example_sysconfig_documents_what_ksmctl_does() {
     }
     assert_eq!(forms, 4, "documented forms: 0, decimal, hex, octal");
 }
+
+#[test]
+fn example_default_ksm_is_the_default() {
+    // Debian's /etc/default/ksm: parsed like /etc/sysconfig/ksm, every
+    // line commented out as shipped, and the variable it documents is the
+    // one ksmctl reads.
+    let path = repo("etc/default/ksm");
+    let text = fs::read_to_string(&path).unwrap();
+    let parsed = ksmtuned::shellvars::parse(&path, &text);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert!(parsed.assignments.is_empty(), "{:?}", parsed.assignments);
+    let uncommented = text.replace("#KSM_MAX_KERNEL_PAGES=\n", "KSM_MAX_KERNEL_PAGES=0x10\n");
+    assert_ne!(
+        uncommented, text,
+        "etc/default/ksm lacks #KSM_MAX_KERNEL_PAGES="
+    );
+    let parsed = ksmtuned::shellvars::parse(&path, &uncommented);
+    let a = parsed
+        .get(ksmtuned::service::MAX_KERNEL_PAGES_VAR)
+        .expect("the documented variable is ksmctl's");
+    assert_eq!(a.value, "0x10");
+    assert!(ksmtuned::service::SERVICE_CONFIG_FILES.contains(&"/etc/default/ksm"));
+}
