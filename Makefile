@@ -28,26 +28,22 @@ FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 
 CARGO ?= cargo
 ASSETS := target/assets
-BINS := target/release/ksmctl target/release/ksmtuned
-GENERATED := $(ASSETS)/man/ksmctl.8 $(ASSETS)/man/ksmtuned.8 \
-	$(foreach p,ksmctl ksmtuned,$(ASSETS)/completions/$(p).bash \
-		$(ASSETS)/completions/_$(p) $(ASSETS)/completions/$(p).fish)
 DASHBOARD := contrib/grafana/ksm-dashboard.json
 
 # The units and the libvirt hook name /usr/sbin; point them at SBINDIR.
 SUBST := sed -e 's|/usr/sbin/|$(SBINDIR)/|g'
 
-.PHONY: all install uninstall clean-assets
+.PHONY: all build docs install uninstall clean-assets
 
-all: $(BINS) $(GENERATED)
+all: build docs
 
-$(BINS): FORCE
+# Cargo knows what is up to date; these are cheap when nothing changed.
+build:
 	$(CARGO) build --release --locked --bins
 
-$(GENERATED) &: FORCE
+# Man pages and completions from the CLI definitions, into $(ASSETS).
+docs:
 	$(CARGO) run --locked --example gen-docs -- $(ASSETS)
-
-FORCE:
 
 # install-conf SOURCE DEST: install unless DEST exists (a conffile).
 define install-conf
