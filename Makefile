@@ -27,6 +27,8 @@ ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 
 CARGO ?= cargo
+# Where cargo puts the release binaries ($CARGO_TARGET_DIR if set).
+RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 ASSETS := target/assets
 DASHBOARD := contrib/grafana/ksm-dashboard.json
 
@@ -55,8 +57,8 @@ define install-conf
 endef
 
 install: all
-	install -D -m 755 target/release/ksmctl '$(DESTDIR)$(SBINDIR)/ksmctl'
-	install -D -m 755 target/release/ksmtuned '$(DESTDIR)$(SBINDIR)/ksmtuned'
+	install -D -m 755 $(RELEASE)/ksmctl '$(DESTDIR)$(SBINDIR)/ksmctl'
+	install -D -m 755 $(RELEASE)/ksmtuned '$(DESTDIR)$(SBINDIR)/ksmtuned'
 	install -d '$(DESTDIR)$(UNITDIR)'
 	$(SUBST) units/ksm.service > '$(DESTDIR)$(UNITDIR)/ksm.service'
 	$(SUBST) units/ksmtuned.service > '$(DESTDIR)$(UNITDIR)/ksmtuned.service'
