@@ -37,7 +37,7 @@ use crate::sys;
 
 /// Tune Kernel Samepage Merging to the host's memory pressure.
 #[derive(Debug, Parser)]
-#[command(name = "ksmtuned", version, long_about = None)]
+#[command(name = "ksmtuned", version)]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].
     #[arg(long, short = 'c', value_name = "FILE")]
