@@ -113,7 +113,7 @@ impl Config {
 }
 
 /// The default of KSM_MAX_CPU (see README, "Adaptive policy").
-pub const DEFAULT_MAX_CPU: u64 = 25;
+pub const DEFAULT_MAX_CPU: u64 = 50;
 
 impl Default for Config {
     fn default() -> Self {
@@ -162,7 +162,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("KSM_POLICY", "tuning policy: classic or adaptive (classic)"),
     (
         "KSM_MAX_CPU",
-        "adaptive: ksmd CPU budget, percent of one core (25)",
+        "adaptive: ksmd CPU budget, percent of one core (50)",
     ),
     (
         "KSM_METRICS_LISTEN",

@@ -144,6 +144,8 @@ pub struct State {
     boundary_saved: Option<u64>,
     /// Pages saved by the last completed full scan.
     last_scan_gain: Option<u64>,
+    /// (pages_scanned, saved_pages) when merging last made progress.
+    gain_mark: Option<(u64, u64)>,
     /// Idle-rate merging: (time, saved) at the start of the idle period.
     idle_mark: Option<(f64, u64)>,
 }
@@ -210,6 +212,20 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
         gain < floor
     };
 
+    // Where merging last made progress (in pages scanned), to see when it
+    // has stopped without waiting for another whole full scan.
+    if let Some(scanned) = input.pages_scanned {
+        match st.gain_mark {
+            Some((_, saved))
+                if input.saved_pages > saved + (input.tracked_pages / 10_000).max(16) =>
+            {
+                st.gain_mark = Some((scanned, input.saved_pages));
+            }
+            Some(_) => {}
+            None => st.gain_mark = Some((scanned, input.saved_pages)),
+        }
+    }
+
     // Why (re)start a sprint?
     let mut why: Option<String> = match trigger {
         Some(Trigger::Start) => Some("start".into()),
@@ -245,16 +261,27 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
             st.sprint_scans = input.full_scans;
             st.boundary_saved = None;
             st.last_scan_gain = None;
+            st.gain_mark = input.pages_scanned.map(|n| (n, input.saved_pages));
             st.idle_mark = None;
             let _ = write!(reason, "sprint ({w})");
         }
     }
 
-    // A sprint ends after two full scans and a full scan that saved little.
+    // A sprint ends after two full scans (merging needs two passes) once
+    // merging has stopped: a tenth of a full scan without progress (where
+    // the kernel counts pages_scanned), or a whole full scan that saved
+    // little.
     if st.mode == Mode::Sprint && reason.is_empty() {
         let scans = input.full_scans.saturating_sub(st.sprint_scans);
-        match st.last_scan_gain {
-            Some(gain) if scans >= 2 && small_gain(gain) => {
+        let quiet = match (input.pages_scanned, st.gain_mark) {
+            (Some(now), Some((at, _))) => {
+                now.saturating_sub(at) >= (input.tracked_pages / 10).max(4096)
+            }
+            _ => false,
+        };
+        let gain = st.last_scan_gain.filter(|&g| small_gain(g));
+        match gain.or(quiet.then_some(0)) {
+            Some(gain) if scans >= 2 => {
                 st.mode = if pressure { Mode::Idle } else { Mode::Stopped };
                 st.idle_mark = None;
                 let volatile = if input.tracked_pages > 0 {
@@ -262,10 +289,14 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
                 } else {
                     0.0
                 };
+                let evidence = if quiet {
+                    "nothing merged in the last tenth of a full scan".to_string()
+                } else {
+                    format!("last full scan saved {} pages", human::count(gain))
+                };
                 let _ = write!(
                     reason,
-                    "converged: last full scan saved {} of {} tracked ({} volatile); {}",
-                    human::count(gain),
+                    "converged: {evidence}, {} tracked ({} volatile); {}",
                     human::count(input.tracked_pages),
                     pct(volatile),
                     if pressure {
@@ -299,9 +330,9 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
         if let Some(s) = share {
             if st.pages > 0 && st.sleep_ms == sleep {
                 let factor = if s > 0.002 {
-                    (budget / s).clamp(0.25, 4.0)
+                    (budget / s).clamp(0.25, 8.0)
                 } else {
-                    4.0
+                    8.0
                 };
                 pages = (st.pages as f64 * factor).clamp(16.0, MAX_BATCH_PAGES as f64) as u64;
             }
@@ -467,6 +498,54 @@ mod tests {
     fn batch_share(pages: u64, sleep_ms: u64, cost: f64) -> f64 {
         let b = pages as f64 * cost;
         b / (b + sleep_ms as f64 / 1000.0)
+    }
+
+    #[test]
+    fn converges_without_waiting_for_a_third_full_scan() {
+        // 8 GiB mergeable: a full scan at 25% of a core takes several
+        // seconds, so the early criterion matters.
+        let p = params();
+        let mut st = State::default();
+        let mut sim = Sim::new(2_097_152, 1_000_000);
+        let mut d = decide(&p, &mut st, &sim.input, Some(Trigger::Start));
+        let mut scans_at_convergence = None;
+        for _ in 0..200 {
+            sim.step(&d);
+            d = decide(&p, &mut st, &sim.input, None);
+            if st.mode != Mode::Sprint {
+                scans_at_convergence = Some(sim.input.full_scans);
+                break;
+            }
+        }
+        assert_eq!(scans_at_convergence, Some(2), "{}", d.reason);
+        assert!(
+            d.reason.contains("nothing merged in the last tenth"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(sim.input.saved_pages, 1_000_000);
+        // Without pages_scanned (kernels before 6.6): a third full scan
+        // that saves nothing is the evidence.
+        let mut st = State::default();
+        let mut sim = Sim::new(2_097_152, 1_000_000);
+        let mut d = decide(&p, &mut st, &sim.input, Some(Trigger::Start));
+        let mut scans_at_convergence = None;
+        for _ in 0..400 {
+            sim.step(&d);
+            let mut old_kernel = sim.input;
+            old_kernel.pages_scanned = None;
+            d = decide(&p, &mut st, &old_kernel, None);
+            if st.mode != Mode::Sprint {
+                scans_at_convergence = Some(sim.input.full_scans);
+                break;
+            }
+        }
+        assert_eq!(scans_at_convergence, Some(3), "{}", d.reason);
+        assert!(
+            d.reason.contains("last full scan saved 0 pages"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]
