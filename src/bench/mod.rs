@@ -516,6 +516,17 @@ pub fn run(args: &RunArgs, signal: &AtomicUsize) -> anyhow::Result<Report> {
         crate::ksm::KsmdLock::PATH
     );
     let experiment = Experiment::begin(&ksm)?;
+    let began = Instant::now();
+    let check_signal = || -> anyhow::Result<()> {
+        match signal.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            sig => bail!(
+                "interrupted by {} before the workers started",
+                signal_name(sig)
+            ),
+        }
+    };
+    check_signal()?;
     let before = experiment.before().clone();
 
     // Pre-flight checks, under the lock.
@@ -677,6 +688,7 @@ pub fn run(args: &RunArgs, signal: &AtomicUsize) -> anyhow::Result<Report> {
         tuners: runs,
         ratios,
         interrupted,
+        duration_s: began.elapsed().as_secs_f64(),
     };
     drop(experiment);
 
