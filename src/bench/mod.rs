@@ -41,6 +41,9 @@ use workload::{MergeMode, WorkerOptions, Workers, WorkloadSpec};
 /// Milliseconds between samples.
 pub const SAMPLE_MS: u64 = 100;
 
+/// Milliseconds between samples during max-rate's first two full scans.
+pub const FINE_SAMPLE_MS: u64 = 10;
+
 /// Measure KSM tuners side by side on this machine's kernel: time and ksmd
 /// CPU to merge a known workload, and what each tuner costs.
 ///
@@ -368,6 +371,15 @@ fn skipped(spec: &TunerSpec, status: RunStatus, note: String) -> TunerRun {
     }
 }
 
+/// Whether `pid` belongs to the process group led by `leader`.
+fn is_in_group(root: &Root, pid: u32, leader: Option<u32>) -> bool {
+    let Some(leader) = leader else { return false };
+    std::fs::read_to_string(root.join(format!("/proc/{pid}/stat")))
+        .ok()
+        .and_then(|s| sampler::parse_stat_group_ticks(&s))
+        .is_some_and(|(g, _, _)| g == leader)
+}
+
 /// Run one tuner from the clean state until 90% + the steady window, or
 /// the time limit. Errors that concern only this tuner end up in its notes;
 /// errors of the bench (KSM unreadable, a worker died) are returned.
@@ -408,6 +420,8 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
     let limit_ms = (ctx.limits.time_limit_s * 1000.0) as u64;
     let after_ms = ((ctx.limits.settle_s + ctx.limits.steady_s) * 1000.0) as u64;
     let mut t90: Option<u64> = None;
+    let mut interfered = false;
+    let mut foreign_seen = false;
     let mut next = sampler.started();
     let mut n = 0u64;
     loop {
@@ -422,6 +436,14 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
             );
         }
         let t = s.t_ms;
+        let full_scans = s.full_scans;
+        if !interfered {
+            if let Some(note) = tuner::interference(&spec.kind, &s) {
+                eprintln!("ksm-bench:   {}: {note}", spec.name);
+                run.notes.push(note);
+                interfered = true;
+            }
+        }
         run.samples.push(s);
         let sig = ctx.signal.load(Ordering::SeqCst);
         if sig != 0 {
@@ -468,15 +490,40 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
         n += 1;
         if n % 10 == 0 {
             workers.check()?;
+            // Another tuner started beside ours (ksmtuned by name or pid
+            // file): its writes would spoil the figures.
+            let ours = process.as_ref().map(|p| p.pid());
+            let foreign: Vec<String> = service::running_tuners(ctx.root)
+                .into_iter()
+                .filter(|t| Some(t.pid) != ours && !is_in_group(ctx.root, t.pid, ours))
+                .map(|t| format!("{} (pid {})", t.comm, t.pid))
+                .collect();
+            if !foreign.is_empty() && !foreign_seen {
+                foreign_seen = true;
+                let note = format!(
+                    "another tuner ran during the run ({}) at {:.1} s: these figures may not be trustworthy",
+                    foreign.join(", "),
+                    t as f64 / 1000.0
+                );
+                eprintln!("ksm-bench:   {}: {note}", spec.name);
+                run.notes.push(note);
+            }
         }
-        next += Duration::from_millis(SAMPLE_MS);
+        // max-rate's first two full scans give the machine's scan rate:
+        // they can take well under a second, so sample them finely.
+        let step = if spec.kind == TunerKind::MaxRate && full_scans < 2 {
+            FINE_SAMPLE_MS
+        } else {
+            SAMPLE_MS
+        };
+        next += Duration::from_millis(step);
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
         } else {
             // Late (a slow read): keep the grid, skip the missed ticks.
             while next <= now {
-                next += Duration::from_millis(SAMPLE_MS);
+                next += Duration::from_millis(step);
             }
         }
     }

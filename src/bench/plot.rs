@@ -28,6 +28,20 @@ pub fn cpu_percent_series(samples: &[Sample], window_ms: u64) -> Vec<(f64, f64)>
     out
 }
 
+/// Line colours, told apart easily (Tableau 10).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 /// Draw the plot of a report into an SVG file.
 pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     let ps = report.host.page_size_bytes as f64;
@@ -94,7 +108,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .label("attainable")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
     for (i, r) in runs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(
                 r.samples.iter().map(|s| {
@@ -132,7 +146,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
     for (i, series) in cpu.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(series, color.stroke_width(2)))
             .map_err(|e| err(&e))?;

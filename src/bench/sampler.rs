@@ -37,6 +37,8 @@ pub struct Sample {
     pub pages_to_scan: Option<u64>,
     pub sleep_millisecs: Option<u64>,
     pub run: Option<u8>,
+    /// Whether the scan-time advisor is on (None: this kernel has none).
+    pub advisor_on: Option<bool>,
     pub use_zero_pages: bool,
 }
 
@@ -186,6 +188,7 @@ impl Sampler {
             pages_to_scan: s.pages_to_scan,
             sleep_millisecs: s.sleep_millisecs,
             run: s.run.map(|r| r.as_u8()),
+            advisor_on: s.advisor_mode.map(|_| s.advisor_active()),
             use_zero_pages: s.use_zero_pages == Some(1),
         })
     }

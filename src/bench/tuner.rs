@@ -229,6 +229,60 @@ pub fn start_kernel(ksm: &Ksm, kind: &TunerKind) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a kernel-only tuner's settings must read during its run:
+/// `(run, pages_to_scan, sleep_millisecs, advisor on)`; `None` where the
+/// tuner (or the advisor) may change it. Anything else means another
+/// program changed KSM's settings during the run.
+pub fn expected_settings(kind: &TunerKind) -> Option<(u8, Option<u64>, Option<u64>, bool)> {
+    match kind {
+        TunerKind::MaxRate => Some((1, Some(MAX_RATE_PAGES_TO_SCAN), Some(0), false)),
+        TunerKind::KernelDefault => Some((
+            1,
+            Some(DEFAULT_PAGES_TO_SCAN),
+            Some(DEFAULT_SLEEP_MILLISECS),
+            false,
+        )),
+        TunerKind::KernelAdvisor => Some((1, None, Some(DEFAULT_SLEEP_MILLISECS), true)),
+        TunerKind::Daemon { .. } | TunerKind::External { .. } => None,
+    }
+}
+
+/// A note when a sample of a kernel-only tuner's run shows settings it
+/// did not make.
+pub fn interference(kind: &TunerKind, s: &super::sampler::Sample) -> Option<String> {
+    let (run, pages, sleep, advisor) = expected_settings(kind)?;
+    let mut bad = Vec::new();
+    if s.run != Some(run) {
+        bad.push(format!(
+            "run={}",
+            s.run.map_or("?".into(), |r| r.to_string())
+        ));
+    }
+    if let (Some(want), Some(got)) = (pages, s.pages_to_scan) {
+        if want != got && !advisor {
+            bad.push(format!("pages_to_scan={got}"));
+        }
+    }
+    if let (Some(want), Some(got)) = (sleep, s.sleep_millisecs) {
+        if want != got {
+            bad.push(format!("sleep_millisecs={got}"));
+        }
+    }
+    if s.advisor_on != Some(advisor) && s.advisor_on.is_some() {
+        bad.push(format!(
+            "advisor_mode={}",
+            if advisor { "none" } else { "scan-time" }
+        ));
+    }
+    (!bad.is_empty()).then(|| {
+        format!(
+            "another program changed KSM's settings {:.1} s into the run ({}): these figures are not trustworthy",
+            s.t_ms as f64 / 1000.0,
+            bad.join(", ")
+        )
+    })
+}
+
 /// A tuner process in its own process group; dropping it stops the group.
 pub struct TunerProcess {
     child: Child,
@@ -371,6 +425,38 @@ mod tests {
         assert!(TunerSpec::external("x=").is_err());
         assert!(TunerSpec::external("bad name=true").is_err());
         assert!(TunerSpec::external("classic=true").is_err());
+    }
+
+    #[test]
+    fn foreign_settings_are_noticed() {
+        use super::super::sampler::Sample;
+        let ok = Sample {
+            t_ms: 1500,
+            run: Some(1),
+            pages_to_scan: Some(100),
+            sleep_millisecs: Some(20),
+            advisor_on: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(interference(&TunerKind::KernelDefault, &ok), None);
+        let mut bad = ok.clone();
+        bad.run = Some(0);
+        bad.pages_to_scan = Some(1250);
+        let n = interference(&TunerKind::KernelDefault, &bad).unwrap();
+        assert!(
+            n.contains("1.5 s") && n.contains("run=0, pages_to_scan=1250"),
+            "{n}"
+        );
+        // The advisor owns pages_to_scan; the daemons own everything.
+        let mut adv = ok.clone();
+        adv.advisor_on = Some(true);
+        adv.pages_to_scan = Some(80);
+        assert_eq!(interference(&TunerKind::KernelAdvisor, &adv), None);
+        assert!(interference(&TunerKind::KernelAdvisor, &ok).is_some());
+        let daemon = TunerKind::Daemon {
+            policy: "classic".into(),
+        };
+        assert_eq!(interference(&daemon, &bad), None);
     }
 
     #[test]
