@@ -6,11 +6,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::human;
-use crate::ksm::{FileKind, Ksm, Run, Setting, FILES};
+use crate::ksm::{AdvisorMode, FileKind, Knob, Ksm, Run, Setting, SettingValue, FILES};
 use crate::root::Root;
 use crate::service;
 use crate::status::Status;
@@ -18,7 +18,13 @@ use crate::sys;
 
 /// Start, stop and inspect the kernel's samepage merging (KSM).
 #[derive(Debug, Parser)]
-#[command(name = "ksmctl", version, about, long_about = None)]
+#[command(
+    name = "ksmctl",
+    version,
+    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
+                  2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
+                  1 not supported."
+)]
 pub struct Cli {
     /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
     #[arg(long, global = true, value_name = "DIR")]
@@ -74,6 +80,36 @@ pub enum Command {
         )]
         command: Vec<String>,
     },
+    /// Ask the running ksmtuned to adjust KSM now (SIGUSR1), e.g. after
+    /// starting or stopping guests.
+    Retune {
+        /// Pid file of the daemon [default: /run/ksmtuned.pid under the root].
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Print KSM's metrics once in the Prometheus text format
+    /// (for node_exporter's textfile collector).
+    Metrics {
+        /// Processes with the most merging pages to include.
+        #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
+        top: usize,
+    },
+    /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    Ps {
+        /// Print JSON (raw integers, unit-carrying keys).
+        #[arg(long)]
+        json: bool,
+        /// Also show processes KSM scans but has merged nothing of.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Watch KSM live, full screen: savings, ksmd's CPU use, processes
+    /// (keys: q quit, s sort, + and - refresh rate).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        interval: f64,
+    },
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -93,16 +129,48 @@ pub enum Command {
     },
 }
 
-/// Run a parsed command line; returns the process exit status.
+/// A mistake in the command line's values (an unknown key, a value the
+/// setting cannot take): exit status 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// Run a parsed command line; returns the process exit status: 0 ok,
+/// 1 runtime error, 2 usage error (3 from `status`: stopped).
 pub fn run(cli: Cli) -> i32 {
     let root = Root::from_option(cli.root);
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ksmctl: {e:#}");
-            1
+            eprintln!("ksmctl: {}", message(&e));
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
         }
     }
+}
+
+/// The error and its causes, `: `-separated; the chain stops after one of
+/// the library's errors, whose message already says what its I/O source
+/// said (anyhow's `{:#}` would repeat "Permission denied (os error 13)").
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+        if cause.downcast_ref::<crate::Error>().is_some() {
+            break;
+        }
+    }
+    out
 }
 
 fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
@@ -132,16 +200,23 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Unmerge => {
             let state = ksm.read()?;
             let saved = state.saved_bytes(sys::page_size());
-            writeln!(
-                out,
-                "Unmerging {} pages: their processes will use {} more memory. \
-                 This can take a while.",
-                human::count(state.saved_pages()),
-                human::ubytes(saved)
-            )?;
-            out.flush()?;
+            let merged = state.saved_pages() > 0 || state.pages_shared.unwrap_or(0) > 0;
+            if merged {
+                writeln!(
+                    out,
+                    "Unmerging {} pages: their processes will use {} more memory. \
+                     This can take a while.",
+                    human::count(state.saved_pages()),
+                    human::ubytes(saved)
+                )?;
+                out.flush()?;
+            }
             ksm.set_run(Run::Unmerge)?;
-            writeln!(out, "Done: ksmd stopped, no pages merged.")?;
+            if merged {
+                writeln!(out, "Done: ksmd stopped, no pages merged.")?;
+            } else {
+                writeln!(out, "No pages were merged; ksmd stopped (run=2).")?;
+            }
             Ok(0)
         }
         Command::Status { json } => {
@@ -158,6 +233,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             if json {
                 serde_json::to_writer_pretty(&mut out, &status)?;
                 writeln!(out)?;
+            } else if !status.supported {
+                // Name the directory actually looked at (under --root).
+                writeln!(
+                    out,
+                    "KSM:            not supported ({} does not exist: kernel built without CONFIG_KSM)",
+                    ksm.dir().display()
+                )?;
             } else {
                 write!(out, "{}", status.render())?;
             }
@@ -166,6 +248,12 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
         Command::Exec { command } => exec(&command),
+        Command::Retune { pid_file } => Ok(crate::daemon::retune(
+            &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
+        )),
+        Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
+        Command::Ps { json, all } => crate::ps::command(root, json, all, &mut out),
+        Command::Top { interval } => crate::top::command(root, interval),
         Command::Probe {
             pages,
             merge,
@@ -182,10 +270,10 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     } else {
         for k in keys {
             if !FILES.iter().any(|(n, _)| n == k) {
-                bail!(
+                return Err(usage(format!(
                     "unknown KSM file {k:?}; known: {}",
                     FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                );
+                )));
             }
         }
         keys.iter().map(String::as_str).collect()
@@ -235,16 +323,16 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
     let mut settings = Vec::new();
     for s in raw {
         let setting = Setting::parse_assignment(s).map_err(|e| {
+            let key = s.split('=').next().unwrap_or(s).trim();
             if FILES
                 .iter()
-                .any(|(n, k)| *k == FileKind::Counter && s.starts_with(&format!("{n}=")))
+                .any(|(n, k)| *k == FileKind::Counter && *n == key)
             {
-                anyhow!(
-                    "{} is a read-only counter, not a setting",
-                    s.split('=').next().unwrap_or(s)
-                )
+                usage(format!(
+                    "{key} is a read-only counter, not a setting (see `ksmctl get {key}`)"
+                ))
             } else {
-                anyhow!(e)
+                usage(e.to_string())
             }
         })?;
         if !ksm.path(setting.knob.name()).exists() {
@@ -255,6 +343,30 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
             );
         }
         settings.push(setting);
+    }
+    // advisor_mode first (switching it resets pages_to_scan), run last (the
+    // settings are in place before ksmd starts); the rest in the given order.
+    settings.sort_by_key(|s| match s.knob {
+        Knob::AdvisorMode => 0,
+        Knob::Run => 2,
+        _ => 1,
+    });
+    if settings.iter().any(|s| s.knob == Knob::PagesToScan) {
+        let mode = settings
+            .iter()
+            .rev()
+            .find_map(|s| match s.value {
+                SettingValue::Mode(m) if s.knob == Knob::AdvisorMode => Some(m),
+                _ => None,
+            })
+            .or(ksm.read()?.advisor_mode);
+        if mode == Some(AdvisorMode::ScanTime) {
+            bail!(
+                "cannot set pages_to_scan while the kernel's scan-time advisor chooses it \
+                 (advisor_mode = scan-time; the kernel would refuse with EINVAL): \
+                 add advisor_mode=none to the same command to take it over; nothing was written"
+            );
+        }
     }
     for setting in settings {
         if unmerge && setting.knob.needs_unmerge() {
@@ -273,7 +385,7 @@ fn exec(command: &[String]) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
     let (prog, args) = command
         .split_first()
-        .ok_or_else(|| anyhow!("no command given"))?;
+        .ok_or_else(|| usage("no command given"))?;
     if let Err(e) = sys::set_memory_merge(true) {
         if e.raw_os_error() == Some(libc::EINVAL) {
             bail!(

@@ -591,10 +591,10 @@ impl Ksm {
                     .u("pages_shared")
                     .ok()
                     .flatten()
-                    .map(|n| format!(" (pages_shared = {n})"))
+                    .map(|n| format!(", and pages_shared = {n}"))
                     .unwrap_or_default();
                 format!(
-                    " (the kernel changes {knob} only while no pages are merged{shared}; \
+                    " (the kernel changes {knob} only while no pages are merged{shared}: \
                      unmerge first with `ksmctl set --unmerge {setting}`, which writes run=2, \
                      sets {knob} and restores run)"
                 )
@@ -777,15 +777,42 @@ impl Experiment {
         self.snapshot.state()
     }
 
-    /// Restore now (also done on drop); errors are returned.
+    /// Restore now (also done on drop). Every step is attempted even when
+    /// an earlier one fails; the first error is returned.
     pub fn restore(&self) -> Result<()> {
-        if self.snapshot.state().pages_shared == Some(0)
-            && self.ksm.run_state()? == Some(Run::Merge)
-        {
-            // Nothing was merged before: leave nothing merged behind.
-            self.ksm.set_run(Run::Unmerge)?;
+        let mut first = None;
+        match self.ksm.read() {
+            Ok(now) => {
+                if self.snapshot.state().pages_shared == Some(0)
+                    && (now.pages_shared.unwrap_or(0) > 0 || now.pages_sharing.unwrap_or(0) > 0)
+                {
+                    // Nothing was merged before: leave nothing merged
+                    // behind. This also clears the counts of exited
+                    // processes, which a stopped ksmd would keep showing.
+                    // Unmerging can be interrupted (EINTR): try again.
+                    for attempt in 1..=5 {
+                        match self.ksm.set_run(Run::Unmerge) {
+                            Ok(()) => break,
+                            Err(e) if attempt < 5 && e.raw_os_error() == Some(libc::EINTR) => {}
+                            Err(e) => {
+                                first.get_or_insert(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
-        self.snapshot.restore(&self.ksm)
+        if let Err(e) = self.snapshot.restore(&self.ksm) {
+            first.get_or_insert(e);
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

@@ -10,18 +10,25 @@
 //! production and a temporary tree in tests, for reads *and* writes.
 
 pub mod bench;
+pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod error;
 pub mod human;
 pub mod ksm;
 pub mod mem;
 pub mod meminfo;
+pub mod metrics;
+pub mod pidfile;
+pub mod policy;
 pub mod process;
+pub mod ps;
 pub mod root;
 pub mod service;
 pub mod shellvars;
 pub mod status;
 pub mod sys;
+pub mod top;
 
 pub use error::{Error, Result};
 pub use root::Root;

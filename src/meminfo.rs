@@ -87,6 +87,25 @@ impl MemInfo {
     }
 }
 
+/// `some avg10` from the text of `/proc/pressure/memory`: the percentage
+/// of the last 10 s in which some task stalled on memory.
+pub fn parse_psi_some_avg10(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("avg10="))?
+        .parse::<f64>()
+        .ok()?;
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+/// Memory pressure (PSI, Linux 4.20+ with CONFIG_PSI); `None` where the
+/// kernel does not have it.
+pub fn psi_some_avg10(root: &Root) -> Option<f64> {
+    let text = fs::read_to_string(root.join("/proc/pressure/memory")).ok()?;
+    parse_psi_some_avg10(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +129,17 @@ HugePages_Total:       0\n";
         let m = MemInfo::parse("MemTotal: 1000 kB\nMemFree: 10 kB\n").unwrap();
         assert_eq!(m.mem_available, None);
         assert_eq!(m.classic_free(), 10);
+    }
+
+    #[test]
+    fn psi() {
+        let t = "some avg10=1.25 avg60=0.50 avg300=0.00 total=12345\n\
+                 full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(parse_psi_some_avg10(t), Some(1.25));
+        assert_eq!(parse_psi_some_avg10("full avg10=3.00\n"), None);
+        assert_eq!(parse_psi_some_avg10("some avg10=x\n"), None);
+        assert_eq!(parse_psi_some_avg10("some avg10=NaN\n"), None);
+        assert_eq!(parse_psi_some_avg10(""), None);
     }
 
     #[test]

@@ -109,6 +109,208 @@ pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
         .collect()
 }
 
+/// What one pass over `/proc` found, for the tuners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcScan {
+    /// Sum of the resident set sizes of QEMU processes (KiB): classic
+    /// ksmtuned's "committed" memory.
+    pub qemu_rss_kib: u64,
+    /// The QEMU processes counted.
+    pub qemu_pids: Vec<u32>,
+    /// Processes named `ksmtuned` other than `exclude`.
+    pub tuner_pids: Vec<u32>,
+}
+
+/// One pass over `/proc`: QEMU processes (by `comm`, see [`is_qemu_comm`])
+/// and their RSS, and other tuners. Processes that exit during the pass
+/// are skipped.
+pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
+    let mut out = ProcScan::default();
+    for pid in pids(root)? {
+        let Some(name) = comm(root, pid) else {
+            continue;
+        };
+        if is_qemu_comm(&name) {
+            if let Some(rss) = rss_kib(root, pid) {
+                out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
+                out.qemu_pids.push(pid);
+            }
+        } else if name == "ksmtuned" && Some(pid) != exclude && is_tuning_daemon(root, pid) {
+            out.tuner_pids.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a process named `ksmtuned` is a daemon that writes KSM's
+/// settings: the original bash script, or ours, but not ours running a
+/// one-shot command (`retune`, `--check-config`) or a `--dry-run`.
+pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
+    let Some(args) = cmdline(root, pid) else {
+        return false;
+    };
+    !args.iter().skip(1).any(|a| {
+        a == "retune"
+            || a == "--dry-run"
+            || a == "--check-config"
+            || a.starts_with("--check-config=")
+            || a == "--help"
+            || a == "-h"
+            || a == "--version"
+            || a == "-V"
+    })
+}
+
+/// How a process matters to the adaptive tuner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// It has memory opted in to KSM.
+    Mergeable,
+    /// Another KSM tuner.
+    Tuner,
+    /// Neither (yet).
+    Other,
+}
+
+/// What changed since the last [`ProcWatch::update`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchChange {
+    /// Processes that opted memory in since the last update.
+    pub appeared: usize,
+    /// Processes with mergeable memory that exited.
+    pub exited: usize,
+    /// Other KSM tuners now running.
+    pub tuners: Vec<u32>,
+}
+
+/// Notices processes that opt memory in to KSM, or exit, without reading
+/// every process's files every time: each update lists `/proc` (one
+/// directory read) and looks only at processes it has not seen, re-checking
+/// a new process for [`ProcWatch::GRACE`] updates in case it opts in after
+/// starting (QEMU does so while setting up guest memory).
+#[derive(Debug, Default)]
+pub struct ProcWatch {
+    /// Known pids, sorted, with what they are and how many more updates a
+    /// new `Other` is re-checked.
+    known: Vec<(u32, Kind, u8)>,
+    primed: bool,
+    exclude: Option<u32>,
+}
+
+/// Whether a process has memory opted in to KSM: `ksm_mergeable: yes` or
+/// `ksm_merge_any: yes` (6.14+), pages ksmd already tracks, or (older
+/// kernels) a QEMU process.
+pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
+    match ksm_stat(root, pid) {
+        Some(s) if s.mergeable == Some(true) || s.merge_any == Some(true) || s.rmap_items > 0 => {
+            true
+        }
+        Some(s) if s.mergeable.is_some() => false,
+        _ => is_qemu_comm(comm),
+    }
+}
+
+impl ProcWatch {
+    /// Updates during which a new process is re-checked.
+    pub const GRACE: u8 = 10;
+
+    /// A watch that ignores `exclude` (the daemon itself).
+    pub fn new(exclude: Option<u32>) -> ProcWatch {
+        ProcWatch {
+            exclude,
+            ..Default::default()
+        }
+    }
+
+    fn classify(&self, root: &Root, pid: u32) -> Option<Kind> {
+        let name = comm(root, pid)?;
+        Some(if name == "ksmtuned" {
+            if Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
+                Kind::Tuner
+            } else {
+                Kind::Other
+            }
+        } else if is_mergeable(root, pid, &name) {
+            Kind::Mergeable
+        } else {
+            Kind::Other
+        })
+    }
+
+    /// Look at `/proc` again. The first update learns what is there and
+    /// reports no change.
+    pub fn update(&mut self, root: &Root) -> io::Result<WatchChange> {
+        let now = pids(root)?;
+        let mut change = WatchChange::default();
+        let mut next = Vec::with_capacity(now.len());
+        let mut old = self.known.iter().peekable();
+        for pid in now {
+            // Processes gone since the last update.
+            while let Some(&&(p, kind, _)) = old.peek() {
+                if p >= pid {
+                    break;
+                }
+                if kind == Kind::Mergeable {
+                    change.exited += 1;
+                }
+                old.next();
+            }
+            let seen = match old.peek() {
+                Some(&&(p, kind, grace)) if p == pid => {
+                    old.next();
+                    Some((kind, grace))
+                }
+                _ => None,
+            };
+            let entry = match seen {
+                Some((Kind::Other, grace)) if grace > 0 => match self.classify(root, pid) {
+                    Some(Kind::Mergeable) => {
+                        change.appeared += 1;
+                        (pid, Kind::Mergeable, 0)
+                    }
+                    Some(k) => (pid, k, grace - 1),
+                    None => continue,
+                },
+                Some((kind, grace)) => (pid, kind, grace),
+                None => match self.classify(root, pid) {
+                    Some(k) => {
+                        if k == Kind::Mergeable && self.primed {
+                            change.appeared += 1;
+                        }
+                        let grace = if self.primed { Self::GRACE } else { 0 };
+                        (pid, k, grace)
+                    }
+                    None => continue,
+                },
+            };
+            if entry.1 == Kind::Tuner {
+                change.tuners.push(pid);
+            }
+            next.push(entry);
+        }
+        for &(_, kind, _) in old {
+            if kind == Kind::Mergeable {
+                change.exited += 1;
+            }
+        }
+        if !self.primed {
+            change.appeared = 0;
+            change.exited = 0;
+            self.primed = true;
+        }
+        self.known = next;
+        Ok(change)
+    }
+
+    /// The number of processes with mergeable memory seen.
+    pub fn mergeable(&self) -> usize {
+        self.known
+            .iter()
+            .filter(|(_, k, _)| *k == Kind::Mergeable)
+            .count()
+    }
+}
+
 /// `/proc/PID/ksm_stat` (Linux 6.1+; fields added over time).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KsmStat {
@@ -210,6 +412,51 @@ mod tests {
             123456
         );
         assert_eq!(parse_status_rss_kib("Name:\tkthreadd\n"), 0);
+    }
+
+    fn fake_proc(root: &std::path::Path, pid: u32, comm: &str, ksm_stat: Option<&str>) {
+        let d = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+        std::fs::write(d.join("cmdline"), format!("{comm}\0")).unwrap();
+        if let Some(s) = ksm_stat {
+            std::fs::write(d.join("ksm_stat"), s).unwrap();
+        }
+    }
+
+    #[test]
+    fn watch_notices_new_and_exited_mergeable_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let no = "ksm_rmap_items 0\nksm_mergeable: no\n";
+        let yes = "ksm_rmap_items 0\nksm_mergeable: yes\n";
+        fake_proc(dir.path(), 1, "init", Some(no));
+        fake_proc(dir.path(), 50, "qemu-kvm", Some(yes));
+        let mut w = ProcWatch::new(None);
+        assert_eq!(w.update(&root).unwrap(), WatchChange::default());
+        assert_eq!(w.mergeable(), 1);
+        // Nothing new.
+        assert_eq!(w.update(&root).unwrap(), WatchChange::default());
+        // A new process that opts in a little later, and one that exits.
+        fake_proc(dir.path(), 70, "worker", Some(no));
+        assert_eq!(w.update(&root).unwrap().appeared, 0);
+        std::fs::write(dir.path().join("proc/70/ksm_stat"), yes).unwrap();
+        std::fs::remove_dir_all(dir.path().join("proc/50")).unwrap();
+        let c = w.update(&root).unwrap();
+        assert_eq!((c.appeared, c.exited), (1, 1));
+        // Old kernels without ksm_mergeable: QEMU by name; rmap items.
+        fake_proc(dir.path(), 80, "qemu:vm2", None);
+        fake_proc(dir.path(), 90, "java", Some("ksm_rmap_items 12\n"));
+        fake_proc(dir.path(), 95, "bash", Some("ksm_rmap_items 0\n"));
+        let c = w.update(&root).unwrap();
+        assert_eq!((c.appeared, c.exited), (2, 0));
+        assert_eq!(w.mergeable(), 3);
+        // Another tuner; and not our own one-shot commands.
+        fake_proc(dir.path(), 100, "ksmtuned", None);
+        fake_proc(dir.path(), 101, "ksmtuned", None);
+        std::fs::write(dir.path().join("proc/101/cmdline"), "ksmtuned\0retune\0").unwrap();
+        let c = w.update(&root).unwrap();
+        assert_eq!(c.tuners, vec![100]);
     }
 
     #[test]

@@ -124,10 +124,15 @@ pub fn start(root: &Root, ksm: &Ksm, env: Option<String>) -> Result<StartReport>
         ksm.write(Knob::MaxKernelPages.parse(&n.to_string())?)?;
         report.max_kernel_pages = Some(n);
     } else if let Some(v) = var.filter(|v| !v.value.trim().is_empty()) {
-        // Still validate it, so a typo does not wait for an old kernel.
-        max_kernel_pages_value(Some(&v), 0)?;
+        // The value is not used here, so a bad one does not stop KSM from
+        // starting; the note says it is bad, so it is fixed before it matters.
+        let bad = if max_kernel_pages_value(Some(&v), 0).is_err() {
+            " (and it is not a valid number of pages)"
+        } else {
+            ""
+        };
         report.note = Some(format!(
-            "note: {MAX_KERNEL_PAGES_VAR}={} (from {}) is ignored: this kernel has no \
+            "note: {MAX_KERNEL_PAGES_VAR}={:?} (from {}) is ignored{bad}: this kernel has no \
              max_kernel_pages limit (KSM pages are swappable since Linux 2.6.33)",
             v.value, v.origin
         ));
@@ -175,7 +180,10 @@ pub fn running_tuners(root: &Root) -> Vec<Tuner> {
         }
     }
     for pid in process::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) {
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && process::is_tuning_daemon(root, pid)
+        {
             out.push(Tuner {
                 pid,
                 comm: "ksmtuned".to_string(),

@@ -163,15 +163,17 @@ impl Status {
                 .join(", ")
         };
         line(&mut o, "Tuner", tuner);
-        let zero = self.zero_pages.unwrap_or(0).max(0) as u64;
+        let zero = match self.zero_pages {
+            Some(z) => format!(" + {} zero pages", human::count(z.max(0) as u64)),
+            None => String::new(),
+        };
         line(
             &mut o,
             "Memory saved",
             format!(
-                "{}  ({} pages sharing + {} zero pages, page size {})",
+                "{}  ({} pages sharing{zero}, page size {})",
                 human::ubytes(self.saved_bytes),
                 human::count(self.sharing_pages.unwrap_or(0)),
-                human::count(zero),
                 human::ubytes(self.page_size_bytes)
             ),
         );

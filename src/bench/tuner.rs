@@ -120,19 +120,16 @@ pub fn ksmtuned_path(bench_exe: &Path) -> PathBuf {
         .join("ksmtuned")
 }
 
-/// Whether a ksmtuned binary offers the adaptive policy (its `--help`
-/// mentions it).
+/// Whether a ksmtuned binary offers the adaptive policy: it accepts
+/// `--policy adaptive` when checking an empty configuration.
 pub fn supports_adaptive(ksmtuned: &Path) -> bool {
     Command::new(ksmtuned)
-        .arg("--help")
+        .args(["--config", "/dev/null", "--check-config", "--policy", "adaptive"])
         .stdin(Stdio::null())
-        .output()
-        .map(|o| {
-            o.status.success()
-                && (String::from_utf8_lossy(&o.stdout).contains("adaptive")
-                    || String::from_utf8_lossy(&o.stderr).contains("adaptive"))
-        })
-        .unwrap_or(false)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The ksmtuned.conf handed to classic and adaptive. `KSM_THRES_COEF=100`

@@ -1,0 +1,9 @@
+//! `ksmtuned`: see [`ksmtuned::daemon`].
+
+use clap::Parser;
+
+fn main() {
+    ksmtuned::sys::default_sigpipe();
+    let cli = ksmtuned::daemon::Cli::parse();
+    std::process::exit(ksmtuned::daemon::run(cli));
+}

@@ -1,0 +1,366 @@
+//! `/etc/ksmtuned.conf`: the original's variables, read as data.
+//!
+//! Every variable of the original keeps its name, meaning and default; an
+//! empty value means the default, as in the original. Values are checked:
+//! a bad one is an error naming `file:line`, and unknown names are warned
+//! about (a typo would otherwise silently keep a default).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::root::Root;
+use crate::shellvars::{self, Assignment, Parsed};
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/ksmtuned.conf";
+
+/// Which tuning policy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyKind {
+    /// The original ksmtuned's decisions, bit for bit.
+    #[default]
+    Classic,
+    /// Merge fast within a CPU budget, then idle or stop
+    /// (see [`crate::policy::adaptive`]).
+    Adaptive,
+}
+
+impl PolicyKind {
+    /// The name used in the config and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Classic => "classic",
+            PolicyKind::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "classic" => Ok(PolicyKind::Classic),
+            "adaptive" => Ok(PolicyKind::Adaptive),
+            _ => Err(format!("unknown policy {s:?} (known: classic, adaptive)")),
+        }
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// KSM_MONITOR_INTERVAL: seconds between adjustments (> 0).
+    pub monitor_interval: u64,
+    /// KSM_SLEEP_MSEC: sleep_millisecs for a 16 GiB host, scaled.
+    pub sleep_msec: u64,
+    /// KSM_NPAGES_BOOST: added to pages_to_scan when free memory is low.
+    pub npages_boost: i64,
+    /// KSM_NPAGES_DECAY: added otherwise (normally negative).
+    pub npages_decay: i64,
+    /// KSM_NPAGES_MIN: lower clamp of pages_to_scan.
+    pub npages_min: i64,
+    /// KSM_NPAGES_MAX: upper clamp.
+    pub npages_max: i64,
+    /// KSM_THRES_COEF: threshold, percent of MemTotal.
+    pub thres_coef: u64,
+    /// KSM_THRES_CONST: threshold floor, KiB.
+    pub thres_const: u64,
+    /// LOGFILE: where debug lines go (stdout when unset).
+    pub logfile: Option<PathBuf>,
+    /// DEBUG: any non-empty value turns the debug lines on.
+    pub debug: bool,
+    /// KSM_POLICY: classic or adaptive.
+    pub policy: PolicyKind,
+    /// KSM_MAX_CPU: ksmd's CPU budget for the adaptive policy, percent of
+    /// one core (1..=100).
+    pub max_cpu: u64,
+}
+
+/// The default of KSM_MAX_CPU (see README, "Adaptive policy").
+pub const DEFAULT_MAX_CPU: u64 = 25;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            monitor_interval: 60,
+            sleep_msec: 10,
+            npages_boost: 300,
+            npages_decay: -50,
+            npages_min: 64,
+            npages_max: 1250,
+            thres_coef: 20,
+            thres_const: 2048,
+            logfile: None,
+            debug: false,
+            policy: PolicyKind::Classic,
+            max_cpu: DEFAULT_MAX_CPU,
+        }
+    }
+}
+
+/// The variables this file knows, with a line for `--help`-like listings.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("KSM_MONITOR_INTERVAL", "seconds between adjustments (60)"),
+    (
+        "KSM_SLEEP_MSEC",
+        "sleep_millisecs for a 16 GiB host, scaled by MemTotal (10)",
+    ),
+    (
+        "KSM_NPAGES_BOOST",
+        "added to pages_to_scan when free memory is low (300)",
+    ),
+    ("KSM_NPAGES_DECAY", "added to pages_to_scan otherwise (-50)"),
+    ("KSM_NPAGES_MIN", "lower bound of pages_to_scan (64)"),
+    ("KSM_NPAGES_MAX", "upper bound of pages_to_scan (1250)"),
+    (
+        "KSM_THRES_COEF",
+        "free-memory threshold, percent of MemTotal (20)",
+    ),
+    ("KSM_THRES_CONST", "threshold floor in KiB (2048)"),
+    (
+        "LOGFILE",
+        "file the debug lines are appended to (stdout when unset)",
+    ),
+    ("DEBUG", "any non-empty value turns debug lines on (unset)"),
+    ("KSM_POLICY", "tuning policy: classic or adaptive (classic)"),
+    (
+        "KSM_MAX_CPU",
+        "adaptive: ksmd CPU budget, percent of one core (25)",
+    ),
+];
+
+/// The outcome of loading a file: the configuration (defaults where the
+/// file had errors), warnings, and errors (the daemon refuses to start on
+/// any error).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+    pub errors: Vec<Error>,
+    /// The file read, if there was one.
+    pub path: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Whether the configuration is usable.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Load the configuration. `explicit` is a file named on the command line
+/// (used as is, it must exist); otherwise the default file under the root
+/// is read if it exists, and defaults apply if it does not.
+pub fn load(root: &Root, explicit: Option<&Path>) -> Loaded {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => root.join(DEFAULT_CONFIG),
+    };
+    match shellvars::read(&path) {
+        Ok(Some(parsed)) => from_parsed(parsed),
+        Ok(None) if explicit.is_none() => Loaded::default(),
+        Ok(None) => Loaded {
+            errors: vec![Error::Other(format!(
+                "configuration file {} does not exist",
+                path.display()
+            ))],
+            ..Default::default()
+        },
+        Err(e) => Loaded {
+            errors: vec![e],
+            ..Default::default()
+        },
+    }
+}
+
+/// Build the configuration from parsed assignments.
+pub fn from_parsed(mut parsed: Parsed) -> Loaded {
+    let mut c = Config::default();
+    let mut errors = std::mem::take(&mut parsed.errors);
+    let mut warnings = Vec::new();
+    let path = parsed.path.clone();
+    let err = |a: &Assignment, msg: String| Error::Syntax {
+        path: path.clone(),
+        line: a.line,
+        message: format!("{}={:?}: {msg}", a.name, a.value),
+    };
+    // The last assignment of each name wins, as when a shell sources it.
+    let last = |name: &str| parsed.get(name).filter(|a| !a.value.is_empty());
+    let int = |name: &str, min: i64| -> Result<Option<i64>, Error> {
+        let Some(a) = last(name) else { return Ok(None) };
+        let v: i64 = a
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| err(a, "not a whole number".to_string()))?;
+        if v < min {
+            return Err(err(a, format!("must be at least {min}")));
+        }
+        if v > i64::from(u32::MAX) {
+            return Err(err(a, format!("must be at most {}", u32::MAX)));
+        }
+        Ok(Some(v))
+    };
+    let mut take = |name: &str, min: i64, slot: &mut dyn FnMut(i64)| match int(name, min) {
+        Ok(Some(v)) => slot(v),
+        Ok(None) => {}
+        Err(e) => errors.push(e),
+    };
+    take("KSM_MONITOR_INTERVAL", 1, &mut |v| {
+        c.monitor_interval = v as u64
+    });
+    take("KSM_SLEEP_MSEC", 0, &mut |v| c.sleep_msec = v as u64);
+    take("KSM_NPAGES_BOOST", 0, &mut |v| c.npages_boost = v);
+    take("KSM_NPAGES_DECAY", -i64::from(u32::MAX), &mut |v| {
+        c.npages_decay = v
+    });
+    take("KSM_NPAGES_MIN", 0, &mut |v| c.npages_min = v);
+    take("KSM_NPAGES_MAX", 0, &mut |v| c.npages_max = v);
+    take("KSM_THRES_COEF", 0, &mut |v| c.thres_coef = v as u64);
+    take("KSM_THRES_CONST", 0, &mut |v| c.thres_const = v as u64);
+    take("KSM_MAX_CPU", 1, &mut |v| c.max_cpu = v as u64);
+    if c.max_cpu > 100 {
+        let a = last("KSM_MAX_CPU").expect("set when above 100");
+        errors.push(err(
+            a,
+            "must be a percentage of one core, at most 100".to_string(),
+        ));
+    }
+    if c.npages_min > c.npages_max {
+        let a = last("KSM_NPAGES_MAX")
+            .or_else(|| last("KSM_NPAGES_MIN"))
+            .expect("MIN > MAX needs one of them set");
+        errors.push(err(
+            a,
+            format!(
+                "KSM_NPAGES_MIN ({}) is larger than KSM_NPAGES_MAX ({})",
+                c.npages_min, c.npages_max
+            ),
+        ));
+    }
+    if let Some(a) = last("LOGFILE") {
+        c.logfile = Some(PathBuf::from(&a.value));
+    }
+    c.debug = last("DEBUG").is_some();
+    if let Some(a) = last("KSM_POLICY") {
+        match a.value.parse() {
+            Ok(p) => c.policy = p,
+            Err(m) => errors.push(err(a, m)),
+        }
+    }
+    for a in &parsed.assignments {
+        if !VARIABLES.iter().any(|(n, _)| *n == a.name) {
+            warnings.push(format!(
+                "{}:{}: unknown variable {} (ignored)",
+                path.display(),
+                a.line,
+                a.name
+            ));
+        }
+    }
+    errors.sort_by_key(|e| match e {
+        Error::Syntax { line, .. } => *line,
+        _ => 0,
+    });
+    Loaded {
+        config: c,
+        warnings,
+        errors,
+        path: Some(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(text: &str) -> Loaded {
+        from_parsed(shellvars::parse(Path::new("/etc/ksmtuned.conf"), text))
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(conf("").config, Config::default());
+        let l = conf(
+            "KSM_MONITOR_INTERVAL=5\nexport KSM_SLEEP_MSEC='20'\nKSM_NPAGES_BOOST=\"1000\"\n\
+             KSM_NPAGES_DECAY=-10\nKSM_NPAGES_MIN=1\nKSM_NPAGES_MAX=5000\nKSM_THRES_COEF=30\n\
+             KSM_THRES_CONST=4096\nLOGFILE=/var/log/ksmtuned\nDEBUG=0\nKSM_POLICY=classic\n",
+        );
+        assert!(l.is_ok(), "{:?}", l.errors);
+        let c = l.config;
+        assert_eq!(c.monitor_interval, 5);
+        assert_eq!(c.sleep_msec, 20);
+        assert_eq!(c.npages_boost, 1000);
+        assert_eq!(c.npages_decay, -10);
+        assert_eq!((c.npages_min, c.npages_max), (1, 5000));
+        assert_eq!((c.thres_coef, c.thres_const), (30, 4096));
+        assert_eq!(c.logfile.as_deref(), Some(Path::new("/var/log/ksmtuned")));
+        assert!(c.debug, "DEBUG=0 is non-empty: on, as in the original");
+        assert_eq!(c.policy, PolicyKind::Classic);
+    }
+
+    #[test]
+    fn empty_means_default() {
+        let l = conf("KSM_NPAGES_BOOST=\nDEBUG=\nLOGFILE=''\n");
+        assert!(l.is_ok());
+        assert_eq!(l.config, Config::default());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let l = conf(
+            "KSM_MONITOR_INTERVAL=0\nKSM_NPAGES_BOOST=lots\nKSM_NPAGES_MIN=-1\n\
+             KSM_THRES_COEF=1.5\nKSM_POLICY=fast\n",
+        );
+        let msgs: Vec<String> = l.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 5, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("/etc/ksmtuned.conf:1: KSM_MONITOR_INTERVAL"),
+            "{msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| m.starts_with("/etc/ksmtuned.conf:2: ")));
+        assert!(msgs.iter().any(|m| m.starts_with("/etc/ksmtuned.conf:5: ")));
+    }
+
+    #[test]
+    fn min_above_max() {
+        let l = conf("KSM_NPAGES_MIN=2000\n");
+        assert_eq!(l.errors.len(), 1);
+        let m = l.errors[0].to_string();
+        assert!(
+            m.contains(":1:") && m.contains("2000") && m.contains("1250"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_warn() {
+        let l = conf("KSM_NPAGE_MAX=10\n");
+        assert!(l.is_ok());
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].contains(":1: unknown variable KSM_NPAGE_MAX"));
+    }
+
+    #[test]
+    fn shipped_example_is_the_defaults() {
+        let text = include_str!("../etc/ksmtuned.conf");
+        let l = conf(text);
+        assert!(l.is_ok(), "{:?}", l.errors);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.config, Config::default());
+        // Every variable is documented in it.
+        for (name, _) in VARIABLES {
+            assert!(
+                text.contains(&format!("# {name}=")),
+                "{name} not in the example"
+            );
+        }
+    }
+}

@@ -1,0 +1,1113 @@
+//! KSM's metrics in the Prometheus text exposition format (version 0.0.4).
+//!
+//! [`Sample::collect`] reads the system once; [`render`] is a pure function
+//! of a [`Sample`] (tested with numbers only). `ksmctl metrics` prints the
+//! text once, for node_exporter's textfile collector; `ksmtuned` serves it
+//! with [`Server`] when `KSM_METRICS_LISTEN` is set.
+//!
+//! Names carry the `ksm_` prefix and their unit in base units (`_bytes`,
+//! `_seconds`, `_ratio`); cumulative kernel counters end in `_total`.
+//! The encoding is done by the `prometheus` crate's `TextEncoder`, which
+//! writes the classic text format that node_exporter's textfile collector
+//! and `promtool check metrics` read (the OpenMetrics encoder of
+//! `prometheus-client` writes `info`/`unknown` types those reject).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, TextEncoder};
+
+use crate::error::{Error, Result};
+use crate::ksm::{AdvisorMode, Ksm, KsmState};
+use crate::process;
+use crate::ps::{self, ProcessKsm};
+use crate::root::Root;
+use crate::sys;
+
+/// Processes shown by default in the per-process metrics.
+pub const DEFAULT_TOP: usize = 20;
+
+/// The HTTP content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the tuning daemon reports about itself; `ksmtuned` keeps one in an
+/// `Arc<Mutex<_>>` and updates it after each cycle, the [`Server`] only
+/// reads a copy of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TunerMetrics {
+    /// The tuning policy's name (e.g. `classic`).
+    pub policy: String,
+    /// What the tuner is doing (e.g. `running`, `idle`, `stopped`).
+    pub state: String,
+    /// The `pages_to_scan` it chose last (None before the first choice).
+    pub pages_to_scan: Option<u64>,
+    /// The `sleep_millisecs` it chose last.
+    pub sleep_ms: Option<u64>,
+    /// Cycles that changed a KSM setting.
+    pub adjustments: u64,
+    /// Retunes asked for (SIGUSR1, `ksmtuned retune`).
+    pub retunes: u64,
+    /// Configuration reloads (SIGHUP).
+    pub reloads: u64,
+    /// Errors met by the loop (refused writes, unreadable files).
+    pub errors: u64,
+    /// When a setting was last changed.
+    pub last_adjustment: Option<SystemTime>,
+}
+
+/// One reading of everything the metrics show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// `None`: this kernel has no KSM.
+    pub ksm: Option<KsmState>,
+    pub page_size: u64,
+    /// ksmd's CPU time (user + system); `None` without a ksmd thread.
+    pub ksmd_cpu_seconds: Option<f64>,
+    /// Processes with merged pages, any order.
+    pub processes: Vec<ProcessKsm>,
+    pub tuner: Option<TunerMetrics>,
+}
+
+impl Sample {
+    /// Read KSM, ksmd's CPU time and every process's `ksm_stat`.
+    pub fn collect(root: &Root, tuner: Option<TunerMetrics>) -> Result<Sample> {
+        let ksm = Ksm::new(root);
+        let state = if ksm.supported() {
+            Some(ksm.read()?)
+        } else {
+            None
+        };
+        let ticks = sys::clock_ticks() as f64;
+        let ksmd_cpu_seconds = process::ksmd_pid(root)
+            .and_then(|pid| process::cpu_ticks(root, pid))
+            .map(|t| t as f64 / ticks);
+        let processes = ps::scan(root, false).map_err(|source| Error::Read {
+            path: root.join("/proc"),
+            source,
+        })?;
+        Ok(Sample {
+            ksm: state,
+            page_size: sys::page_size(),
+            ksmd_cpu_seconds,
+            processes,
+            tuner,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// The metric of one file of `/sys/kernel/mm/ksm` (advisor_mode, a
+/// selection, is rendered separately with a `mode` label).
+struct FileMetric {
+    /// The kernel's file (checked by the tests against [`crate::ksm::FILES`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    file: &'static str,
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    value: Option<f64>,
+}
+
+fn file_metrics(s: &KsmState) -> Vec<FileMetric> {
+    use Kind::{Counter as C, Gauge as G};
+    let f = |v: Option<u64>| v.map(|v| v as f64);
+    let ms = |v: Option<u64>| v.map(|v| v as f64 / 1000.0);
+    let m = |file, name, help, kind, value| FileMetric {
+        file,
+        name,
+        help,
+        kind,
+        value,
+    };
+    vec![
+        m(
+            "run",
+            "ksm_run",
+            "KSM's run setting: 0 ksmd stopped, 1 ksmd scanning, 2 stopped and every page unmerged.",
+            G,
+            s.run.map(|r| f64::from(r.as_u8())),
+        ),
+        m(
+            "pages_to_scan",
+            "ksm_pages_to_scan",
+            "Pages ksmd scans per batch (pages_to_scan).",
+            G,
+            f(s.pages_to_scan),
+        ),
+        m(
+            "sleep_millisecs",
+            "ksm_sleep_seconds",
+            "Time ksmd sleeps between batches (sleep_millisecs).",
+            G,
+            ms(s.sleep_millisecs),
+        ),
+        m(
+            "merge_across_nodes",
+            "ksm_merge_across_nodes",
+            "Whether pages of different NUMA nodes are merged (merge_across_nodes, 0 or 1).",
+            G,
+            f(s.merge_across_nodes),
+        ),
+        m(
+            "use_zero_pages",
+            "ksm_use_zero_pages",
+            "Whether empty pages are merged with the kernel's zero page (use_zero_pages, 0 or 1).",
+            G,
+            f(s.use_zero_pages),
+        ),
+        m(
+            "max_page_sharing",
+            "ksm_max_page_sharing",
+            "Most mappings one KSM page may have (max_page_sharing).",
+            G,
+            f(s.max_page_sharing),
+        ),
+        m(
+            "stable_node_chains_prune_millisecs",
+            "ksm_stable_node_chains_prune_seconds",
+            "How often stale stable node chains are pruned (stable_node_chains_prune_millisecs).",
+            G,
+            ms(s.stable_node_chains_prune_millisecs),
+        ),
+        m(
+            "smart_scan",
+            "ksm_smart_scan",
+            "Whether pages that repeatedly failed to merge are skipped (smart_scan, 0 or 1).",
+            G,
+            f(s.smart_scan),
+        ),
+        m(
+            "advisor_max_cpu",
+            "ksm_advisor_max_cpu_ratio",
+            "The kernel advisor's cap on ksmd's CPU use (advisor_max_cpu / 100).",
+            G,
+            s.advisor_max_cpu.map(|v| v as f64 / 100.0),
+        ),
+        m(
+            "advisor_target_scan_time",
+            "ksm_advisor_target_scan_time_seconds",
+            "The kernel advisor's target time for a full scan (advisor_target_scan_time).",
+            G,
+            f(s.advisor_target_scan_time),
+        ),
+        m(
+            "advisor_min_pages_to_scan",
+            "ksm_advisor_min_pages_to_scan",
+            "The kernel advisor's starting pages_to_scan (advisor_min_pages_to_scan).",
+            G,
+            f(s.advisor_min_pages_to_scan),
+        ),
+        m(
+            "advisor_max_pages_to_scan",
+            "ksm_advisor_max_pages_to_scan",
+            "The kernel advisor's largest pages_to_scan (advisor_max_pages_to_scan).",
+            G,
+            f(s.advisor_max_pages_to_scan),
+        ),
+        m(
+            "max_kernel_pages",
+            "ksm_max_kernel_pages",
+            "Most pages KSM may use, 0 unlimited (max_kernel_pages, 2.6.32-era kernels).",
+            G,
+            f(s.max_kernel_pages),
+        ),
+        m(
+            "pages_shared",
+            "ksm_pages_shared",
+            "KSM pages in use (pages_shared).",
+            G,
+            f(s.pages_shared),
+        ),
+        m(
+            "pages_sharing",
+            "ksm_pages_sharing",
+            "Further mappings of KSM pages, i.e. pages saved (pages_sharing).",
+            G,
+            f(s.pages_sharing),
+        ),
+        m(
+            "pages_unshared",
+            "ksm_pages_unshared",
+            "Unique pages checked again and again (pages_unshared).",
+            G,
+            f(s.pages_unshared),
+        ),
+        m(
+            "pages_volatile",
+            "ksm_pages_volatile",
+            "Pages changing too fast to be merged (pages_volatile).",
+            G,
+            f(s.pages_volatile),
+        ),
+        m(
+            "pages_scanned",
+            "ksm_pages_scanned_total",
+            "Pages ksmd scanned (pages_scanned).",
+            C,
+            f(s.pages_scanned),
+        ),
+        m(
+            "pages_skipped",
+            "ksm_pages_skipped_total",
+            "Pages smart_scan skipped (pages_skipped).",
+            C,
+            f(s.pages_skipped),
+        ),
+        m(
+            "full_scans",
+            "ksm_full_scans_total",
+            "Full scans ksmd completed over all mergeable memory (full_scans).",
+            C,
+            f(s.full_scans),
+        ),
+        m(
+            "general_profit",
+            "ksm_general_profit_bytes",
+            "Memory saved minus KSM's own metadata, may be negative (general_profit).",
+            G,
+            s.general_profit.map(|v| v as f64),
+        ),
+        m(
+            "ksm_zero_pages",
+            "ksm_zero_pages",
+            "Empty pages merged with the kernel's zero page (ksm_zero_pages).",
+            G,
+            s.ksm_zero_pages.map(|v| v as f64),
+        ),
+        m(
+            "stable_node_chains",
+            "ksm_stable_node_chains",
+            "KSM pages that hit max_page_sharing and were chained (stable_node_chains).",
+            G,
+            f(s.stable_node_chains),
+        ),
+        m(
+            "stable_node_dups",
+            "ksm_stable_node_dups",
+            "Duplicated KSM pages in chains (stable_node_dups).",
+            G,
+            f(s.stable_node_dups),
+        ),
+    ]
+}
+
+/// Every metric family [`render`] can write, with its type, so that a
+/// dashboard or a test can check the names it uses.
+pub fn family_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = file_metrics(&KsmState::default())
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    names.extend([
+        "ksm_supported",
+        "ksm_advisor_mode",
+        "ksm_memory_saved_bytes",
+        "ksm_page_size_bytes",
+        "ksm_ksmd_cpu_seconds_total",
+        "ksm_process_merging_pages",
+        "ksm_process_zero_pages",
+        "ksm_process_profit_bytes",
+        "ksm_process_rmap_items",
+        "ksm_tuner_policy",
+        "ksm_tuner_state",
+        "ksm_tuner_pages_to_scan",
+        "ksm_tuner_sleep_seconds",
+        "ksm_tuner_adjustments_total",
+        "ksm_tuner_retunes_total",
+        "ksm_tuner_reloads_total",
+        "ksm_tuner_errors_total",
+        "ksm_tuner_last_adjustment_timestamp_seconds",
+        "ksm_build_info",
+    ]);
+    names
+}
+
+fn perr(e: prometheus::Error) -> Error {
+    Error::Other(format!("cannot build the metrics: {e}"))
+}
+
+/// A registry built for one rendering.
+struct Families {
+    reg: Registry,
+}
+
+impl Families {
+    fn gauge(&self, name: &str, help: &str, v: f64) -> Result<()> {
+        let g = Gauge::with_opts(Opts::new(name, help)).map_err(perr)?;
+        g.set(v);
+        self.reg.register(Box::new(g)).map_err(perr)
+    }
+
+    fn counter(&self, name: &str, help: &str, v: f64) -> Result<()> {
+        // Whole numbers stay exact as integers; fractions (CPU seconds) as floats.
+        if v.fract() == 0.0 && (0.0..9.0e15).contains(&v) {
+            let c = IntCounter::with_opts(Opts::new(name, help)).map_err(perr)?;
+            c.inc_by(v as u64);
+            self.reg.register(Box::new(c)).map_err(perr)
+        } else {
+            let c = Counter::with_opts(Opts::new(name, help)).map_err(perr)?;
+            c.inc_by(v.max(0.0));
+            self.reg.register(Box::new(c)).map_err(perr)
+        }
+    }
+
+    fn labelled(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        rows: &[(Vec<String>, f64)],
+    ) -> Result<()> {
+        let g = GaugeVec::new(Opts::new(name, help), labels).map_err(perr)?;
+        for (values, v) in rows {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            g.get_metric_with_label_values(&values)
+                .map_err(perr)?
+                .set(*v);
+        }
+        self.reg.register(Box::new(g)).map_err(perr)
+    }
+}
+
+/// Render a sample as Prometheus text, with the `top` processes that have
+/// the most merging pages.
+pub fn render(sample: &Sample, top: usize) -> Result<String> {
+    let fam = Families {
+        reg: Registry::new(),
+    };
+    fam.gauge(
+        "ksm_supported",
+        "Whether this kernel has KSM (/sys/kernel/mm/ksm exists).",
+        if sample.ksm.is_some() { 1.0 } else { 0.0 },
+    )?;
+    fam.gauge(
+        "ksm_page_size_bytes",
+        "The page size KSM merges in.",
+        sample.page_size as f64,
+    )?;
+    if let Some(s) = &sample.ksm {
+        for m in file_metrics(s) {
+            let Some(v) = m.value else { continue };
+            match m.kind {
+                Kind::Gauge => fam.gauge(m.name, m.help, v)?,
+                Kind::Counter => fam.counter(m.name, m.help, v)?,
+            }
+        }
+        if let Some(mode) = s.advisor_mode {
+            let rows: Vec<(Vec<String>, f64)> = [AdvisorMode::None, AdvisorMode::ScanTime]
+                .iter()
+                .map(|m| (vec![m.to_string()], if *m == mode { 1.0 } else { 0.0 }))
+                .collect();
+            fam.labelled(
+                "ksm_advisor_mode",
+                "The kernel's pages_to_scan advisor: 1 for the selected mode (advisor_mode).",
+                &["mode"],
+                &rows,
+            )?;
+        }
+        fam.gauge(
+            "ksm_memory_saved_bytes",
+            "Memory KSM saves: (pages_sharing + ksm_zero_pages) * page size.",
+            s.saved_bytes(sample.page_size) as f64,
+        )?;
+    }
+    if let Some(cpu) = sample.ksmd_cpu_seconds {
+        fam.counter(
+            "ksm_ksmd_cpu_seconds_total",
+            "CPU time (user + system) the ksmd kernel thread used.",
+            cpu,
+        )?;
+    }
+    render_processes(&fam, sample, top)?;
+    if let Some(t) = &sample.tuner {
+        render_tuner(&fam, t)?;
+    }
+    fam.labelled(
+        "ksm_build_info",
+        "The version of ksmtuned/ksmctl that exposes these metrics (value 1).",
+        &["version"],
+        &[(vec![env!("CARGO_PKG_VERSION").to_string()], 1.0)],
+    )?;
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&fam.reg.gather(), &mut out)
+        .map_err(perr)?;
+    String::from_utf8(out).map_err(|e| Error::Other(format!("metrics are not UTF-8: {e}")))
+}
+
+fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
+    let mut procs: Vec<&ProcessKsm> = sample
+        .processes
+        .iter()
+        .filter(|p| p.merging_pages > 0)
+        .collect();
+    procs.sort_by(|a, b| {
+        b.merging_pages
+            .cmp(&a.merging_pages)
+            .then(a.pid.cmp(&b.pid))
+    });
+    procs.truncate(top);
+    if procs.is_empty() {
+        return Ok(());
+    }
+    let labels = ["pid", "comm", "guest"];
+    let rows = |f: &dyn Fn(&ProcessKsm) -> Option<f64>| -> Vec<(Vec<String>, f64)> {
+        procs
+            .iter()
+            .filter_map(|p| {
+                f(p).map(|v| {
+                    (
+                        vec![
+                            p.pid.to_string(),
+                            p.comm.clone(),
+                            p.guest.clone().unwrap_or_default(),
+                        ],
+                        v,
+                    )
+                })
+            })
+            .collect()
+    };
+    fam.labelled(
+        "ksm_process_merging_pages",
+        "Pages of the process mapped to KSM pages (ksm_merging_pages), for the processes with the most.",
+        &labels,
+        &rows(&|p| Some(p.merging_pages as f64)),
+    )?;
+    fam.labelled(
+        "ksm_process_zero_pages",
+        "Empty pages of the process merged with the zero page (ksm_zero_pages).",
+        &labels,
+        &rows(&|p| Some(p.zero_pages as f64)),
+    )?;
+    fam.labelled(
+        "ksm_process_rmap_items",
+        "KSM's bookkeeping entries for the process's scanned pages (ksm_rmap_items).",
+        &labels,
+        &rows(&|p| Some(p.rmap_items as f64)),
+    )?;
+    let profit = rows(&|p| p.profit_bytes.map(|v| v as f64));
+    if !profit.is_empty() {
+        fam.labelled(
+            "ksm_process_profit_bytes",
+            "The kernel's estimate of what KSM gains for the process, may be negative (ksm_process_profit).",
+            &labels,
+            &profit,
+        )?;
+    }
+    Ok(())
+}
+
+fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
+    fam.labelled(
+        "ksm_tuner_policy",
+        "The tuning policy ksmtuned runs (value 1).",
+        &["policy"],
+        &[(vec![t.policy.clone()], 1.0)],
+    )?;
+    fam.labelled(
+        "ksm_tuner_state",
+        "What ksmtuned is doing (value 1).",
+        &["state"],
+        &[(vec![t.state.clone()], 1.0)],
+    )?;
+    if let Some(p) = t.pages_to_scan {
+        fam.gauge(
+            "ksm_tuner_pages_to_scan",
+            "The pages_to_scan ksmtuned chose last.",
+            p as f64,
+        )?;
+    }
+    if let Some(ms) = t.sleep_ms {
+        fam.gauge(
+            "ksm_tuner_sleep_seconds",
+            "The sleep between ksmd batches ksmtuned chose last (sleep_millisecs).",
+            ms as f64 / 1000.0,
+        )?;
+    }
+    fam.counter(
+        "ksm_tuner_adjustments_total",
+        "Tuning cycles that changed a KSM setting.",
+        t.adjustments as f64,
+    )?;
+    fam.counter(
+        "ksm_tuner_retunes_total",
+        "Retunes asked for (SIGUSR1).",
+        t.retunes as f64,
+    )?;
+    fam.counter(
+        "ksm_tuner_reloads_total",
+        "Configuration reloads (SIGHUP).",
+        t.reloads as f64,
+    )?;
+    fam.counter(
+        "ksm_tuner_errors_total",
+        "Errors the tuning loop met and went on after.",
+        t.errors as f64,
+    )?;
+    if let Some(when) = t.last_adjustment {
+        let secs = when
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        fam.gauge(
+            "ksm_tuner_last_adjustment_timestamp_seconds",
+            "When ksmtuned last changed a KSM setting, in seconds since 1970.",
+            secs,
+        )?;
+    }
+    Ok(())
+}
+
+/// `ksmctl metrics [--top N]`: print the metrics once.
+pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<i32> {
+    let sample = Sample::collect(root, None)?;
+    out.write_all(render(&sample, top)?.as_bytes())?;
+    Ok(0)
+}
+
+/// Limits of the HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Processes in the per-process metrics.
+    pub top: usize,
+    /// Time a client has to send its whole request (and to read the answer).
+    pub timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Connections served at once; more are answered 503 at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            top: DEFAULT_TOP,
+            timeout: Duration::from_secs(5),
+            max_request_bytes: 8 * 1024,
+            max_connections: 8,
+        }
+    }
+}
+
+/// The `/metrics` endpoint: answers `GET /metrics` on its own threads
+/// (404 for other paths, 405 for other methods) and never blocks the
+/// caller, which only updates the shared [`TunerMetrics`].
+///
+/// The HTTP is written here on top of `httparse`: the server needs one
+/// route, a bounded request head and a deadline per connection, and the
+/// small server crates (tiny_http) have no per-connection timeout, so a
+/// client that sends nothing would hold a thread forever. Each response
+/// closes its connection (`Connection: close`), which Prometheus handles.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    root: Root,
+    tuner: Option<Arc<Mutex<TunerMetrics>>>,
+    opts: ServerOptions,
+    active: AtomicUsize,
+}
+
+impl Server {
+    /// Serve the metrics of `root` and of the tuner on `addr`
+    /// (`127.0.0.1:9926`; port 0 picks a free one: see [`Server::local_addr`]).
+    pub fn spawn(addr: &str, root: Root, tuner: Arc<Mutex<TunerMetrics>>) -> Result<Server> {
+        Server::spawn_with(addr, root, Some(tuner), ServerOptions::default())
+    }
+
+    /// [`Server::spawn`] with options, and without a tuner if `None`.
+    pub fn spawn_with(
+        addr: &str,
+        root: Root,
+        tuner: Option<Arc<Mutex<TunerMetrics>>>,
+        opts: ServerOptions,
+    ) -> Result<Server> {
+        let bad =
+            |why: String| Error::Other(format!("cannot listen on {addr:?} for metrics: {why}"));
+        let sock = addr
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("{e} (expected ADDRESS:PORT, e.g. 127.0.0.1:9926)")))?
+            .next()
+            .ok_or_else(|| bad("the address resolves to nothing".into()))?;
+        let listener = TcpListener::bind(sock).map_err(|e| bad(crate::error::describe_io(&e)))?;
+        let local = listener.local_addr().map_err(|e| bad(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            root,
+            tuner,
+            opts,
+            active: AtomicUsize::new(0),
+        });
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ksm-metrics".into())
+            .spawn(move || accept_loop(listener, shared, stop2))
+            .map_err(|e| bad(format!("cannot start its thread: {e}")))?;
+        Ok(Server {
+            addr: local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or the like: do not spin.
+                log::warn!("metrics: accepting a connection failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let _ = stream.set_write_timeout(Some(shared.opts.timeout));
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.opts.max_connections {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            let _ = respond(
+                &mut stream,
+                503,
+                "Service Unavailable",
+                &[],
+                b"too many connections\n",
+            );
+            linger_close(&mut stream, Duration::from_millis(50));
+            continue;
+        }
+        let s = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("ksm-metrics-conn".into())
+            .spawn(move || {
+                serve(&mut stream, &s);
+                s.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What a request head asked for.
+enum Head {
+    Request { method: String, path: String },
+    Bad(u16, &'static str, &'static str),
+}
+
+/// Read a request head within the deadline and the size limit; `None` when
+/// the client went away or gave up.
+fn read_head(stream: &mut TcpStream, opts: &ServerOptions) -> Option<Head> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Some(Head::Request {
+                    method: req.method.unwrap_or("").to_string(),
+                    path: req.path.unwrap_or("").to_string(),
+                })
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Some(Head::Bad(
+                    431,
+                    "Request Header Fields Too Large",
+                    "too many header fields\n",
+                ))
+            }
+            Err(_) => return Some(Head::Bad(400, "Bad Request", "malformed HTTP request\n")),
+        }
+        if buf.len() >= opts.max_request_bytes {
+            return Some(Head::Bad(
+                431,
+                "Request Header Fields Too Large",
+                "request too large\n",
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(Head::Bad(
+                408,
+                "Request Timeout",
+                "request not received in time\n",
+            ));
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        let room = (opts.max_request_bytes - buf.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Some(Head::Bad(
+                    408,
+                    "Request Timeout",
+                    "request not received in time\n",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+fn serve(stream: &mut TcpStream, shared: &Shared) {
+    let Some(head) = read_head(stream, &shared.opts) else {
+        return;
+    };
+    answer(stream, shared, head);
+    linger_close(stream, Duration::from_millis(200));
+}
+
+/// Close without resetting: a client whose request was refused may still
+/// be sending, and closing with unread data would reset the connection
+/// before it reads the answer; so read (and drop) a bounded rest first.
+fn linger_close(stream: &mut TcpStream, wait: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = io::copy(&mut (&*stream).take(64 * 1024), &mut io::sink());
+}
+
+fn answer(stream: &mut TcpStream, shared: &Shared, head: Head) {
+    let (method, path) = match head {
+        Head::Bad(code, reason, body) => {
+            let _ = respond(stream, code, reason, &[], body.as_bytes());
+            return;
+        }
+        Head::Request { method, path } => (method, path),
+    };
+    let route = path.split('?').next().unwrap_or("");
+    if route != "/metrics" {
+        let _ = respond(
+            stream,
+            404,
+            "Not Found",
+            &[],
+            b"not found: only /metrics is served\n",
+        );
+        return;
+    }
+    if method != "GET" {
+        let _ = respond(
+            stream,
+            405,
+            "Method Not Allowed",
+            &[("Allow", "GET")],
+            b"only GET is allowed\n",
+        );
+        return;
+    }
+    let tuner = shared.tuner.as_ref().map(|t| match t.lock() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    });
+    let text = Sample::collect(&shared.root, tuner).and_then(|s| render(&s, shared.opts.top));
+    let _ = match text {
+        Ok(body) => respond(
+            stream,
+            200,
+            "OK",
+            &[("Content-Type", CONTENT_TYPE)],
+            body.as_bytes(),
+        ),
+        Err(e) => {
+            log::warn!("metrics: {e}");
+            respond(
+                stream,
+                500,
+                "Internal Server Error",
+                &[],
+                format!("cannot read the metrics: {e}\n").as_bytes(),
+            )
+        }
+    };
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    code: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {code} {reason}\r\n");
+    if !headers.iter().any(|(k, _)| *k == "Content-Type") {
+        head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ksm::Run;
+
+    pub(crate) fn fixture() -> Sample {
+        let state = KsmState {
+            run: Some(Run::Merge),
+            pages_to_scan: Some(100),
+            sleep_millisecs: Some(20),
+            merge_across_nodes: Some(1),
+            use_zero_pages: Some(0),
+            max_page_sharing: Some(256),
+            stable_node_chains_prune_millisecs: Some(2000),
+            smart_scan: Some(1),
+            advisor_mode: Some(AdvisorMode::None),
+            advisor_max_cpu: Some(70),
+            advisor_target_scan_time: Some(200),
+            advisor_min_pages_to_scan: Some(500),
+            advisor_max_pages_to_scan: Some(30000),
+            max_kernel_pages: None,
+            pages_shared: Some(10),
+            pages_sharing: Some(1990),
+            pages_unshared: Some(300),
+            pages_volatile: Some(7),
+            pages_scanned: Some(123456789),
+            pages_skipped: Some(42),
+            full_scans: Some(17),
+            general_profit: Some(-65536),
+            ksm_zero_pages: Some(5),
+            stable_node_chains: Some(0),
+            stable_node_dups: Some(0),
+        };
+        let proc_ = |pid: u32, comm: &str, merging: u64, profit: i64| ProcessKsm {
+            pid,
+            comm: comm.into(),
+            guest: None,
+            merging_pages: merging,
+            zero_pages: 0,
+            rmap_items: merging + 3,
+            profit_bytes: Some(profit),
+            merge_any: Some(false),
+            mergeable: Some(true),
+        };
+        let mut vm = proc_(4242, "qemu-system-x86", 1500, 6_000_000);
+        vm.guest = Some("rhel9".into());
+        Sample {
+            ksm: Some(state),
+            page_size: 4096,
+            ksmd_cpu_seconds: Some(12.34),
+            processes: vec![
+                proc_(100, "small", 1, -128),
+                vm,
+                proc_(200, "probe \"x\"", 499, 2_000_000),
+                proc_(300, "idle", 0, -640),
+            ],
+            tuner: Some(TunerMetrics {
+                policy: "classic".into(),
+                state: "running".into(),
+                pages_to_scan: Some(1250),
+                sleep_ms: Some(10),
+                adjustments: 3,
+                retunes: 1,
+                reloads: 2,
+                errors: 0,
+                last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            }),
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .map(|l| l[series.len() + 1..].to_string())
+    }
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let text = render(&fixture(), DEFAULT_TOP).unwrap();
+        assert_eq!(value(&text, "ksm_pages_sharing").as_deref(), Some("1990"));
+        assert_eq!(
+            value(&text, "ksm_general_profit_bytes").as_deref(),
+            Some("-65536")
+        );
+        assert_eq!(
+            value(&text, "ksm_memory_saved_bytes").as_deref(),
+            Some("8171520")
+        );
+        assert_eq!(value(&text, "ksm_full_scans_total").as_deref(), Some("17"));
+        assert_eq!(
+            value(&text, "ksm_pages_scanned_total").as_deref(),
+            Some("123456789")
+        );
+        assert_eq!(value(&text, "ksm_sleep_seconds").as_deref(), Some("0.02"));
+        assert_eq!(
+            value(&text, "ksm_advisor_max_cpu_ratio").as_deref(),
+            Some("0.7")
+        );
+        assert_eq!(
+            value(&text, "ksm_ksmd_cpu_seconds_total").as_deref(),
+            Some("12.34")
+        );
+        assert_eq!(
+            value(&text, "ksm_advisor_mode{mode=\"none\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, "ksm_advisor_mode{mode=\"scan-time\"}").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_sleep_seconds").as_deref(),
+            Some("0.01")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_last_adjustment_timestamp_seconds").as_deref(),
+            Some("1800000000")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_state{state=\"running\"}").as_deref(),
+            Some("1")
+        );
+        assert!(text.contains("# TYPE ksm_full_scans_total counter\n"));
+        assert!(text.contains("# TYPE ksm_pages_sharing gauge\n"));
+        assert!(text.contains(&format!(
+            "ksm_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        // Absent file: no family.
+        assert!(!text.contains("ksm_max_kernel_pages"));
+        // Every family has HELP and TYPE, and carries the prefix.
+        let mut families = 0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(name.starts_with("ksm_"), "{line}");
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "no TYPE for {name}"
+            );
+        }
+        for name in family_names() {
+            if text.contains(&format!("# TYPE {name} ")) {
+                families += 1;
+            }
+        }
+        // All but max_kernel_pages are in this fixture.
+        assert_eq!(families, family_names().len() - 1);
+    }
+
+    #[test]
+    fn every_ksm_file_has_a_metric() {
+        let names: Vec<&str> = file_metrics(&KsmState::default())
+            .iter()
+            .map(|m| m.file)
+            .collect();
+        for (file, _) in crate::ksm::FILES {
+            assert!(
+                *file == "advisor_mode" || names.contains(file),
+                "{file} has no metric"
+            );
+        }
+        for m in file_metrics(&KsmState::default()) {
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn top_processes_by_merging_pages() {
+        let text = render(&fixture(), 2).unwrap();
+        let merging: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ksm_process_merging_pages{"))
+            .collect();
+        assert_eq!(merging.len(), 2, "{text}");
+        assert!(merging.iter().any(|l| l.contains("pid=\"4242\"")
+            && l.contains("comm=\"qemu-system-x86\"")
+            && l.contains("guest=\"rhel9\"")
+            && l.ends_with(" 1500")));
+        // Quotes in a process name are escaped.
+        assert!(merging.iter().any(|l| l.contains(r#"comm="probe \"x\"""#)));
+        assert!(!text.contains("pid=\"100\""));
+        assert!(text.contains("ksm_process_profit_bytes{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 6000000"));
+        // Processes with nothing merged never show.
+        let all = render(&fixture(), 100).unwrap();
+        assert!(!all.contains("pid=\"300\""));
+        assert!(all.contains("pid=\"100\""));
+    }
+
+    #[test]
+    fn without_ksm_or_tuner() {
+        let s = Sample {
+            ksm: None,
+            page_size: 65536,
+            ksmd_cpu_seconds: None,
+            processes: vec![],
+            tuner: None,
+        };
+        let text = render(&s, DEFAULT_TOP).unwrap();
+        assert_eq!(value(&text, "ksm_supported").as_deref(), Some("0"));
+        assert_eq!(
+            value(&text, "ksm_page_size_bytes").as_deref(),
+            Some("65536")
+        );
+        assert!(!text.contains("ksm_pages_sharing"));
+        assert!(!text.contains("ksm_tuner_"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The daemon's pid file, which is also its single-instance lock.
+//!
+//! The running daemon holds an exclusive `flock` on the file for its whole
+//! life; a file whose lock nobody holds is stale, whatever pid it names.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Errors of the pid file.
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    #[error("another ksmtuned is already running (pid {pid}, holding the lock on {})", .path.display())]
+    Running { pid: String, path: PathBuf },
+    #[error("no ksmtuned is running ({} does not exist)", .path.display())]
+    NotRunning { path: PathBuf },
+    #[error("no ksmtuned is running: {} is stale (pid {pid} does not hold its lock)", .path.display())]
+    Stale { pid: String, path: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A held pid file; removed on drop.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    file: File,
+}
+
+fn open(path: &Path, create: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        o.write(true).create(true).truncate(false).mode(0o644);
+    }
+    o.open(path)
+}
+
+fn read_pid(file: &mut File) -> String {
+    let mut s = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut s);
+    let s = s.trim();
+    if s.is_empty() {
+        "unknown".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+impl PidFile {
+    /// Create (or take over a stale) pid file and lock it. The file is
+    /// opened without following symbolic links.
+    pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
+        let io_err = |source| PidFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let mut file = open(path, true).map_err(io_err)?;
+        match sys::flock_exclusive(&file, false) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(PidFileError::Running {
+                    pid: read_pid(&mut file),
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+        file.set_len(0).map_err(io_err)?;
+        file.rewind().map_err(io_err)?;
+        writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+        file.flush().map_err(io_err)?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
+}
+
+/// The pid of the running daemon that holds `path`.
+pub fn running_pid(path: &Path) -> Result<u32, PidFileError> {
+    let mut file = match open(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(PidFileError::NotRunning {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(PidFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let pid = read_pid(&mut file);
+    match sys::flock_exclusive(&file, false) {
+        // We got the lock: nobody holds it.
+        Ok(()) => Err(PidFileError::Stale {
+            pid,
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            pid.parse().map_err(|_| PidFileError::Io {
+                path: path.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{pid:?} is not a process id"),
+                ),
+            })
+        }
+        Err(source) => Err(PidFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Send `signal` to the daemon holding `path`.
+pub fn signal(path: &Path, signal: libc::c_int) -> Result<u32, PidFileError> {
+    let pid = running_pid(path)?;
+    sys::kill(pid, signal).map_err(|source| PidFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_stale_and_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/ksmtuned.pid");
+        assert!(matches!(
+            running_pid(&path),
+            Err(PidFileError::NotRunning { .. })
+        ));
+        let held = PidFile::acquire(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+        // A second daemon (another open file description) is refused.
+        let e = PidFile::acquire(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("already running") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        assert_eq!(running_pid(&path).unwrap(), std::process::id());
+        drop(held);
+        assert!(!path.exists());
+        // A leftover file nobody locks is stale.
+        fs::write(&path, "999999\n").unwrap();
+        let e = running_pid(&path).unwrap_err();
+        assert!(matches!(e, PidFileError::Stale { .. }), "{e}");
+        // And is taken over.
+        let held = PidFile::acquire(&path).unwrap();
+        assert_eq!(running_pid(&path).unwrap(), std::process::id());
+        drop(held);
+    }
+
+    #[test]
+    fn refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "").unwrap();
+        let link = dir.path().join("ksmtuned.pid");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(PidFile::acquire(&link).is_err());
+    }
+}

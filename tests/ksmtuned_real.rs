@@ -1,0 +1,193 @@
+//! `ksmtuned` on the real kernel: with a configuration that makes this
+//! host count as under memory pressure it starts ksmd with the expected
+//! settings and a probe "guest" merges; with a low threshold it stops
+//! ksmd. Every knob is restored afterwards, also when the test fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ksmtuned::ksm::{Experiment, Ksm, Run};
+use ksmtuned::{meminfo::MemInfo, process, Root};
+
+const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
+const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
+
+fn writable() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/sys/kernel/mm/ksm/run")
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: /sys/kernel/mm/ksm/run is not writable (not root, or no KSM)");
+    }
+    ok
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn probe(pages: usize) -> (Kill, u32) {
+    let mut child = Command::new(KSMCTL)
+        .args(["probe", "--comm", "qemu-kvm", "--pages"])
+        .arg(pages.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: u32 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    (Kill(child), pid)
+}
+
+fn daemon(dir: &Path, conf: &str) -> Kill {
+    let c = dir.join("ksmtuned.conf");
+    std::fs::write(&c, conf).unwrap();
+    Kill(
+        Command::new(KSMTUNED)
+            .arg("--config")
+            .arg(&c)
+            .arg("--pid-file")
+            .arg(dir.join("ksmtuned.pid"))
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if pred() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// Like [`wait_for`], printing how long it took.
+fn timed(what: &str, secs: u64, pred: impl FnMut() -> bool) {
+    let t = Instant::now();
+    wait_for(what, secs, pred);
+    eprintln!("{what}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+#[test]
+fn classic_daemon_merges_a_guest_then_stops_ksmd() {
+    if !writable() {
+        return;
+    }
+    let root = Root::default();
+    let ksm = Ksm::new(&root);
+    let _exp = Experiment::begin(&ksm).unwrap();
+    // Start from the kernel's defaults with ksmd stopped.
+    ksm.set_run(Run::Stop).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_probe, pid) = probe(4000);
+    assert_eq!(process::comm(&root, pid).as_deref(), Some("qemu-kvm"));
+
+    // KSM_THRES_COEF=100: the threshold is MemTotal, so free < thres: boost.
+    let total = MemInfo::read(&root).unwrap().mem_total;
+    let sleep = (10 * 16 * 1024 * 1024 / total).max(10);
+    let d = daemon(
+        dir.path(),
+        "KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\n",
+    );
+    wait_for("ksmd started by ksmtuned", 10, || {
+        ksm.run_state().unwrap() == Some(Run::Merge)
+    });
+    let s = ksm.read().unwrap();
+    assert_eq!(s.pages_to_scan, Some(300));
+    assert_eq!(s.sleep_millisecs, Some(sleep));
+    // The probe's pages merge.
+    wait_for("the probe's pages to merge", 60, || {
+        process::ksm_stat(&root, pid)
+            .and_then(|k| k.merging_pages)
+            .unwrap_or(0)
+            >= 3900
+    });
+    assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 3900);
+    drop(d);
+
+    // A zero threshold: committed + 0 < total and free > 0: stop.
+    let _d = daemon(
+        dir.path(),
+        "KSM_THRES_COEF=0\nKSM_THRES_CONST=0\nKSM_MONITOR_INTERVAL=3600\n",
+    );
+    wait_for("ksmd stopped by ksmtuned", 10, || {
+        ksm.run_state().unwrap() == Some(Run::Stop)
+    });
+    // Stopping keeps the merged pages.
+    assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 3900);
+}
+
+fn knob(ksm: &Ksm, name: &str) -> u64 {
+    ksm.read_raw(name).unwrap().unwrap().parse().unwrap()
+}
+
+#[test]
+fn adaptive_daemon_merges_then_idles_then_stops() {
+    if !writable() {
+        return;
+    }
+    let root = Root::default();
+    let ksm = Ksm::new(&root);
+    let _exp = Experiment::begin(&ksm).unwrap();
+    ksm.set_run(Run::Stop).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_probe, pid) = probe(20_000);
+
+    // Under pressure (the threshold is MemTotal): sprint, merge, then idle.
+    let d = daemon(
+        dir.path(),
+        "KSM_POLICY=adaptive\nKSM_THRES_COEF=100\nKSM_MAX_CPU=50\n",
+    );
+    timed("the sprint", 10, || {
+        ksm.run_state().unwrap() == Some(Run::Merge) && knob(&ksm, "sleep_millisecs") == 20
+    });
+    timed("the probe's pages to merge", 60, || {
+        process::ksm_stat(&root, pid)
+            .and_then(|k| k.merging_pages)
+            .unwrap_or(0)
+            >= 19_900
+    });
+    timed("near-idle scanning after convergence", 60, || {
+        knob(&ksm, "sleep_millisecs") == 200
+    });
+    assert_eq!(ksm.run_state().unwrap(), Some(Run::Merge));
+    // A new guest: a sprint again within a few seconds.
+    let (_probe2, pid2) = probe(5_000);
+    timed("a sprint for the new process", 5, || {
+        knob(&ksm, "sleep_millisecs") == 20
+    });
+    timed("the new probe's pages to merge", 60, || {
+        process::ksm_stat(&root, pid2)
+            .and_then(|k| k.merging_pages)
+            .unwrap_or(0)
+            >= 4_900
+    });
+    drop(d);
+
+    // Without pressure (threshold 0): after convergence ksmd is stopped.
+    let _d = daemon(
+        dir.path(),
+        "KSM_POLICY=adaptive\nKSM_THRES_COEF=0\nKSM_THRES_CONST=0\nKSM_MAX_CPU=50\n",
+    );
+    timed("ksmd stopped once nothing is left to gain", 60, || {
+        ksm.run_state().unwrap() == Some(Run::Stop)
+    });
+    assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 24_000);
+}

@@ -1,0 +1,391 @@
+//! Prometheus metrics: promtool's linter, node_exporter's textfile
+//! collector, a real Prometheus server scraping the library's endpoint,
+//! and the endpoint's HTTP behaviour.
+
+mod obs_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use ksmtuned::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::metrics::{Server, ServerOptions, TunerMetrics};
+use ksmtuned::{process, sys, Root};
+use obs_support::*;
+
+fn fake_tuner() -> TunerMetrics {
+    TunerMetrics {
+        policy: "classic".into(),
+        state: "running".into(),
+        pages_to_scan: Some(1250),
+        sleep_ms: Some(10),
+        adjustments: 7,
+        retunes: 1,
+        reloads: 2,
+        errors: 0,
+        last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
+    }
+}
+
+/// `promtool check metrics` on a text: its exit status and what it said.
+fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool (Debian package prometheus; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+fn ksmctl_metrics(root: Option<&std::path::Path>, extra: &[&str]) -> String {
+    let mut cmd = ksmctl();
+    if let Some(r) = root {
+        cmd.arg("--root").arg(r);
+    }
+    let out = cmd.arg("metrics").args(extra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ksmctl metrics failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn promtool_accepts_the_metrics_of_this_host_and_of_a_fixture() {
+    let host = ksmctl_metrics(None, &[]);
+    assert!(host.contains("# TYPE ksm_pages_sharing gauge"), "{host}");
+    let kernel: f64 = std::fs::read_to_string("/sys/kernel/mm/ksm/pages_sharing")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(f64::NAN);
+    if kernel.is_finite() {
+        assert!(value_of(&host, "ksm_pages_sharing").is_some());
+    }
+    let (ok, said) = promtool(&host);
+    assert!(
+        ok,
+        "promtool check metrics refused this host's metrics:\n{said}\n{host}"
+    );
+
+    let fix = ksmctl_metrics(Some(&fixture_root()), &[]);
+    let (ok, said) = promtool(&fix);
+    assert!(ok, "promtool refused the fixture's metrics:\n{said}\n{fix}");
+    assert_eq!(value_of(&fix, "ksm_pages_sharing"), Some(250000.0));
+    assert_eq!(
+        value_of(&fix, "ksm_general_profit_bytes"),
+        Some(998244352.0)
+    );
+    assert_eq!(
+        value_of(&fix, "ksm_memory_saved_bytes"),
+        Some((250000.0 + 300.0) * sys::page_size() as f64)
+    );
+    assert_eq!(value_of(&fix, "ksm_full_scans_total"), Some(42.0));
+    assert_eq!(
+        value_of(&fix, "ksm_ksmd_cpu_seconds_total"),
+        Some(1000.0 / sys::clock_ticks() as f64)
+    );
+    assert!(fix.contains(
+        r#"ksm_process_merging_pages{comm="qemu-system-x86",guest="rhel9",pid="4242"} 170000"#
+    ));
+    // --top limits the processes; the fixture's scanned-only and vanished
+    // processes never show.
+    let top1 = ksmctl_metrics(Some(&fixture_root()), &["--top", "1"]);
+    assert_eq!(
+        top1.matches("ksm_process_merging_pages{").count(),
+        1,
+        "{top1}"
+    );
+    assert!(!fix.contains("pid=\"7000\"") && !fix.contains("pid=\"8000\""));
+}
+
+fn fixture_server(opts: ServerOptions) -> (Server, Arc<Mutex<TunerMetrics>>) {
+    let tuner = Arc::new(Mutex::new(fake_tuner()));
+    let server = Server::spawn_with(
+        "127.0.0.1:0",
+        Root::new(fixture_root()),
+        Some(Arc::clone(&tuner)),
+        opts,
+    )
+    .expect("starting the metrics server");
+    (server, tuner)
+}
+
+#[test]
+fn server_answers_get_metrics_with_tuner_metrics() {
+    let (server, tuner) = fixture_server(ServerOptions::default());
+    let addr = server.local_addr();
+    let r = http_get(addr, "/metrics").unwrap();
+    assert_eq!(r.code, 200, "{r:?}");
+    assert!(
+        r.head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{}",
+        r.head
+    );
+    assert_eq!(value_of(&r.body, "ksm_pages_sharing"), Some(250000.0));
+    assert_eq!(value_of(&r.body, "ksm_tuner_adjustments_total"), Some(7.0));
+    assert_eq!(value_of(&r.body, "ksm_tuner_sleep_seconds"), Some(0.01));
+    assert_eq!(
+        value_of(&r.body, "ksm_tuner_last_adjustment_timestamp_seconds"),
+        Some(1_790_000_000.0)
+    );
+    assert!(r.body.contains("ksm_tuner_policy{policy=\"classic\"} 1"));
+    let (ok, said) = promtool(&r.body);
+    assert!(
+        ok,
+        "promtool refused the served metrics:\n{said}\n{}",
+        r.body
+    );
+
+    // The tuner only updates the shared struct; the next scrape shows it.
+    {
+        let mut t = tuner.lock().unwrap();
+        t.adjustments = 8;
+        t.state = "idle".into();
+    }
+    let r = http_get(addr, "/metrics?x=1").unwrap();
+    assert_eq!(value_of(&r.body, "ksm_tuner_adjustments_total"), Some(8.0));
+    assert!(r.body.contains("ksm_tuner_state{state=\"idle\"} 1"));
+
+    let r = http_get(addr, "/").unwrap();
+    assert_eq!(r.code, 404, "{r:?}");
+    let r = http_get(addr, "/metricsx").unwrap();
+    assert_eq!(r.code, 404, "{r:?}");
+    let r = http_raw(
+        addr,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.code, 405, "{r:?}");
+    assert!(r.head.contains("Allow: GET"), "{}", r.head);
+    let r = http_raw(addr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.code, 405, "{r:?}");
+    let r = http_raw(addr, "NOT HTTP AT ALL\r\n\r\n").unwrap();
+    assert_eq!(r.code, 400, "{r:?}");
+}
+
+#[test]
+fn server_bounds_requests_and_never_waits_for_slow_clients() {
+    let opts = ServerOptions {
+        timeout: Duration::from_secs(3),
+        max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let (server, _tuner) = fixture_server(opts);
+    let addr = server.local_addr();
+
+    // A request head larger than the limit.
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let r = http_raw(addr, &big).unwrap();
+    assert_eq!(r.code, 431, "{r:?}");
+
+    // A client that connects and sends nothing does not hold up others...
+    let mut idle = TcpStream::connect(addr).unwrap();
+    let connected = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let r = http_get(addr, "/metrics").unwrap();
+    assert_eq!(r.code, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // ...and is answered 408 once its time is up.
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = String::new();
+    idle.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+
+    // Past max_connections, a client is answered 503 at once.
+    let _a = TcpStream::connect(addr).unwrap();
+    let _b = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = http_get(addr, "/metrics").unwrap();
+    assert_eq!(r.code, 503, "{r:?}");
+    // Once they are timed out, service is back.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(http_get(addr, "/metrics").unwrap().code, 200);
+
+    // A bad address is a clear error.
+    let e = Server::spawn(
+        "not-an-address",
+        Root::default(),
+        Arc::new(Mutex::new(fake_tuner())),
+    )
+    .err()
+    .expect("a bad address must fail")
+    .to_string();
+    assert!(
+        e.contains("not-an-address") && e.contains("ADDRESS:PORT"),
+        "{e}"
+    );
+    // Dropping the server stops it.
+    drop(server);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(http_get(addr, "/metrics").is_err());
+}
+
+#[test]
+fn node_exporter_textfile_collector_reexposes_ksmctl_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = ksmctl_metrics(None, &[]);
+    // Written to a temporary name and renamed, as node_exporter advises.
+    let tmp = dir.path().join("ksm.prom.tmp");
+    std::fs::write(&tmp, &text).unwrap();
+    std::fs::rename(&tmp, dir.path().join("ksm.prom")).unwrap();
+
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("node_exporter.log")).unwrap();
+    let child = Command::new("prometheus-node-exporter")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .arg(format!(
+            "--collector.textfile.directory={}",
+            dir.path().display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus-node-exporter (scripts/test installs it)");
+    let _guard = Guard(child);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let scraped = wait_for(Duration::from_secs(20), || {
+        http_get(addr, "/metrics").ok().filter(|r| r.code == 200)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node_exporter did not answer on {addr}: {}",
+            std::fs::read_to_string(dir.path().join("node_exporter.log")).unwrap_or_default()
+        )
+    });
+    let body = scraped.body;
+    assert_eq!(
+        value_of(&body, "node_textfile_scrape_error"),
+        Some(0.0),
+        "node_exporter could not read ksmctl's output:\n{body}"
+    );
+    let exposed = families(&body);
+    for name in families(&text) {
+        assert!(exposed.contains(&name), "node_exporter lost {name}");
+    }
+    assert_eq!(
+        value_of(&body, "ksm_pages_sharing"),
+        value_of(&text, "ksm_pages_sharing")
+    );
+    assert!(body.contains("# TYPE ksm_full_scans_total counter"));
+}
+
+/// Prometheus's HTTP API: the value of an instant query, if it has one.
+fn prom_query(port: u16, query: &str) -> Option<f64> {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = http_get(addr, &format!("/api/v1/query?query={query}")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+    if v["status"] != "success" {
+        return None;
+    }
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+fn kernel_u64(ksm: &Ksm, name: &str) -> u64 {
+    ksm.read_raw(name).unwrap().unwrap().parse().unwrap()
+}
+
+#[test]
+fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
+    let Some(ksm) = real_ksm("prometheus_scrapes_pages_sharing_equal_to_the_kernel") else {
+        return;
+    };
+    let exp = Experiment::begin(&ksm).unwrap();
+    let probe = Probe::start(512, "obs-prom-probe", 61);
+    if !exp.before().advisor_active() {
+        ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();
+    }
+    ksm.write(Knob::SleepMillisecs.parse("10").unwrap())
+        .unwrap();
+    ksm.write(Setting::run(Run::Merge)).unwrap();
+    let merged = wait_for(Duration::from_secs(60), || {
+        process::ksm_stat(&Root::default(), probe.pid)
+            .and_then(|s| s.merging_pages)
+            .filter(|&m| m >= 512)
+    });
+    assert!(
+        merged.is_some(),
+        "the probe's 512 pages were not merged in 60 s"
+    );
+    // Freeze the counters: ksmd stops, merged pages stay merged.
+    ksm.set_run(Run::Stop).unwrap();
+    // 512 identical pages: one KSM page per max_page_sharing mappings.
+    let sharing = kernel_u64(&ksm, "pages_sharing");
+    assert!(sharing >= 256, "pages_sharing {sharing}");
+
+    let tuner = Arc::new(Mutex::new(fake_tuner()));
+    let server = Server::spawn("127.0.0.1:0", Root::default(), Arc::clone(&tuner)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: ksm\n    static_configs:\n      - targets: ['{}']\n",
+            server.local_addr()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus (scripts/test installs it)");
+    let _guard = Guard(child);
+    let log_text =
+        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+
+    // Within a scrape or two of Prometheus being up, it has the kernel's value.
+    let got = wait_for(Duration::from_secs(60), || {
+        prom_query(port, "ksm_pages_sharing")
+    });
+    let got =
+        got.unwrap_or_else(|| panic!("Prometheus never had ksm_pages_sharing:\n{}", log_text()));
+    let now = kernel_u64(&ksm, "pages_sharing");
+    assert_eq!(got, now as f64, "Prometheus says {got}, the kernel {now}");
+    assert_eq!(now, sharing);
+
+    // The tuner's numbers flow through the shared struct to Prometheus.
+    assert_eq!(prom_query(port, "ksm_tuner_adjustments_total"), Some(7.0));
+    tuner.lock().unwrap().adjustments = 9;
+    let seen = wait_for(Duration::from_secs(10), || {
+        prom_query(port, "ksm_tuner_adjustments_total").filter(|&v| v == 9.0)
+    });
+    assert_eq!(seen, Some(9.0), "the update did not reach Prometheus");
+    assert_eq!(prom_query(port, "up"), Some(1.0));
+    drop(probe);
+    // With ksmd running again, the Experiment unmerges on restore (when the
+    // host had nothing merged before) so no stale counters are left behind.
+    ksm.set_run(Run::Merge).unwrap();
+    drop(exp);
+}

@@ -1,0 +1,158 @@
+//! `ksmctl ps`: over a fixture tree, and against a real probe process whose
+//! merging pages are known.
+
+mod obs_support;
+
+use std::time::Duration;
+
+use ksmtuned::ksm::{Experiment, Knob, Run, Setting};
+use ksmtuned::sys;
+use obs_support::*;
+use serde_json::Value;
+
+fn ps_json(root: Option<&std::path::Path>, all: bool) -> Value {
+    let mut cmd = ksmctl();
+    if let Some(r) = root {
+        cmd.arg("--root").arg(r);
+    }
+    cmd.args(["ps", "--json"]);
+    if all {
+        cmd.arg("--all");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "ksmctl ps failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pids(v: &Value) -> Vec<u64> {
+    v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn fixture_processes_sorted_with_guests_and_totals() {
+    let root = fixture_root();
+    let v = ps_json(Some(&root), false);
+    // By saving; the scanned-only process needs --all; 8000 (no ksm_stat)
+    // and 9000 (no comm) vanished mid-scan and are skipped.
+    assert_eq!(pids(&v), [4242, 5151, 6000]);
+    let p = &v["processes"][0];
+    assert_eq!(p["comm"], "qemu-system-x86");
+    assert_eq!(p["guest"], "rhel9");
+    assert_eq!(p["merging_pages"], 170000);
+    assert_eq!(p["zero_pages"], 300);
+    assert_eq!(p["merged_bytes"], 170300 * sys::page_size());
+    assert_eq!(p["profit_bytes"], 684800000);
+    assert_eq!(p["rmap_items"], 180000);
+    assert_eq!(p["merge_any"], false);
+    assert_eq!(p["mergeable"], true);
+    assert_eq!(v["processes"][1]["guest"], "web01");
+    assert_eq!(v["processes"][2]["guest"], Value::Null);
+    assert_eq!(v["processes"][2]["profit_bytes"], -3799040);
+    assert_eq!(v["total"]["processes"], 3);
+    assert_eq!(v["total"]["merging_pages"], 262010);
+    assert_eq!(v["total"]["rmap_items"], 335000);
+    assert_eq!(
+        v["total"]["profit_bytes"],
+        684800000i64 + 370752000 - 3799040
+    );
+
+    let all = ps_json(Some(&root), true);
+    assert_eq!(pids(&all), [4242, 5151, 6000, 7000]);
+
+    let out = ksmctl()
+        .arg("--root")
+        .arg(&root)
+        .arg("ps")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("PID") && lines[0].contains("GUEST"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("4242") && lines[1].contains("rhel9") && lines[1].contains("madvise")
+    );
+    assert!(
+        lines[3].contains("6000") && lines[3].contains("prctl"),
+        "{text}"
+    );
+    assert!(lines[4].starts_with("TOTAL (3 processes)"), "{text}");
+}
+
+#[test]
+fn ps_json_shows_a_real_probe_with_its_merging_pages() {
+    let Some(ksm) = real_ksm("ps_json_shows_a_real_probe_with_its_merging_pages") else {
+        return;
+    };
+    const PAGES: u64 = 512;
+    let exp = Experiment::begin(&ksm).unwrap();
+    let probe = Probe::start(PAGES as usize, "obs-ps-probe", 71);
+    if !exp.before().advisor_active() {
+        ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();
+    }
+    ksm.write(Knob::SleepMillisecs.parse("10").unwrap())
+        .unwrap();
+    ksm.write(Setting::run(Run::Merge)).unwrap();
+
+    let row = |v: &Value| {
+        v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == probe.pid)
+            .cloned()
+    };
+    let found = wait_for(Duration::from_secs(60), || {
+        row(&ps_json(None, false)).filter(|p| p["merging_pages"] == PAGES)
+    });
+    let p = found.unwrap_or_else(|| {
+        panic!(
+            "the probe (pid {}) never showed {PAGES} merging pages: {:#}",
+            probe.pid,
+            ps_json(None, true)
+        )
+    });
+    // Hold the pages merged while the rest is checked.
+    ksm.set_run(Run::Stop).unwrap();
+    assert_eq!(p["comm"], "obs-ps-probe");
+    assert_eq!(p["guest"], Value::Null);
+    assert_eq!(p["merged_bytes"], PAGES * sys::page_size());
+    assert!(p["rmap_items"].as_u64().unwrap() >= PAGES, "{p}");
+    if p["mergeable"] != Value::Null {
+        assert_eq!(p["mergeable"], true);
+        assert_eq!(p["merge_any"], false);
+    }
+    let profit = p["profit_bytes"].as_i64().unwrap();
+    assert!(
+        profit > 0 && profit <= (PAGES * sys::page_size()) as i64,
+        "{p}"
+    );
+
+    let v = ps_json(None, true);
+    assert!(row(&v).is_some());
+    assert!(v["total"]["merging_pages"].as_u64().unwrap() >= PAGES);
+    let out = ksmctl().arg("ps").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains(&probe.pid.to_string())
+            && l.contains("obs-ps-probe")
+            && l.contains("512")),
+        "{text}"
+    );
+    drop(probe);
+    // With ksmd running again, the Experiment unmerges on restore (when the
+    // host had nothing merged before) so no stale counters are left behind.
+    ksm.set_run(Run::Merge).unwrap();
+    drop(exp);
+}
