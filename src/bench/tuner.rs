@@ -124,7 +124,13 @@ pub fn ksmtuned_path(bench_exe: &Path) -> PathBuf {
 /// `--policy adaptive` when checking an empty configuration.
 pub fn supports_adaptive(ksmtuned: &Path) -> bool {
     Command::new(ksmtuned)
-        .args(["--config", "/dev/null", "--check-config", "--policy", "adaptive"])
+        .args([
+            "--config",
+            "/dev/null",
+            "--check-config",
+            "--policy",
+            "adaptive",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
