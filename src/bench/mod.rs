@@ -488,7 +488,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
             _ => {}
         }
         n += 1;
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             workers.check()?;
             // Another tuner started beside ours (ksmtuned by name or pid
             // file): its writes would spoil the figures.
