@@ -136,7 +136,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=COMMAND")]
     pub external: Vec<String>,
     /// Seconds each tuner gets to reach 90% of attainable [default: 150,
-    /// --quick 12].
+    /// --quick 15].
     #[arg(long, value_name = "S")]
     pub time_limit: Option<f64>,
     /// Seconds after 90% before the steady-state window [default: 5,
@@ -191,7 +191,7 @@ pub fn resolve(args: &RunArgs, page_size: u64, ksmtuned: &Path) -> anyhow::Resul
     };
     spec.validate().map_err(|e| anyhow!(e))?;
     let limits = Limits {
-        time_limit_s: args.time_limit.unwrap_or(if q { 12.0 } else { 150.0 }),
+        time_limit_s: args.time_limit.unwrap_or(if q { 15.0 } else { 150.0 }),
         settle_s: args.settle.unwrap_or(if q { 1.0 } else { 5.0 }),
         steady_s: args.steady.unwrap_or(if q { 2.0 } else { 15.0 }),
     };

@@ -332,6 +332,11 @@ impl TunerProcess {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        // SAFETY: between fork and exec only the async-signal-safe prctl
+        // runs: the tuner gets SIGTERM if the bench dies (even by SIGKILL).
+        unsafe {
+            cmd.pre_exec(|| sys::set_parent_death_signal(libc::SIGTERM));
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting tuner {}", spec.name))?;
