@@ -252,6 +252,14 @@ pub fn resolve(args: &RunArgs, page_size: u64, ksmtuned: &Path) -> anyhow::Resul
     if tuners.is_empty() {
         bail!("no tuner to run (--tuners is empty)");
     }
+    if let Some(p) = &args.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            bail!(
+                "--plot {}: the plot is SVG; name the file *.svg",
+                p.display()
+            );
+        }
+    }
     Ok(Settings {
         spec,
         worker: WorkerOptions {
@@ -304,7 +312,22 @@ pub fn main(cli: Cli) -> i32 {
                     return 1;
                 }
             }
-            match run(&cli.run, &signal) {
+            // Bad options are usage errors (exit status 2).
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("ksm-bench: cannot find its own executable: {e}");
+                    return 1;
+                }
+            };
+            let settings = match resolve(&cli.run, sys::page_size(), &tuner::ksmtuned_path(&exe)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("ksm-bench: {e:#}");
+                    return 2;
+                }
+            };
+            match run(&cli.run, &settings, &exe, &signal) {
                 Ok(report) => match report.interrupted {
                     Some(_) => 128 + signal.load(Ordering::SeqCst) as i32,
                     None => 0,
@@ -538,24 +561,19 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
 
 /// Run the benchmark; the report is printed (and written) before it is
 /// returned.
-pub fn run(args: &RunArgs, signal: &AtomicUsize) -> anyhow::Result<Report> {
+pub fn run(
+    args: &RunArgs,
+    settings: &Settings,
+    exe: &Path,
+    signal: &AtomicUsize,
+) -> anyhow::Result<Report> {
     let root = Root::default();
     let ksm = Ksm::new(&root);
     ksm.require()?;
     let page_size = sys::page_size();
-    let exe = std::env::current_exe().context("finding the ksm-bench executable")?;
-    let ksmtuned = tuner::ksmtuned_path(&exe);
-    let settings = resolve(args, page_size, &ksmtuned)?;
+    let ksmtuned = tuner::ksmtuned_path(exe);
     if sys::euid() != 0 {
         bail!("ksm-bench drives the real /sys/kernel/mm/ksm and needs root");
-    }
-    if let Some(p) = &args.plot {
-        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
-            bail!(
-                "--plot {}: the plot is SVG; name the file *.svg",
-                p.display()
-            );
-        }
     }
 
     eprintln!(
@@ -631,7 +649,7 @@ pub fn run(args: &RunArgs, signal: &AtomicUsize) -> anyhow::Result<Report> {
     ksm.set_run(Run::Unmerge)
         .context("unmerging every page (run=2)")?;
     let filled = Instant::now();
-    let mut workers = Workers::spawn(&exe, &settings.spec, &settings.worker, &|| {
+    let mut workers = Workers::spawn(exe, &settings.spec, &settings.worker, &|| {
         signal.load(Ordering::SeqCst) != 0
     })?;
     eprintln!(
@@ -815,6 +833,7 @@ mod tests {
             .to_string();
         assert!(e.contains("fastest") && e.contains("kernel-advisor"), "{e}");
         assert!(resolve(&args(&["--tuners", "classic,classic"]), 4096, missing).is_err());
+        assert!(resolve(&args(&["--plot", "x.png"]), 4096, missing).is_err());
         assert!(resolve(&args(&["--dup", "0.9", "--zero", "0.2"]), 4096, missing).is_err());
         assert!(resolve(&args(&["--time-limit", "0"]), 4096, missing).is_err());
         assert!(resolve(
