@@ -81,6 +81,35 @@ pub struct Config {
     /// KSM_MAX_CPU: ksmd's CPU budget for the adaptive policy, percent of
     /// one core (1..=100).
     pub max_cpu: u64,
+    /// KSM_METRICS_LISTEN: ADDRESS:PORT of the Prometheus endpoint (off
+    /// when unset).
+    pub metrics_listen: Option<String>,
+}
+
+impl Config {
+    /// Every variable with its value as a person reads it (`unset` for an
+    /// absent path or address), in the order of [`VARIABLES`].
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "unset".to_string());
+        vec![
+            ("KSM_MONITOR_INTERVAL", self.monitor_interval.to_string()),
+            ("KSM_SLEEP_MSEC", self.sleep_msec.to_string()),
+            ("KSM_NPAGES_BOOST", self.npages_boost.to_string()),
+            ("KSM_NPAGES_DECAY", self.npages_decay.to_string()),
+            ("KSM_NPAGES_MIN", self.npages_min.to_string()),
+            ("KSM_NPAGES_MAX", self.npages_max.to_string()),
+            ("KSM_THRES_COEF", self.thres_coef.to_string()),
+            ("KSM_THRES_CONST", self.thres_const.to_string()),
+            (
+                "LOGFILE",
+                opt(self.logfile.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("DEBUG", if self.debug { "on" } else { "off" }.to_string()),
+            ("KSM_POLICY", self.policy.to_string()),
+            ("KSM_MAX_CPU", self.max_cpu.to_string()),
+            ("KSM_METRICS_LISTEN", opt(self.metrics_listen.clone())),
+        ]
+    }
 }
 
 /// The default of KSM_MAX_CPU (see README, "Adaptive policy").
@@ -101,6 +130,7 @@ impl Default for Config {
             debug: false,
             policy: PolicyKind::Classic,
             max_cpu: DEFAULT_MAX_CPU,
+            metrics_listen: None,
         }
     }
 }
@@ -133,6 +163,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "KSM_MAX_CPU",
         "adaptive: ksmd CPU budget, percent of one core (25)",
+    ),
+    (
+        "KSM_METRICS_LISTEN",
+        "ADDRESS:PORT to serve Prometheus metrics on (off)",
     ),
 ];
 
@@ -249,6 +283,15 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         c.logfile = Some(PathBuf::from(&a.value));
     }
     c.debug = last("DEBUG").is_some();
+    if let Some(a) = last("KSM_METRICS_LISTEN") {
+        match a.value.parse::<std::net::SocketAddr>() {
+            Ok(_) => c.metrics_listen = Some(a.value.clone()),
+            Err(_) => errors.push(err(
+                a,
+                "expected ADDRESS:PORT, e.g. 127.0.0.1:9926 or [::1]:9926".to_string(),
+            )),
+        }
+    }
     if let Some(a) = last("KSM_POLICY") {
         match a.value.parse() {
             Ok(p) => c.policy = p,
@@ -338,6 +381,13 @@ mod tests {
             m.contains(":1:") && m.contains("2000") && m.contains("1250"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn values_follow_the_variables() {
+        let names: Vec<&str> = Config::default().values().iter().map(|v| v.0).collect();
+        let known: Vec<&str> = VARIABLES.iter().map(|v| v.0).collect();
+        assert_eq!(names, known);
     }
 
     #[test]

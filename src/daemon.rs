@@ -15,7 +15,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
@@ -26,6 +26,7 @@ use crate::config::{self, Config, PolicyKind};
 use crate::human;
 use crate::ksm::{Knob, Ksm, KsmState, Run, Setting};
 use crate::meminfo::MemInfo;
+use crate::metrics::{Server, TunerMetrics};
 use crate::pidfile::{self, PidFile};
 use crate::policy::adaptive::{self, Trigger};
 use crate::policy::{classic, Decision};
@@ -36,7 +37,7 @@ use crate::sys;
 
 /// Tune Kernel Samepage Merging to the host's memory pressure.
 #[derive(Debug, Parser)]
-#[command(name = "ksmtuned", version, about, long_about = None)]
+#[command(name = "ksmtuned", version)]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -206,14 +207,16 @@ impl DebugLog {
     }
 
     /// Append one line to LOGFILE, or print it when LOGFILE is unset or
-    /// cannot be written. The file is not followed if it is a symlink.
-    pub fn line(&self, text: &str) {
+    /// cannot be written (the error is returned, for the caller to report
+    /// once). The file is not followed if it is a symlink.
+    pub fn line(&self, text: &str) -> std::io::Result<()> {
         if !self.enabled {
-            return;
+            return Ok(());
         }
         let s = format!("{}: {text}\n", sys::date_string(SystemTime::now()));
+        let mut res = Ok(());
         if let Some(path) = &self.logfile {
-            let res = OpenOptions::new()
+            res = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(0o644)
@@ -221,12 +224,41 @@ impl DebugLog {
                 .open(path)
                 .and_then(|mut f| f.write_all(s.as_bytes()));
             if res.is_ok() {
-                return;
+                return res;
             }
         }
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(s.as_bytes());
         let _ = out.flush();
+        res
+    }
+}
+
+/// Errors of the running loop, each logged once: a fault that repeats every
+/// cycle is reported when it starts (or its message changes) and when it
+/// clears, and counted in the metrics every time.
+#[derive(Debug, Default)]
+struct Faults {
+    active: std::collections::HashMap<&'static str, String>,
+}
+
+impl Faults {
+    /// Record a failure of `what`.
+    fn fail(&mut self, what: &'static str, msg: String, metrics: &Mutex<TunerMetrics>) {
+        if let Ok(mut m) = metrics.lock() {
+            m.errors += 1;
+        }
+        if self.active.get(what) != Some(&msg) {
+            error!("{msg}");
+            self.active.insert(what, msg);
+        }
+    }
+
+    /// `what` worked: say so if it had failed.
+    fn ok(&mut self, what: &'static str) {
+        if let Some(msg) = self.active.remove(what) {
+            info!("{what} works again (was: {msg})");
+        }
     }
 }
 
@@ -384,6 +416,9 @@ struct Daemon {
     last: Option<Applied>,
     advisor_noted: bool,
     yielded_to: Vec<u32>,
+    faults: Faults,
+    metrics: Arc<Mutex<TunerMetrics>>,
+    server: Option<Server>,
     _pid: PidFile,
     events: mpsc::Receiver<Event>,
 }
@@ -463,9 +498,7 @@ impl Daemon {
         let mem = MemInfo::read(root)?;
         let params = classic::Params::new(&config, mem.mem_total);
         let debug_log = DebugLog::from_config(&config);
-        for l in params.debug_lines() {
-            debug_log.line(&l);
-        }
+
         let mut usec = 0;
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
@@ -498,6 +531,9 @@ impl Daemon {
             last: None,
             advisor_noted: false,
             yielded_to: Vec::new(),
+            faults: Faults::default(),
+            metrics: Arc::new(Mutex::new(TunerMetrics::default())),
+            server: None,
             _pid: pid,
             events,
         }))
@@ -522,6 +558,9 @@ impl Daemon {
     }
 
     fn run_loop(&mut self) -> anyhow::Result<()> {
+        for l in self.params.debug_lines() {
+            self.debug_line(&l);
+        }
         self.cycle();
         notify(self.notify, &[sd_notify::NotifyState::Ready]);
         let mut due = Instant::now() + self.interval();
@@ -543,6 +582,9 @@ impl Daemon {
                 }
                 Ok(Event::Retune) => {
                     info!("retune requested");
+                    if let Ok(mut m) = self.metrics.lock() {
+                        m.retunes += 1;
+                    }
                     self.retune_requested();
                     self.cycle();
                     due = Instant::now() + self.interval();
@@ -620,7 +662,20 @@ impl Daemon {
         self.params = params;
         self.debug_log = DebugLog::from_config(&self.config);
         for l in self.params.debug_lines() {
-            self.debug_log.line(&l);
+            self.debug_line(&l);
+        }
+        if let Ok(mut m) = self.metrics.lock() {
+            m.reloads += 1;
+        }
+        // A new (or no) metrics address: the next cycle listens again.
+        if self
+            .server
+            .as_ref()
+            .map(|s| s.local_addr().to_string())
+            .as_deref()
+            != self.config.metrics_listen.as_deref()
+        {
+            self.server = None;
         }
     }
 
@@ -632,8 +687,52 @@ impl Daemon {
         }
     }
 
+    /// A DEBUG/LOGFILE line; a LOGFILE that cannot be written is reported
+    /// once (the line then goes to standard output, as the original did).
+    fn debug_line(&mut self, text: &str) {
+        match self.debug_log.line(text) {
+            Ok(()) => self.faults.ok("LOGFILE"),
+            Err(e) => {
+                let path = self.debug_log.logfile.clone().unwrap_or_default();
+                self.faults.fail(
+                    "LOGFILE",
+                    format!(
+                        "cannot append to LOGFILE {}: {e}; debug lines go to standard output",
+                        path.display()
+                    ),
+                    &self.metrics,
+                );
+            }
+        }
+    }
+
+    /// Listen for metrics when KSM_METRICS_LISTEN asks for it; a port that
+    /// is taken is reported once and tried again every cycle.
+    fn ensure_metrics_server(&mut self) {
+        let Some(addr) = self.config.metrics_listen.clone() else {
+            self.server = None;
+            return;
+        };
+        if self.server.is_some() {
+            return;
+        }
+        match Server::spawn(&addr, self.root.clone(), Arc::clone(&self.metrics)) {
+            Ok(server) => {
+                info!("serving metrics on http://{}/metrics", server.local_addr());
+                self.server = Some(server);
+                self.faults.ok("the metrics endpoint");
+            }
+            Err(e) => self.faults.fail(
+                "the metrics endpoint",
+                format!("{e}; tuning goes on"),
+                &self.metrics,
+            ),
+        }
+    }
+
     /// One adjustment: sample, decide, write.
     fn cycle(&mut self) {
+        self.ensure_metrics_server();
         let aparams = self.adaptive_params();
         let now = self.started.elapsed().as_secs_f64();
         let before = self.tuner.mode();
@@ -642,9 +741,16 @@ impl Daemon {
             Tuner::Adaptive(run) => adaptive_step(&self.root, &self.ksm, &aparams, run, now),
         };
         let step = match step {
-            Ok(s) => s,
+            Ok(s) => {
+                self.faults.ok("reading the system");
+                s
+            }
             Err(e) => {
-                error!("cannot adjust KSM this cycle: {e:#}");
+                self.faults.fail(
+                    "reading the system",
+                    format!("cannot adjust KSM this cycle: {e:#}"),
+                    &self.metrics,
+                );
                 return;
             }
         };
@@ -673,7 +779,7 @@ impl Daemon {
         }
         let decision = &step.decision;
         for l in &decision.debug_lines {
-            self.debug_log.line(l);
+            self.debug_line(l);
         }
         let mode = self.tuner.mode();
         if let Some(mode) = mode {
@@ -685,7 +791,7 @@ impl Daemon {
         let wrote = self.apply(decision, &step.ksm, step.write_all, mode.is_none());
         if let Some(mode) = mode {
             if wrote || before != Some(mode) {
-                self.debug_log.line(&format!(
+                self.debug_line(&format!(
                     "adaptive {} run {} pages_to_scan {} sleep {}: {}",
                     mode.as_str(),
                     decision.run.as_u8(),
@@ -700,6 +806,22 @@ impl Daemon {
         let label = mode.map_or("KSM", |m| m.as_str());
         let status = status_line(label, decision, &step.ksm, sys::page_size());
         notify(self.notify, &[sd_notify::NotifyState::Status(&status)]);
+        if let Ok(mut m) = self.metrics.lock() {
+            m.policy = self.config.policy.to_string();
+            m.state = match mode {
+                Some(mode) => mode.as_str().to_string(),
+                None if decision.run == Run::Merge => "running".to_string(),
+                None => "stopped".to_string(),
+            };
+            if decision.run == Run::Merge {
+                m.pages_to_scan = decision.pages_to_scan.or(m.pages_to_scan);
+                m.sleep_ms = decision.sleep_millisecs.or(m.sleep_ms);
+            }
+            if wrote {
+                m.adjustments += 1;
+                m.last_adjustment = Some(SystemTime::now());
+            }
+        }
     }
 
     /// Write a decision: pages_to_scan, sleep_millisecs, then run. With
@@ -766,8 +888,14 @@ impl Daemon {
                 debug!("dry run: not writing {setting}");
                 continue;
             }
-            if let Err(e) = self.ksm.write(setting) {
-                error!("{e}");
+            let what = match knob {
+                Knob::PagesToScan => "writing pages_to_scan",
+                Knob::SleepMillisecs => "writing sleep_millisecs",
+                _ => "writing run",
+            };
+            match self.ksm.write(setting) {
+                Ok(()) => self.faults.ok(what),
+                Err(e) => self.faults.fail(what, e.to_string(), &self.metrics),
             }
         }
         if changed && log_changes {
@@ -794,60 +922,12 @@ impl Daemon {
 
 /// The variables that differ between two configurations, as `NAME a -> b`.
 fn config_changes(a: &Config, b: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cmp = |name: &str, x: String, y: String| {
-        if x != y {
-            out.push(format!("{name} {x} -> {y}"));
-        }
-    };
-    cmp(
-        "KSM_MONITOR_INTERVAL",
-        a.monitor_interval.to_string(),
-        b.monitor_interval.to_string(),
-    );
-    cmp(
-        "KSM_SLEEP_MSEC",
-        a.sleep_msec.to_string(),
-        b.sleep_msec.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_BOOST",
-        a.npages_boost.to_string(),
-        b.npages_boost.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_DECAY",
-        a.npages_decay.to_string(),
-        b.npages_decay.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_MIN",
-        a.npages_min.to_string(),
-        b.npages_min.to_string(),
-    );
-    cmp(
-        "KSM_NPAGES_MAX",
-        a.npages_max.to_string(),
-        b.npages_max.to_string(),
-    );
-    cmp(
-        "KSM_THRES_COEF",
-        a.thres_coef.to_string(),
-        b.thres_coef.to_string(),
-    );
-    cmp(
-        "KSM_THRES_CONST",
-        a.thres_const.to_string(),
-        b.thres_const.to_string(),
-    );
-    cmp(
-        "LOGFILE",
-        format!("{:?}", a.logfile),
-        format!("{:?}", b.logfile),
-    );
-    cmp("DEBUG", a.debug.to_string(), b.debug.to_string());
-    cmp("KSM_POLICY", a.policy.to_string(), b.policy.to_string());
-    out
+    a.values()
+        .into_iter()
+        .zip(b.values())
+        .filter(|((_, x), (_, y))| x != y)
+        .map(|((name, x), (_, y))| format!("{name} {x} -> {y}"))
+        .collect()
 }
 
 /// The STATUS= line shown by `systemctl status ksmtuned`; `mode` is the
@@ -890,7 +970,7 @@ mod tests {
         };
         assert_eq!(
             config_changes(&a, &b),
-            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG false -> true"]
+            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG off -> on"]
         );
         assert!(config_changes(&a, &a).is_empty());
     }
@@ -903,8 +983,8 @@ mod tests {
             enabled: true,
             logfile: Some(path.clone()),
         };
-        l.line("total 100");
-        l.line("sleep 10");
+        l.line("total 100").unwrap();
+        l.line("sleep 10").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
@@ -917,7 +997,25 @@ mod tests {
             enabled: false,
             logfile: Some(path.clone()),
         }
-        .line("x");
+        .line("x")
+        .unwrap();
+        // An unwritable LOGFILE: the error is returned (and the line printed).
+        let bad = DebugLog {
+            enabled: true,
+            logfile: Some(dir.path().join("no/such/dir/log")),
+        };
+        assert!(bad.line("x").is_err());
+        // A symlink is not followed.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let l = DebugLog {
+            enabled: true,
+            logfile: Some(link),
+        };
+        assert!(l.line("x").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
     }
 }

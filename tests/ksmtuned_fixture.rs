@@ -562,3 +562,111 @@ fn refuses_to_start_when_it_must() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("KSM is not supported"), "{err}");
 }
+
+/// GET /metrics from the daemon's endpoint.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn faults_are_survived_logged_once_and_cleared() {
+    let f = Fixture::new();
+    f.meminfo(GIB);
+    // The metrics port is taken when the daemon starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    // LOGFILE is a directory: it cannot be appended to.
+    let logdir = f.root().join("logdir");
+    fs::create_dir_all(&logdir).unwrap();
+    let c = f.config(&format!(
+        "DEBUG=1\nLOGFILE={}\nKSM_MONITOR_INTERVAL=1\nKSM_METRICS_LISTEN={addr}\n\
+         KSM_NPAGES_MAX=100000\n",
+        logdir.display()
+    ));
+    let d = f.spawn(&c, &[]);
+    // The daemon truncates, then writes: retry a read that saw it between.
+    let pages = || loop {
+        if let Ok(n) = f.ksm("pages_to_scan").parse::<u64>() {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wait = |what: &str, pred: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !pred() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("a first adjustment", &|| pages() >= 300);
+    // A refused write: sleep_millisecs disappears (the kernel lacks it).
+    fs::remove_file(f.ksm_dir().join("sleep_millisecs")).unwrap();
+    let p = pages();
+    wait("three more cycles", &|| pages() >= p + 900);
+    // /proc/meminfo unreadable for a while: cycles are skipped.
+    fs::rename(f.root().join("proc/meminfo"), f.root().join("proc/mi")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let p = pages();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(pages(), p, "no adjustment without meminfo");
+    // Everything mended: tuning goes on, the port is free.
+    fs::rename(f.root().join("proc/mi"), f.root().join("proc/meminfo")).unwrap();
+    fs::write(f.ksm_dir().join("sleep_millisecs"), "20\n").unwrap();
+    drop(taken);
+    fs::remove_dir(&logdir).unwrap();
+    wait("tuning again", &|| pages() > p + 300);
+    wait("the metrics endpoint", &|| scrape(&addr).is_some());
+    let text = scrape(&addr).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        metric(&text, "ksm_tuner_errors_total").unwrap() >= 5.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "ksm_tuner_adjustments_total").unwrap() >= 5.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "ksm_pages_sharing"), Some(2560.0), "{text}");
+    assert_eq!(
+        metric(&text, "ksm_tuner_pages_to_scan"),
+        Some(pages() as f64),
+        "{text}"
+    );
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    // Each distinct fault: logged once when it started, once when it cleared.
+    for (fault, cleared) in [
+        (
+            "has no sleep_millisecs",
+            "writing sleep_millisecs works again",
+        ),
+        (
+            "cannot adjust KSM this cycle",
+            "reading the system works again",
+        ),
+        ("cannot listen on", "the metrics endpoint works again"),
+        ("cannot append to LOGFILE", "LOGFILE works again"),
+    ] {
+        let n = err
+            .lines()
+            .filter(|l| l.contains(fault) && l.starts_with("error"))
+            .count();
+        assert_eq!(n, 1, "{fault:?} logged {n} times:\n{err}");
+        assert_eq!(err.matches(cleared).count(), 1, "{cleared:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -336,15 +336,34 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
     let sharing = kernel_u64(&ksm, "pages_sharing");
     assert!(sharing >= 256, "pages_sharing {sharing}");
 
-    let tuner = Arc::new(Mutex::new(fake_tuner()));
-    let server = Server::spawn("127.0.0.1:0", Root::default(), Arc::clone(&tuner)).unwrap();
+    // A running ksmtuned serves the metrics (a dry run: it decides and
+    // reports, and leaves ksmd as the test set it).
     let dir = tempfile::tempdir().unwrap();
+    let tuned_port = free_port();
+    let tuned_conf = dir.path().join("ksmtuned.conf");
+    std::fs::write(
+        &tuned_conf,
+        format!("KSM_MONITOR_INTERVAL=3600\nKSM_METRICS_LISTEN=127.0.0.1:{tuned_port}\n"),
+    )
+    .unwrap();
+    let tuned = Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
+        .arg("--config")
+        .arg(&tuned_conf)
+        .arg("--pid-file")
+        .arg(dir.path().join("ksmtuned.pid"))
+        .arg("--dry-run")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting ksmtuned");
+    let tuned_pid = tuned.id();
+    let _tuned = Guard(tuned);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: ksm\n    static_configs:\n      - targets: ['{}']\n",
-            server.local_addr()
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: ksm\n    static_configs:\n      - targets: ['127.0.0.1:{tuned_port}']\n"
         ),
     )
     .unwrap();
@@ -375,13 +394,15 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
     assert_eq!(got, now as f64, "Prometheus says {got}, the kernel {now}");
     assert_eq!(now, sharing);
 
-    // The tuner's numbers flow through the shared struct to Prometheus.
-    assert_eq!(prom_query(port, "ksm_tuner_adjustments_total"), Some(7.0));
-    tuner.lock().unwrap().adjustments = 9;
+    // The tuner's own numbers reach Prometheus: a retune is counted.
+    assert_eq!(prom_query(port, "ksm_tuner_retunes_total"), Some(0.0));
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(tuned_pid as i32, libc::SIGUSR1) }, 0);
     let seen = wait_for(Duration::from_secs(10), || {
-        prom_query(port, "ksm_tuner_adjustments_total").filter(|&v| v == 9.0)
+        prom_query(port, "ksm_tuner_retunes_total").filter(|&v| v == 1.0)
     });
-    assert_eq!(seen, Some(9.0), "the update did not reach Prometheus");
+    assert_eq!(seen, Some(1.0), "the retune did not reach Prometheus");
+    assert!(prom_query(port, "ksm_tuner_adjustments_total").unwrap() >= 2.0);
     assert_eq!(prom_query(port, "up"), Some(1.0));
     drop(probe);
     // With ksmd running again, the Experiment unmerges on restore (when the

@@ -2,6 +2,10 @@
 //! own `systemd-analyze verify`, with ksmctl installed where the unit
 //! names it, in a temporary root) and the example `etc/sysconfig/ksm`.
 
+#[path = "../examples/gen-docs/docgen.rs"]
+#[allow(dead_code)]
+mod docgen;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -54,7 +58,11 @@ fn host_unit_dir() -> Option<PathBuf> {
 }
 
 fn verify(root: &Path) -> (i32, String) {
+    // Documentation=man:... is checked with man(1): point it at the pages
+    // as they will be installed.
+    let man = root.join("usr/share/man");
     let out = Command::new("systemd-analyze")
+        .env("MANPATH", &man)
         .arg("verify")
         .arg(format!("--root={}", root.display()))
         .args(["ksm.service", "ksmtuned.service"])
@@ -110,9 +118,27 @@ fn systemd_analyze_verify() {
     assert!(text.contains("/usr/sbin/ksmctl"), "{text}");
     assert!(text.contains("/usr/sbin/ksmtuned"), "{text}");
 
-    // ExecReload= uses the host's kill(1), as installed units do.
+    // ExecReload= uses the host's kill(1) and ExecStartPre= its touch(1),
+    // as installed units do.
     fs::create_dir_all(root.path().join("bin")).unwrap();
     fs::copy("/bin/kill", root.path().join("bin/kill")).unwrap();
+    fs::copy("/bin/touch", root.path().join("bin/touch")).unwrap();
+    // The man pages the units' Documentation= names.
+    let man = root.path().join("usr/share/man");
+    let generated = root.path().join("tmp-docs");
+    docgen::write_all(&generated).unwrap();
+    for (src, dst) in [
+        (generated.join(docgen::man_file("ksmctl")), "man8/ksmctl.8"),
+        (
+            generated.join(docgen::man_file("ksmtuned")),
+            "man8/ksmtuned.8",
+        ),
+        (repo("man/ksmtuned.conf.5"), "man5/ksmtuned.conf.5"),
+    ] {
+        let dst = man.join(dst);
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        fs::copy(src, dst).unwrap();
+    }
     for (name, built) in [
         ("ksmctl", env!("CARGO_BIN_EXE_ksmctl")),
         ("ksmtuned", env!("CARGO_BIN_EXE_ksmtuned")),
@@ -196,4 +222,27 @@ fn example_sysconfig_documents_what_ksmctl_does() {
         forms += 1;
     }
     assert_eq!(forms, 4, "documented forms: 0, decimal, hex, octal");
+}
+
+#[test]
+fn example_default_ksm_is_the_default() {
+    // Debian's /etc/default/ksm: parsed like /etc/sysconfig/ksm, every
+    // line commented out as shipped, and the variable it documents is the
+    // one ksmctl reads.
+    let path = repo("etc/default/ksm");
+    let text = fs::read_to_string(&path).unwrap();
+    let parsed = ksmtuned::shellvars::parse(&path, &text);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert!(parsed.assignments.is_empty(), "{:?}", parsed.assignments);
+    let uncommented = text.replace("#KSM_MAX_KERNEL_PAGES=\n", "KSM_MAX_KERNEL_PAGES=0x10\n");
+    assert_ne!(
+        uncommented, text,
+        "etc/default/ksm lacks #KSM_MAX_KERNEL_PAGES="
+    );
+    let parsed = ksmtuned::shellvars::parse(&path, &uncommented);
+    let a = parsed
+        .get(ksmtuned::service::MAX_KERNEL_PAGES_VAR)
+        .expect("the documented variable is ksmctl's");
+    assert_eq!(a.value, "0x10");
+    assert!(ksmtuned::service::SERVICE_CONFIG_FILES.contains(&"/etc/default/ksm"));
 }
