@@ -9,6 +9,7 @@
 //! Everything that touches the system goes through a [`Root`], `/` in
 //! production and a temporary tree in tests, for reads *and* writes.
 
+pub mod bench;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

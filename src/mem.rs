@@ -56,6 +56,18 @@ impl Mapping {
         }
     }
 
+    /// Any other `madvise` advice on the whole mapping (e.g.
+    /// `MADV_NOHUGEPAGE`).
+    pub fn advise(&self, advice: libc::c_int) -> io::Result<()> {
+        // SAFETY: the range is exactly our mapping.
+        let r = unsafe { libc::madvise(self.ptr.as_ptr() as *mut libc::c_void, self.len, advice) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// The memory as a byte slice.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: we own len readable and writable bytes at ptr.

@@ -123,6 +123,38 @@ pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Send a signal to every process of a process group.
+pub fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|g| *g > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "process group out of range"))?;
+    // SAFETY: killpg has no memory-safety preconditions.
+    if unsafe { libc::killpg(pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Have the kernel send `signal` to the calling process when the thread
+/// that started it exits (`PR_SET_PDEATHSIG`).
+pub fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The parent's pid (`getppid`).
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
 /// Whether a process exists (signal 0; EPERM still means it exists).
 pub fn process_exists(pid: u32) -> bool {
     match kill(pid, 0) {

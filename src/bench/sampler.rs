@@ -1,0 +1,226 @@
+//! One reading every 100 ms of what KSM did and what it cost: the KSM
+//! counters and settings, ksmd's CPU time and the tuner's.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::ksm::{Ksm, KsmState};
+use crate::process;
+use crate::root::Root;
+use crate::sys;
+
+/// One sample. Counters are as the kernel reports them, except the ones
+/// marked "since the start", which count from the tuner's start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Milliseconds since the tuner started.
+    pub t_ms: u64,
+    /// `pages_sharing + ksm_zero_pages`.
+    pub saved_pages: u64,
+    pub pages_shared: u64,
+    pub pages_sharing: u64,
+    pub ksm_zero_pages: i64,
+    pub pages_volatile: u64,
+    pub general_profit_bytes: Option<i64>,
+    /// Full scans since the start.
+    pub full_scans: u64,
+    /// Pages scanned since the start (Linux 6.6+).
+    pub pages_scanned: Option<u64>,
+    /// Pages skipped by smart scan since the start (Linux 6.7+).
+    pub pages_skipped: Option<u64>,
+    /// ksmd's CPU time (utime + stime) since the start.
+    pub ksmd_cpu_ms: u64,
+    /// The tuner's CPU time (its processes and their children) since the
+    /// start; 0 for tuners that are only kernel settings.
+    pub tuner_cpu_ms: u64,
+    pub pages_to_scan: Option<u64>,
+    pub sleep_millisecs: Option<u64>,
+    pub run: Option<u8>,
+    /// Whether the scan-time advisor is on (None: this kernel has none).
+    pub advisor_on: Option<bool>,
+    pub use_zero_pages: bool,
+}
+
+/// `(process group, own utime+stime, waited-for children's cutime+cstime)`
+/// in clock ticks, from the text of `/proc/PID/stat`.
+pub fn parse_stat_group_ticks(stat: &str) -> Option<(u32, u64, u64)> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
+    // cutime(13) cstime(14).
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    let pgrp = u32::try_from(num(2)?).ok()?;
+    Some((pgrp, num(11)? + num(12)?, num(13)? + num(14)?))
+}
+
+/// The CPU time of a tuner's process group: the leader's own and its
+/// waited-for children's time, plus the other live members of the group
+/// (re-listed every `RESCAN` samples, as `/proc` is large).
+pub struct GroupCpu {
+    root: Root,
+    leader: u32,
+    members: Vec<u32>,
+    samples: u32,
+    /// The last total seen (a finished group keeps its last value).
+    last: u64,
+}
+
+impl GroupCpu {
+    const RESCAN: u32 = 10;
+
+    pub fn new(root: &Root, leader: u32) -> GroupCpu {
+        GroupCpu {
+            root: root.clone(),
+            leader,
+            members: Vec::new(),
+            samples: 0,
+            last: 0,
+        }
+    }
+
+    fn stat(&self, pid: u32) -> Option<(u32, u64, u64)> {
+        let text = std::fs::read_to_string(self.root.join(format!("/proc/{pid}/stat"))).ok()?;
+        parse_stat_group_ticks(&text)
+    }
+
+    /// CPU ticks of the whole group now.
+    pub fn ticks(&mut self) -> u64 {
+        if self.samples.is_multiple_of(Self::RESCAN) {
+            self.members = process::pids(&self.root)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|&p| p != self.leader)
+                .filter(|&p| self.stat(p).is_some_and(|(g, _, _)| g == self.leader))
+                .collect();
+        }
+        self.samples += 1;
+        let Some((_, own, children)) = self.stat(self.leader) else {
+            return self.last;
+        };
+        let mut total = own + children;
+        for &p in &self.members {
+            if let Some((g, own, children)) = self.stat(p) {
+                if g == self.leader {
+                    total += own + children;
+                }
+            }
+        }
+        // A member that exited and was reaped by the leader moves from
+        // "member" to the leader's cutime; never go backwards.
+        self.last = self.last.max(total);
+        self.last
+    }
+}
+
+/// Takes samples relative to a start.
+pub struct Sampler {
+    ksm: Ksm,
+    root: Root,
+    ksmd: Option<u32>,
+    tick_ms: f64,
+    start: Instant,
+    base: KsmState,
+    base_ksmd_ticks: u64,
+    tuner: Option<GroupCpu>,
+    base_tuner_ticks: u64,
+}
+
+impl Sampler {
+    /// Start sampling now; `tuner` is the leader of the tuner's process
+    /// group, if the tuner is a process.
+    pub fn start(ksm: &Ksm, root: &Root, tuner: Option<u32>) -> crate::Result<Sampler> {
+        let ksmd = process::ksmd_pid(root);
+        let base = ksm.read()?;
+        let base_ksmd_ticks = ksmd.and_then(|p| process::cpu_ticks(root, p)).unwrap_or(0);
+        let mut tuner = tuner.map(|p| GroupCpu::new(root, p));
+        let base_tuner_ticks = tuner.as_mut().map_or(0, |t| t.ticks());
+        Ok(Sampler {
+            ksm: ksm.clone(),
+            root: root.clone(),
+            ksmd,
+            tick_ms: 1000.0 / sys::clock_ticks() as f64,
+            start: Instant::now(),
+            base,
+            base_ksmd_ticks,
+            tuner,
+            base_tuner_ticks,
+        })
+    }
+
+    /// When sampling started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// Whether ksmd's CPU time can be read.
+    pub fn has_ksmd(&self) -> bool {
+        self.ksmd.is_some()
+    }
+
+    /// Take one sample.
+    pub fn sample(&mut self) -> crate::Result<Sample> {
+        let t_ms = self.start.elapsed().as_millis() as u64;
+        let s = self.ksm.read()?;
+        let ksmd_ticks = self
+            .ksmd
+            .and_then(|p| process::cpu_ticks(&self.root, p))
+            .unwrap_or(self.base_ksmd_ticks);
+        let tuner_ticks = self.tuner.as_mut().map_or(0, |t| t.ticks());
+        let since = |now: Option<u64>, base: Option<u64>| -> Option<u64> {
+            Some(now?.saturating_sub(base.unwrap_or(0)))
+        };
+        Ok(Sample {
+            t_ms,
+            saved_pages: s.saved_pages(),
+            pages_shared: s.pages_shared.unwrap_or(0),
+            pages_sharing: s.pages_sharing.unwrap_or(0),
+            ksm_zero_pages: s.ksm_zero_pages.unwrap_or(0),
+            pages_volatile: s.pages_volatile.unwrap_or(0),
+            general_profit_bytes: s.general_profit,
+            full_scans: since(s.full_scans, self.base.full_scans).unwrap_or(0),
+            pages_scanned: since(s.pages_scanned, self.base.pages_scanned),
+            pages_skipped: since(s.pages_skipped, self.base.pages_skipped),
+            ksmd_cpu_ms: (ksmd_ticks.saturating_sub(self.base_ksmd_ticks) as f64 * self.tick_ms)
+                .round() as u64,
+            tuner_cpu_ms: (tuner_ticks.saturating_sub(self.base_tuner_ticks) as f64 * self.tick_ms)
+                .round() as u64,
+            pages_to_scan: s.pages_to_scan,
+            sleep_millisecs: s.sleep_millisecs,
+            run: s.run.map(|r| r.as_u8()),
+            advisor_on: s.advisor_mode.map(|_| s.advisor_active()),
+            use_zero_pages: s.use_zero_pages == Some(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_ticks() {
+        let stat = "4242 (ksm tuned) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 25 3 4 20 0 1 0 5 0 0";
+        assert_eq!(parse_stat_group_ticks(stat), Some((4242, 42, 7)));
+        assert_eq!(parse_stat_group_ticks("1 (x) S 0 1"), None);
+        assert_eq!(parse_stat_group_ticks("nonsense"), None);
+    }
+
+    #[test]
+    fn own_process_is_sampled() {
+        let root = Root::default();
+        let me = std::process::id();
+        let text = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        let (pgrp, _, _) = parse_stat_group_ticks(&text).unwrap();
+        assert!(pgrp > 0);
+        let mut g = GroupCpu::new(&root, me);
+        let a = g.ticks();
+        // Burn some CPU; the count must not go backwards.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(g.ticks() >= a);
+    }
+}
