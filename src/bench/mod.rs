@@ -462,7 +462,6 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
         let full_scans = s.full_scans;
         if !interfered {
             if let Some(note) = tuner::interference(&spec.kind, &s) {
-                eprintln!("ksm-bench:   {}: {note}", spec.name);
                 run.notes.push(note);
                 interfered = true;
             }
@@ -528,7 +527,6 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
                     foreign.join(", "),
                     t as f64 / 1000.0
                 );
-                eprintln!("ksm-bench:   {}: {note}", spec.name);
                 run.notes.push(note);
             }
         }
