@@ -174,17 +174,25 @@ pub fn parse_c_integer(s: &str) -> Option<i128> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    if body.is_empty() {
+    let (radix, digits) =
+        if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, hex)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
+    // Digits only: from_str_radix would also take a sign (`--N`, `0x-1`),
+    // and negating i128::MIN overflows.
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
-    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        i128::from_str_radix(hex, 16).ok()?
-    } else if body.len() > 1 && body.starts_with('0') {
-        i128::from_str_radix(&body[1..], 8).ok()?
+    let v = i128::from_str_radix(digits, radix).ok()?;
+    if neg {
+        v.checked_neg()
     } else {
-        body.parse::<i128>().ok()?
-    };
-    Some(if neg { -v } else { v })
+        Some(v)
+    }
 }
 
 #[cfg(test)]
@@ -260,5 +268,15 @@ mod tests {
         assert_eq!(parse_c_integer("abc"), None);
         assert_eq!(parse_c_integer(""), None);
         assert_eq!(parse_c_integer("0x"), None);
+        // Found by fuzzing: a second sign made i128::MIN, whose negation
+        // overflowed (a panic in debug builds).
+        assert_eq!(
+            parse_c_integer("--170141183460469231731687303715884105728"),
+            None
+        );
+        assert_eq!(parse_c_integer("+-5"), None);
+        assert_eq!(parse_c_integer("0x-5"), None);
+        assert_eq!(parse_c_integer("0-5"), None);
+        assert_eq!(parse_c_integer("-0x10"), Some(-16));
     }
 }
