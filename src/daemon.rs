@@ -60,6 +60,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
 
+    /// Time between adjustments in milliseconds, overriding
+    /// KSM_MONITOR_INTERVAL (whole seconds): for soak and churn tests.
+    #[arg(long, value_name = "MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_ms: Option<u64>,
+
     /// Resolve /sys, /proc, /etc and /run under this directory (also $KSM_ROOT).
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -257,6 +262,8 @@ struct Daemon {
     config_path: Option<PathBuf>,
     policy_override: Option<PolicyKind>,
     config: Config,
+    /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
+    interval_override: Option<Duration>,
     params: classic::Params,
     classic: classic::State,
     dry_run: bool,
@@ -351,11 +358,15 @@ impl Daemon {
         let mut usec = 0;
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+        let interval_override = cli.interval_ms.map(Duration::from_millis);
         info!(
-            "ksmtuned {} started: policy {}, interval {} s, sleep_millisecs {}, threshold {} KiB{}",
+            "ksmtuned {} started: policy {}, interval {}, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
             config.policy,
-            config.monitor_interval,
+            match interval_override {
+                Some(d) => format!("{} ms", d.as_millis()),
+                None => format!("{} s", config.monitor_interval),
+            },
             params.sleep,
             params.thres,
             if cli.dry_run {
@@ -370,6 +381,7 @@ impl Daemon {
             config_path: cli.config.clone(),
             policy_override: cli.policy,
             config,
+            interval_override,
             params,
             classic: classic::State::default(),
             dry_run: cli.dry_run,
@@ -385,7 +397,8 @@ impl Daemon {
     }
 
     fn interval(&self) -> Duration {
-        Duration::from_secs(self.config.monitor_interval)
+        self.interval_override
+            .unwrap_or(Duration::from_secs(self.config.monitor_interval))
     }
 
     fn run_loop(&mut self) -> anyhow::Result<()> {

@@ -562,3 +562,22 @@ fn refuses_to_start_when_it_must() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("KSM is not supported"), "{err}");
 }
+
+#[test]
+fn interval_ms_overrides_the_monitor_interval() {
+    let f = Fixture::new();
+    // KSM_MONITOR_INTERVAL=1 in the file; --interval-ms 50 wins.
+    let d = f.spawn(&conf(&f, ""), &["--interval-ms", "50"]);
+    let start = Instant::now();
+    f.wait_log(|_| f.count("committed ") >= 10, "ten cycles");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "ten cycles at 50 ms took {:?}",
+        start.elapsed()
+    );
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("interval 50 ms"), "{err}");
+    let (code, err) = run_to_end(&f, &["--interval-ms", "0"]);
+    assert_eq!(code, 2, "{err}");
+}
