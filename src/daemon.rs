@@ -46,6 +46,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub check_config: Option<String>,
 
+    /// Read the configuration file even if someone other than root could
+    /// have written it or its directory (owner not root, or writable by
+    /// group or others); a warning says so.
+    #[arg(long)]
+    pub insecure_config: bool,
+
     /// Tuning policy, overriding KSM_POLICY.
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PolicyKind>,
@@ -126,7 +132,11 @@ pub fn run(cli: Cli) -> i32 {
         } else {
             Some(PathBuf::from(file))
         };
-        return check_config(&root, explicit.as_deref());
+        return check_config(
+            &root,
+            explicit.as_deref(),
+            config::Trust::for_this_process(cli.insecure_config),
+        );
     }
     // A dry run keeps out of the real daemon's way by default.
     let pid_file = match (&cli.pid_file, cli.dry_run) {
@@ -164,8 +174,8 @@ pub fn retune(pid_file: &Path) -> i32 {
 }
 
 /// `--check-config`: report every problem; 0 when valid.
-pub fn check_config(root: &Root, explicit: Option<&Path>) -> i32 {
-    let loaded = config::load(root, explicit);
+pub fn check_config(root: &Root, explicit: Option<&Path>, trust: config::Trust) -> i32 {
+    let loaded = config::load(root, explicit, trust);
     let name = loaded
         .path
         .clone()
@@ -260,6 +270,7 @@ struct Daemon {
     root: Root,
     ksm: Ksm,
     config_path: Option<PathBuf>,
+    trust: config::Trust,
     policy_override: Option<PolicyKind>,
     config: Config,
     /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
@@ -324,7 +335,8 @@ impl Daemon {
     /// Everything before the first adjustment. `Ok(None)`: nothing to do
     /// (a masked unit), exit 0.
     fn start(root: &Root, cli: &Cli, pid_path: PathBuf) -> anyhow::Result<Option<Daemon>> {
-        let loaded = config::load(root, cli.config.as_deref());
+        let trust = config::Trust::for_this_process(cli.insecure_config);
+        let loaded = config::load(root, cli.config.as_deref(), trust);
         for w in &loaded.warnings {
             warn!("{w}");
         }
@@ -379,6 +391,7 @@ impl Daemon {
             root: root.clone(),
             ksm,
             config_path: cli.config.clone(),
+            trust,
             policy_override: cli.policy,
             config,
             interval_override,
@@ -453,7 +466,7 @@ impl Daemon {
     /// SIGHUP: read the configuration again; keep the old one if the new
     /// one has errors.
     fn reload(&mut self) {
-        let loaded = config::load(&self.root, self.config_path.as_deref());
+        let loaded = config::load(&self.root, self.config_path.as_deref(), self.trust);
         for w in &loaded.warnings {
             warn!("{w}");
         }
@@ -719,6 +732,47 @@ mod tests {
             vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG false -> true"]
         );
         assert!(config_changes(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn debug_log_does_not_follow_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        // LOGFILE in a world-writable, sticky directory (/tmp-like) where
+        // someone planted a link to a file root owns, and one to a file
+        // that does not exist yet: neither is written or created.
+        let public = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let private = tempfile::tempdir().unwrap();
+        let victim = private.path().join("shadow");
+        std::fs::write(&victim, "root:x:0:0\n").unwrap();
+        let link = public.path().join("ksmtuned.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let created = private.path().join("created");
+        let dangling = public.path().join("dangling.log");
+        std::os::unix::fs::symlink(&created, &dangling).unwrap();
+        for logfile in [&link, &dangling] {
+            DebugLog {
+                enabled: true,
+                logfile: Some(logfile.clone()),
+            }
+            .line("committed 0 free 1");
+            assert!(std::fs::symlink_metadata(logfile)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+        assert!(!created.exists());
+        // The same directory without the link: the file is created and written.
+        let real = public.path().join("real.log");
+        DebugLog {
+            enabled: true,
+            logfile: Some(real.clone()),
+        }
+        .line("committed 0 free 1");
+        assert!(std::fs::read_to_string(&real)
+            .unwrap()
+            .ends_with(": committed 0 free 1\n"));
     }
 
     #[test]

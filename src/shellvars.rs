@@ -62,21 +62,29 @@ pub fn parse(path: &Path, text: &str) -> Parsed {
 
 /// Read and parse a file. `Ok(None)` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<Parsed>> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| Error::Syntax {
-                path: path.to_path_buf(),
-                line: 0,
-                message: "the file is not valid UTF-8 text".to_string(),
-            })?;
-            Ok(Some(parse(path, &text)))
-        }
+    match fs::File::open(path) {
+        Ok(mut file) => read_from(path, &mut file).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
             path: path.to_path_buf(),
             source,
         }),
     }
+}
+
+/// Read and parse an opened file; `path` is only used in messages.
+pub fn read_from(path: &Path, file: &mut impl io::Read) -> Result<Parsed> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Syntax {
+        path: path.to_path_buf(),
+        line: 0,
+        message: "the file is not valid UTF-8 text".to_string(),
+    })?;
+    Ok(parse(path, &text))
 }
 
 fn is_name(s: &str) -> bool {
