@@ -144,11 +144,23 @@ pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
 
 /// Whether a process named `ksmtuned` is a daemon that writes KSM's
 /// settings: the original bash script, or ours, but not ours running a
-/// one-shot command (`retune`, `--check-config`) or a `--dry-run`.
+/// one-shot command (`retune`, `--check-config`), a `--dry-run`, or on
+/// another root (`--root DIR`: a test tree, not this host's KSM).
 pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
     let Some(args) = cmdline(root, pid) else {
         return false;
     };
+    let mut words = args.iter().skip(1);
+    while let Some(a) = words.next() {
+        let other_root = match a.strip_prefix("--root=") {
+            Some(r) => Some(r),
+            None if a == "--root" => words.next().map(String::as_str),
+            None => None,
+        };
+        if other_root.is_some_and(|r| std::path::Path::new(r) != std::path::Path::new("/")) {
+            return false;
+        }
+    }
     !args.iter().skip(1).any(|a| {
         a == "retune"
             || a == "--dry-run"
@@ -262,6 +274,30 @@ mod tests {
             123456
         );
         assert_eq!(parse_status_rss_kib("Name:\tkthreadd\n"), 0);
+    }
+
+    #[test]
+    fn tuners_on_another_root_do_not_count() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let cases: &[(&str, bool)] = &[
+            ("/bin/bash\0/usr/sbin/ksmtuned\0", true),
+            ("ksmtuned\0", true),
+            ("ksmtuned\0-v\0--root\0/\0", true),
+            ("ksmtuned\0--root=/\0", true),
+            ("ksmtuned\0--dry-run\0", false),
+            ("ksmtuned\0retune\0", false),
+            ("ksmtuned\0--root\0/tmp/fixture\0", false),
+            ("ksmtuned\0--root=/tmp/fixture\0-v\0", false),
+        ];
+        for (i, (cmdline, tuner)) in cases.iter().enumerate() {
+            let pid = 100 + i as u32;
+            let d = t.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+            assert_eq!(is_tuning_daemon(&root, pid), *tuner, "{cmdline:?}");
+        }
+        assert!(!is_tuning_daemon(&root, 99), "a vanished process");
     }
 
     #[test]

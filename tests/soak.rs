@@ -136,8 +136,11 @@ fn soak() {
         end.0, end.1
     );
     assert!(bad.is_empty(), "unexpected log lines: {bad:#?}");
+    // The interval runs from the end of one cycle to the start of the
+    // next (as the original's sleep did), so cycles are a little longer
+    // than 100 ms; more than 10% behind is falling behind.
     assert!(
-        cycles * 100 >= scheduled * 95,
+        cycles * 100 >= scheduled * 90,
         "fell behind: {cycles} cycles for {scheduled} scheduled"
     );
     assert!(sharing > 0, "the merging workload did not merge");
