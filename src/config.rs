@@ -159,9 +159,8 @@ impl Trust {
         if insecure {
             Trust::Insecure
         } else {
-            // SAFETY: geteuid has no preconditions and cannot fail.
             Trust::Owner {
-                euid: unsafe { libc::geteuid() },
+                euid: crate::sys::euid(),
             }
         }
     }
@@ -474,8 +473,7 @@ mod tests {
         use std::os::unix::fs::{chown, symlink, PermissionsExt};
 
         fn is_root() -> bool {
-            // SAFETY: geteuid has no preconditions.
-            let root = unsafe { libc::geteuid() } == 0;
+            let root = crate::sys::euid() == 0;
             if !root {
                 eprintln!("SKIPPED: changing file owners needs root");
             }

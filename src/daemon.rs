@@ -252,6 +252,17 @@ pub struct Sample {
     pub ksm: KsmState,
 }
 
+/// Read one sample: `/proc/meminfo`, one pass over `/proc` (this process
+/// excluded from the other tuners), and KSM's files. This is the cost of a
+/// cycle, which `benches/scale.rs` measures.
+pub fn sample(root: &Root, ksm: &Ksm) -> anyhow::Result<Sample> {
+    let mem = MemInfo::read(root)?;
+    let procs = process::scan(root, Some(std::process::id()))
+        .with_context(|| format!("reading {}", root.join("/proc").display()))?;
+    let ksm = ksm.read()?;
+    Ok(Sample { mem, procs, ksm })
+}
+
 enum Event {
     Retune,
     Reload,
@@ -516,11 +527,7 @@ impl Daemon {
     }
 
     fn sample(&self) -> anyhow::Result<Sample> {
-        let mem = MemInfo::read(&self.root)?;
-        let procs = process::scan(&self.root, Some(std::process::id()))
-            .with_context(|| format!("reading {}", self.root.join("/proc").display()))?;
-        let ksm = self.ksm.read()?;
-        Ok(Sample { mem, procs, ksm })
+        sample(&self.root, &self.ksm)
     }
 
     /// One adjustment: sample, decide, write.

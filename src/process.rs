@@ -125,12 +125,27 @@ pub struct ProcScan {
 /// and their RSS, and other tuners. Processes that exit during the pass
 /// are skipped.
 pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
+    use std::io::Write;
     let mut out = ProcScan::default();
+    // Every process's comm is read relative to one open /proc, into one
+    // buffer: no path building or allocation per process (this pass is
+    // most of the cost of a cycle on a host with thousands of processes).
+    let proc_dir = fs::File::open(root.join("/proc"))?;
+    let mut name = Vec::with_capacity(32);
+    let mut buf = [0u8; 64];
     for pid in pids(root)? {
-        let Some(name) = comm(root, pid) else {
+        name.clear();
+        write!(name, "{pid}/comm\0").expect("writing to a Vec");
+        let file = std::ffi::CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
+        // Gone since the listing (or unreadable): skipped, as comm() does.
+        let Ok(n) = crate::sys::read_small_at(&proc_dir, file, &mut buf) else {
             continue;
         };
-        if is_qemu_comm(&name) {
+        let Ok(name) = std::str::from_utf8(&buf[..n]) else {
+            continue;
+        };
+        let name = name.trim_end_matches('\n');
+        if is_qemu_comm(name) {
             if let Some(rss) = rss_kib(root, pid) {
                 out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
                 out.qemu_pids.push(pid);
@@ -274,6 +289,56 @@ mod tests {
             123456
         );
         assert_eq!(parse_status_rss_kib("Name:\tkthreadd\n"), 0);
+    }
+
+    /// The scan reads comm through one directory descriptor and buffer;
+    /// its results are those of the per-process readers.
+    #[test]
+    fn scan_matches_the_per_process_readers() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let proc_ = t.path().join("proc");
+        let mk = |pid: u32, comm: &[u8], status: Option<&str>, cmdline: &str| {
+            let d = proc_.join(pid.to_string());
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("comm"), comm).unwrap();
+            if let Some(s) = status {
+                fs::write(d.join("status"), s).unwrap();
+            }
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+        };
+        mk(1, b"systemd\n", Some("VmRSS:\t100 kB\n"), "init\0");
+        mk(10, b"qemu-kvm\n", Some("VmRSS:\t4000 kB\n"), "qemu-kvm\0");
+        mk(11, b"qemu:vm1\n", Some("VmRSS:\t2000 kB\n"), "qemu\0");
+        mk(12, b"qemu-system-x86\n", None, "qemu\0"); // vanished before status
+        mk(13, b"qemu-kvm\n\n", Some("VmRSS:\t7 kB\n"), "x\0"); // newline in the name
+        mk(14, b"qemu-kvm", Some("VmRSS:\t1 kB\n"), "x\0"); // no newline
+        mk(15, b"qemu\xff\n", Some("VmRSS:\t9 kB\n"), "x\0"); // not UTF-8
+        mk(16, b"ksmtuned\n", Some(""), "ksmtuned\0");
+        mk(17, b"ksmtuned\n", Some(""), "ksmtuned\0--dry-run\0");
+        mk(18, b"kthreadd\n", Some("Name:\tkthreadd\n"), "");
+        fs::create_dir_all(proc_.join("19")).unwrap(); // vanished entirely
+        fs::create_dir_all(proc_.join("self")).unwrap();
+        let s = scan(&root, Some(1)).unwrap();
+        // The reference: the per-process readers.
+        let mut want = ProcScan::default();
+        for pid in pids(&root).unwrap() {
+            let Some(name) = comm(&root, pid) else {
+                continue;
+            };
+            if is_qemu_comm(&name) {
+                if let Some(rss) = rss_kib(&root, pid) {
+                    want.qemu_rss_kib += rss;
+                    want.qemu_pids.push(pid);
+                }
+            } else if name == "ksmtuned" && is_tuning_daemon(&root, pid) {
+                want.tuner_pids.push(pid);
+            }
+        }
+        assert_eq!(s, want);
+        assert_eq!(s.qemu_pids, vec![10, 11, 13, 14]);
+        assert_eq!(s.qemu_rss_kib, 4000 + 2000 + 7 + 1);
+        assert_eq!(s.tuner_pids, vec![16]);
     }
 
     #[test]

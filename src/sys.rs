@@ -33,6 +33,38 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// Read a small file `name` relative to the directory `dir` into `buf`
+/// with one `openat`, one `read` and one `close`, and no allocation: how a
+/// pass over `/proc` reads thousands of tiny files (`PID/comm`) cheaply.
+/// Returns the number of bytes read (at most `buf.len()`).
+pub fn read_small_at(dir: &File, name: &std::ffi::CStr, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: `dir` is an open descriptor and `name` NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Take an exclusive `flock` on `file`; `wait` blocks until it is free,
 /// otherwise `WouldBlock` is returned when another holder has it.
 pub fn flock_exclusive(file: &File, wait: bool) -> io::Result<()> {
