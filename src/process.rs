@@ -66,7 +66,9 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     // After ")": state(3) ppid(4) ... utime is field 14, stime field 15.
     let utime: u64 = f.nth(11)?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    // Fuzzing found the overflow: no kernel writes such values, but a
+    // reader must not panic on them.
+    utime.checked_add(stime)
 }
 
 /// CPU time (user + system) of a process in clock ticks.
@@ -280,6 +282,10 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(stat), Some(42));
         assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        // Found by AFL++: utime + stime overflowed (a panic in debug builds).
+        let max = u64::MAX;
+        let huge = format!("2 (x) S 0 0 0 0 -1 0 0 0 0 0 {max} {max} 0");
+        assert_eq!(parse_stat_cpu_ticks(&huge), None);
     }
 
     #[test]
