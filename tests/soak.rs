@@ -3,7 +3,15 @@
 //! "guests" that are replaced every 30 s, so ksmd always has work), a
 //! retune every 5 s and a reload every 10 s. Its resident memory and open
 //! file descriptors at the end must not exceed those after the first
-//! minute, it must stay on schedule, and it must log no warning or error.
+//! minute, it must stay on schedule, and it must log no error and no
+//! warning (but one: when some other ksmtuned on this host starts, it
+//! yields to it, as it must; those are counted and reported).
+//!
+//! Resident memory is judged by RssAnon (heap and stacks: what a leak
+//! grows). VmRSS also counts file pages of the binary and libc, which are
+//! mapped in the first time a code path runs (a rare warning, say) and can
+//! be dropped and read again by the kernel; VmRSS is printed, and may not
+//! grow by more than 64 KiB either.
 //!
 //! Not part of the normal test suite (it is `#[ignore]`d): run it with
 //! `scripts/soak`, which prints the figures.
@@ -26,12 +34,17 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// RSS (KiB) and open fds of the daemon between cycles: the least of a
-/// few readings, since a cycle holds a file or two open for a moment.
-fn steady(pid: u32) -> (u64, usize) {
-    let mut best = (u64::MAX, usize::MAX);
+/// VmRSS, RssAnon (KiB) and open fds of the daemon between cycles: the
+/// least of a few readings, since a cycle holds a file or two open for a
+/// moment.
+fn steady(pid: u32) -> (u64, u64, usize) {
+    let mut best = (u64::MAX, u64::MAX, usize::MAX);
     for _ in 0..7 {
-        best = (best.0.min(vm_rss_kib(pid)), best.1.min(open_fds(pid)));
+        best = (
+            best.0.min(vm_rss_kib(pid)),
+            best.1.min(status_kib(pid, "RssAnon")),
+            best.2.min(open_fds(pid)),
+        );
         std::thread::sleep(Duration::from_millis(13));
     }
     best
@@ -71,7 +84,7 @@ fn soak() {
 
     let start = Instant::now();
     let (mut retunes, mut reloads, mut replaced) = (0u64, 0u64, 0u64);
-    let mut baseline: Option<(u64, usize)> = None;
+    let mut baseline: Option<(u64, u64, usize)> = None;
     let mut trace = Vec::new();
     let mut tick = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
@@ -98,8 +111,11 @@ fn soak() {
         }
         if tick % 10 == 0 || tick == first {
             let r = steady(pid);
-            eprintln!("soak: t={tick:>4} s  RSS {:>6} KiB  fds {}", r.0, r.1);
-            trace.push((tick, r.0, r.1));
+            eprintln!(
+                "soak: t={tick:>4} s  VmRSS {:>6} KiB  RssAnon {:>5} KiB  fds {}",
+                r.0, r.1, r.2
+            );
+            trace.push((tick, r));
             if tick == first {
                 baseline = Some(r);
             }
@@ -113,27 +129,37 @@ fn soak() {
     drop(probes);
 
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
-    let bad = unexpected_log_lines(
+    let yields = stderr
+        .lines()
+        .filter(|l| l.starts_with("warn: another KSM tuner is running"))
+        .count();
+    let bad: Vec<String> = unexpected_log_lines(
         &stderr,
         &[
             "ksmtuned ",
             "KSM running",
             "retune requested",
             "configuration reloaded",
+            "the other tuner is gone",
         ],
-    );
+    )
+    .into_iter()
+    .filter(|l| !l.starts_with("warn: another KSM tuner is running"))
+    .collect();
     let debug = std::fs::read_to_string(&log).unwrap();
     let cycles = debug.lines().filter(|l| l.contains(": committed ")).count() as u64;
     let scheduled = (elapsed * 10.0) as u64;
-    let (rss0, fds0) = baseline.expect("the soak is shorter than its first checkpoint");
+    let (rss0, anon0, fds0) = baseline.expect("the soak is shorter than its first checkpoint");
     println!(
         "soak: {elapsed:.0} s at a 100 ms interval: {cycles} cycles ({scheduled} scheduled + \
          {retunes} retunes + {reloads} reloads), churn {churned} processes ({churn_rate:.0}/s), \
-         {replaced} probe guests replaced, pages_sharing {sharing} at the end"
+         {replaced} probe guests replaced, pages_sharing {sharing} at the end, \
+         {yields} yield(s) to another ksmtuned"
     );
     println!(
-        "soak: ksmtuned RSS {rss0} KiB after {first} s, {} KiB at the end; open fds {fds0} -> {}",
-        end.0, end.1
+        "soak: ksmtuned after {first} s: VmRSS {rss0} KiB, RssAnon {anon0} KiB, {fds0} fds; \
+         at the end: VmRSS {} KiB, RssAnon {} KiB, {} fds",
+        end.0, end.1, end.2
     );
     assert!(bad.is_empty(), "unexpected log lines: {bad:#?}");
     // The interval runs from the end of one cycle to the start of the
@@ -145,13 +171,18 @@ fn soak() {
     );
     assert!(sharing > 0, "the merging workload did not merge");
     assert!(
-        end.0 <= rss0,
-        "RSS grew from {rss0} KiB to {} KiB; trace {trace:?}",
+        end.1 <= anon0,
+        "RssAnon grew from {anon0} KiB to {} KiB; trace {trace:?}",
+        end.1
+    );
+    assert!(
+        end.0 <= rss0 + 64,
+        "VmRSS grew from {rss0} KiB to {} KiB; trace {trace:?}",
         end.0
     );
     assert!(
-        end.1 <= fds0,
+        end.2 <= fds0,
         "open fds grew from {fds0} to {}; trace {trace:?}",
-        end.1
+        end.2
     );
 }

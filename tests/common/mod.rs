@@ -113,6 +113,15 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
     ksmtuned::process::parse_status_rss_kib(&s)
 }
 
+/// A `kB` field of `/proc/PID/status` (RssAnon, RssFile, VmRSS...), KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 /// Number of open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
