@@ -9,7 +9,10 @@
 //! limit). Extra processes are forked children that sleep in pause() and
 //! die with the benchmark (PR_SET_PDEATHSIG); four of them are "guests"
 //! named qemu-kvm (a symlink to sleep(1)), so both cycles count them.
-//! It prints a table of medians; it asserts nothing (it is not a test).
+//! It prints a table of medians of wall time and of CPU time (ours: this
+//! thread's; bash: bash and everything it forked, from the children's
+//! rusage, per cycle): on a busy machine the wall time also counts waiting
+//! for a CPU. It asserts nothing (it is not a test).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -56,8 +59,27 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Our cycle: the daemon's sample and decision, N times; milliseconds each.
-fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, u64) {
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain system call on a valid struct.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+fn children_cpu_ms() -> f64 {
+    // SAFETY: plain system call on a zeroed struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(u.ru_utime) + ms(u.ru_stime)
+}
+
+/// Our cycle: the daemon's sample and decision, N times; wall and CPU
+/// milliseconds of each.
+fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, Vec<f64>, u64) {
     let config = Config::default();
     let log = DebugLog {
         enabled: true,
@@ -65,9 +87,11 @@ fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, u64) {
     };
     let mut state = classic::State::default();
     let mut times = Vec::with_capacity(cycles);
+    let mut cpu = Vec::with_capacity(cycles);
     let mut committed = 0;
     for _ in 0..cycles {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ms();
         let s = daemon::sample(root, ksm).expect("sampling");
         let params = classic::Params::new(&config, s.mem.mem_total);
         let d = classic::adjust(
@@ -80,14 +104,16 @@ fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, u64) {
             log.line(l);
         }
         times.push(t0.elapsed().as_secs_f64() * 1e3);
+        cpu.push(thread_cpu_ms() - c0);
         committed = s.procs.qemu_rss_kib;
     }
-    (times, committed)
+    (times, cpu, committed)
 }
 
 /// The bash cycle, N times in one long-running bash (as the daemon was);
-/// milliseconds each.
-fn bash(script: &Path, cycles: usize) -> Vec<f64> {
+/// wall milliseconds of each, and the mean CPU milliseconds per cycle.
+fn bash(script: &Path, cycles: usize) -> (Vec<f64>, f64) {
+    let c0 = children_cpu_ms();
     let out = Command::new("bash")
         .arg(script)
         .arg(cycles.to_string())
@@ -97,10 +123,12 @@ fn bash(script: &Path, cycles: usize) -> Vec<f64> {
         .output()
         .expect("running bash");
     assert!(out.status.success(), "{script:?}: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
+    let cpu = (children_cpu_ms() - c0) / cycles as f64;
+    let wall = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim().parse::<f64>().expect("microseconds") / 1e3)
-        .collect()
+        .collect();
+    (wall, cpu)
 }
 
 /// Let this process fork `target` children: the soft process limit up to
@@ -160,8 +188,8 @@ fn main() {
 
     let mut sleepers = Vec::new();
     println!(
-        "{:>10} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "processes", "ours ms", "ours p90", "bash ms", "bash p90", "ratio"
+        "{:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6} {:>6}",
+        "processes", "ours wall", "p90", "CPU", "bash wall", "p90", "CPU", "wall x", "CPU x"
     );
     for &n in &counts {
         let have = host_processes(&root);
@@ -170,21 +198,24 @@ fn main() {
         }
         let actual = host_processes(&root);
         ours(&root, &ksm, 5); // warm-up
-        let (mut t, committed) = ours(&root, &ksm, OURS_CYCLES);
-        let mut b = bash(&script, BASH_CYCLES);
+        let (mut t, mut c, committed) = ours(&root, &ksm, OURS_CYCLES);
+        let (mut b, bcpu) = bash(&script, BASH_CYCLES);
         let p90 = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[(v.len() * 9 / 10).min(v.len() - 1)]
         };
-        let (om, bm) = (median(&mut t), median(&mut b));
+        let (om, oc, bm) = (median(&mut t), median(&mut c), median(&mut b));
         println!(
-            "{:>10} {:>10.3} {:>10.3} {:>12.2} {:>12.2} {:>7.0}x",
+            "{:>9} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} {:>9.1} {:>9.1} | {:>5.0}x {:>5.0}x",
             actual,
             om,
             p90(&mut t),
+            oc,
             bm,
             p90(&mut b),
-            bm / om
+            bcpu,
+            bm / om,
+            bcpu / oc
         );
         eprintln!("  (committed {committed} KiB: the QEMU-named processes on the host)");
     }
