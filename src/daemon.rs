@@ -530,15 +530,8 @@ impl Daemon {
         sample(&self.root, &self.ksm)
     }
 
-    /// One adjustment, then the cycle's free memory goes back to the
-    /// kernel so that the daemon's RSS stays flat over months.
-    fn cycle(&mut self) {
-        self.adjust_once();
-        sys::release_free_memory();
-    }
-
     /// One adjustment: sample, decide, write.
-    fn adjust_once(&mut self) {
+    fn cycle(&mut self) {
         let sample = match self.sample() {
             Ok(s) => s,
             Err(e) => {

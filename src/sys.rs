@@ -65,20 +65,6 @@ pub fn read_small_at(dir: &File, name: &std::ffi::CStr, buf: &mut [u8]) -> io::R
     Ok(n)
 }
 
-/// Give free heap memory back to the kernel (glibc's `malloc_trim`; a
-/// no-op elsewhere). A cycle's short-lived buffers (the 32 KiB `opendir`
-/// buffer, file contents) land at shifting heap addresses; without this a
-/// long-running daemon's resident memory creeps up by a page now and then
-/// (seen in the soak: +12 KiB in 10 minutes with a flat heap in use).
-/// Only free memory is released, so a real leak still shows.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Take an exclusive `flock` on `file`; `wait` blocks until it is free,
 /// otherwise `WouldBlock` is returned when another holder has it.
 pub fn flock_exclusive(file: &File, wait: bool) -> io::Result<()> {
