@@ -12,10 +12,17 @@ use crate::root::Root;
 
 /// The pids in `/proc` under the root, in ascending order.
 pub fn pids(root: &Root) -> io::Result<Vec<u32>> {
-    let mut out: Vec<u32> = fs::read_dir(root.join("/proc"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect();
+    pids_in(&fs::File::open(root.join("/proc"))?)
+}
+
+/// The pids in an open `/proc` directory, in ascending order.
+fn pids_in(proc_dir: &fs::File) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    crate::sys::for_each_dir_entry(proc_dir, |name| {
+        if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+            out.push(pid);
+        }
+    })?;
     out.sort_unstable();
     Ok(out)
 }
@@ -135,7 +142,7 @@ pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
     let proc_dir = fs::File::open(root.join("/proc"))?;
     let mut name = Vec::with_capacity(32);
     let mut buf = [0u8; 64];
-    for pid in pids(root)? {
+    for pid in pids_in(&proc_dir)? {
         name.clear();
         write!(name, "{pid}/comm\0").expect("writing to a Vec");
         let file = std::ffi::CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
@@ -345,6 +352,32 @@ mod tests {
         assert_eq!(s.qemu_pids, vec![10, 11, 13, 14]);
         assert_eq!(s.qemu_rss_kib, 4000 + 2000 + 7 + 1);
         assert_eq!(s.tuner_pids, vec![16]);
+    }
+
+    /// The getdents64 listing sees what `read_dir` sees, over several
+    /// buffers' worth of entries.
+    #[test]
+    fn pids_list_every_numeric_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let proc_ = t.path().join("proc");
+        fs::create_dir_all(&proc_).unwrap();
+        for pid in (1..3000u32).step_by(3) {
+            fs::create_dir(proc_.join(pid.to_string())).unwrap();
+        }
+        for other in ["self", "meminfo", "12a", "-5", "4294967296", "0042"] {
+            fs::write(proc_.join(other), "").unwrap();
+        }
+        let mut want: Vec<u32> = fs::read_dir(&proc_)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        want.sort_unstable();
+        assert_eq!(pids(&Root::new(t.path())).unwrap(), want);
+        assert_eq!(want.len(), 1000 + 1, "1000 pids and 0042");
+        // The real /proc: this process is in it.
+        assert!(pids(&Root::default())
+            .unwrap()
+            .contains(&std::process::id()));
     }
 
     #[test]

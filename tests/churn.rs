@@ -86,21 +86,31 @@ fn scans_stay_exact_under_process_churn() {
         "{} cycles in {CHURN_SECONDS} s",
         committed.len()
     );
+    // The daemon's sums: the probes always in; equal to theirs unless
+    // another QEMU-named process existed at that moment (the debug line does
+    // not say which processes it counted, so only the bound is asserted).
     for &c in &committed {
-        if foreign == 0 {
-            assert_eq!(c, expected, "daemon's committed: {committed:?}");
-        } else {
-            assert!(c >= expected, "daemon's committed: {committed:?}");
-        }
+        assert!(c >= expected, "daemon's committed: {committed:?}");
     }
+    let daemon_exact = committed.iter().filter(|&&c| c == expected).count();
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let bad = unexpected_log_lines(&stderr, &["ksmtuned ", "dry run: would set: ", "exiting"]);
+    // Start-up and decision lines; the advisor line appears when some
+    // other test on the host has the kernel's advisor on.
+    let bad = unexpected_log_lines(
+        &stderr,
+        &[
+            "ksmtuned ",
+            "dry run: would set: ",
+            "exiting",
+            "advisor_mode is scan-time",
+        ],
+    );
     assert!(bad.is_empty(), "unexpected log lines: {bad:#?}\n{stderr}");
     eprintln!(
         "churn: {churned} processes in {CHURN_SECONDS} s ({rate:.0}/s); {scans} scans \
-         ({exact} exact, {foreign} with other QEMU processes), {} daemon cycles, \
-         committed {expected} KiB each time",
+         ({exact} exact, {foreign} with other QEMU processes), {} daemon cycles \
+         ({daemon_exact} exactly the probes' {expected} KiB)",
         committed.len()
     );
     assert!(

@@ -141,6 +141,7 @@ fn soak() {
             "retune requested",
             "configuration reloaded",
             "the other tuner is gone",
+            "advisor_mode is scan-time",
         ],
     )
     .into_iter()
