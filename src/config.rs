@@ -6,6 +6,9 @@
 //! about (a typo would otherwise silently keep a default).
 
 use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -189,28 +192,157 @@ impl Loaded {
     }
 }
 
+/// Whether [`load`] checks who could have written the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The file and its directory must be owned by root or by `euid` (the
+    /// user running ksmtuned: root in production, so root only) and be
+    /// writable by nobody else.
+    Owner { euid: u32 },
+    /// `--insecure-config`: read it anyway (with a warning).
+    Insecure,
+}
+
+impl Trust {
+    /// The rule for this process: its effective uid, or `--insecure-config`.
+    pub fn for_this_process(insecure: bool) -> Trust {
+        if insecure {
+            Trust::Insecure
+        } else {
+            Trust::Owner {
+                euid: crate::sys::euid(),
+            }
+        }
+    }
+}
+
+/// Check that the configuration file `path` (whose opened file has
+/// `meta`), the directory it is named in and the directory it really is in
+/// (through symlinks) are owned by root or `euid` and not writable by group
+/// or others: the daemon runs as root, and whoever can write its
+/// configuration steers it (LOGFILE names a file it appends to).
+pub fn check_secure(path: &Path, meta: &fs::Metadata, euid: u32) -> Result<(), Error> {
+    check_owner_mode(path, meta, "file", euid)?;
+    let named_in = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut dirs = vec![named_in];
+    if let Some(real) = fs::canonicalize(path)
+        .ok()
+        .and_then(|r| r.parent().map(Path::to_path_buf))
+    {
+        dirs.push(real);
+    }
+    for dir in dirs {
+        let m = fs::metadata(&dir).map_err(|source| Error::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        check_owner_mode(&dir, &m, "directory", euid)?;
+    }
+    Ok(())
+}
+
+fn check_owner_mode(
+    path: &Path,
+    meta: &fs::Metadata,
+    what: &'static str,
+    euid: u32,
+) -> Result<(), Error> {
+    let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+    let reason = if uid != 0 && uid != euid {
+        format!(
+            "it is owned by uid {uid}, not by root{}",
+            if euid != 0 {
+                format!(" or uid {euid} (who runs ksmtuned)")
+            } else {
+                String::new()
+            }
+        )
+    } else if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "its group and by others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        format!("it is writable by {who}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::Insecure {
+        path: path.to_path_buf(),
+        what,
+        uid,
+        mode,
+        reason,
+    })
+}
+
 /// Load the configuration. `explicit` is a file named on the command line
 /// (used as is, it must exist); otherwise the default file under the root
-/// is read if it exists, and defaults apply if it does not.
-pub fn load(root: &Root, explicit: Option<&Path>) -> Loaded {
+/// is read if it exists, and defaults apply if it does not. The file is
+/// checked (see [`check_secure`]) on the opened file, then read from it.
+pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => root.join(DEFAULT_CONFIG),
     };
-    match shellvars::read(&path) {
-        Ok(Some(parsed)) => from_parsed(parsed),
-        Ok(None) if explicit.is_none() => Loaded::default(),
-        Ok(None) => Loaded {
-            errors: vec![Error::Other(format!(
-                "configuration file {} does not exist",
-                path.display()
-            ))],
-            ..Default::default()
-        },
-        Err(e) => Loaded {
-            errors: vec![e],
-            ..Default::default()
-        },
+    let fail = |e: Error| Loaded {
+        errors: vec![e],
+        ..Default::default()
+    };
+    let mut file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return if explicit.is_none() {
+                Loaded::default()
+            } else {
+                fail(Error::Other(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )))
+            };
+        }
+        Err(source) => return fail(Error::Read { path, source }),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(source) => return fail(Error::Read { path, source }),
+    };
+    let mut insecure_warning = None;
+    if let Err(e) = check_secure(&path, &meta, euid_of(trust)) {
+        match (trust, e) {
+            (
+                Trust::Insecure,
+                Error::Insecure {
+                    path: p, reason, ..
+                },
+            ) => {
+                insecure_warning = Some(format!(
+                    "{}: {reason}; read anyway because of --insecure-config",
+                    p.display()
+                ));
+            }
+            (Trust::Insecure, _) => {}
+            (Trust::Owner { .. }, e) => return fail(e),
+        }
+    }
+    match shellvars::read_from(&path, &mut file) {
+        Ok(parsed) => {
+            let mut loaded = from_parsed(parsed);
+            loaded.warnings.extend(insecure_warning);
+            loaded
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn euid_of(trust: Trust) -> u32 {
+    match trust {
+        Trust::Owner { euid } => euid,
+        // Checked only for the warning: as if run by root.
+        Trust::Insecure => 0,
     }
 }
 
@@ -411,6 +543,193 @@ mod tests {
                 text.contains(&format!("# {name}=")),
                 "{name} not in the example"
             );
+        }
+    }
+
+    mod security {
+        use super::super::*;
+        use std::os::unix::fs::{chown, symlink, PermissionsExt};
+
+        fn is_root() -> bool {
+            let root = crate::sys::euid() == 0;
+            if !root {
+                eprintln!("SKIPPED: changing file owners needs root");
+            }
+            root
+        }
+
+        /// A config file `dir/ksmtuned.conf` with the given owner and
+        /// mode, in a directory with the given owner and mode.
+        fn setup(dir_uid: u32, dir_mode: u32, uid: u32, mode: u32) -> (tempfile::TempDir, PathBuf) {
+            let t = tempfile::tempdir().unwrap();
+            let d = t.path().join("etc");
+            fs::create_dir(&d).unwrap();
+            let f = d.join("ksmtuned.conf");
+            fs::write(&f, "KSM_NPAGES_BOOST=500\n").unwrap();
+            chown(&f, Some(uid), None).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            chown(&d, Some(dir_uid), None).unwrap();
+            fs::set_permissions(&d, fs::Permissions::from_mode(dir_mode)).unwrap();
+            (t, f)
+        }
+
+        fn load_as(f: &Path, euid: u32) -> Loaded {
+            load(&Root::default(), Some(f), Trust::Owner { euid })
+        }
+
+        fn refused(l: &Loaded) -> String {
+            assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+            assert!(
+                matches!(l.errors[0], Error::Insecure { .. }),
+                "{:?}",
+                l.errors
+            );
+            l.errors[0].to_string()
+        }
+
+        #[test]
+        fn root_owned_and_not_writable_by_others_is_read() {
+            if !is_root() {
+                return;
+            }
+            let (_t, f) = setup(0, 0o755, 0, 0o644);
+            let l = load_as(&f, 0);
+            assert!(l.is_ok(), "{:?}", l.errors);
+            assert_eq!(l.config.npages_boost, 500);
+            let (_t, f) = setup(0, 0o700, 0, 0o600);
+            assert!(load_as(&f, 0).is_ok());
+        }
+
+        #[test]
+        fn file_of_another_user_is_refused() {
+            if !is_root() {
+                return;
+            }
+            let (_t, f) = setup(0, 0o755, 1000, 0o644);
+            let m = refused(&load_as(&f, 0));
+            assert!(
+                m.starts_with(&format!("{}: refusing", f.display()))
+                    && m.contains("configuration file (owner uid 1000, mode 0644)")
+                    && m.contains("owned by uid 1000, not by root")
+                    && m.contains("--insecure-config"),
+                "{m}"
+            );
+        }
+
+        #[test]
+        fn file_writable_by_group_or_others_is_refused() {
+            if !is_root() {
+                return;
+            }
+            for (mode, who) in [
+                (0o664, "by its group"),
+                (0o646, "by others"),
+                (0o666, "by its group and by others"),
+            ] {
+                let (_t, f) = setup(0, 0o755, 0, mode);
+                let m = refused(&load_as(&f, 0));
+                assert!(m.contains(&format!("mode {mode:04o}")), "{m}");
+                assert!(m.contains(&format!("it is writable {who}")), "{m}");
+            }
+        }
+
+        #[test]
+        fn directory_of_another_user_or_writable_is_refused() {
+            if !is_root() {
+                return;
+            }
+            for (uid, mode, what) in [
+                (1000, 0o755, "owned by uid 1000"),
+                (0, 0o775, "writable by its group"),
+                (0, 0o777, "writable by its group and by others"),
+                (0, 0o1777, "writable by its group and by others"),
+            ] {
+                let (_t, f) = setup(uid, mode, 0, 0o644);
+                let m = refused(&load_as(&f, 0));
+                let dir = f.parent().unwrap();
+                assert!(
+                    m.starts_with(&format!(
+                        "{}: refusing to use this configuration directory",
+                        dir.display()
+                    )),
+                    "{m}"
+                );
+                assert!(
+                    m.contains(what) && m.contains(&format!("mode {mode:04o}")),
+                    "{m}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_symlink_is_judged_by_what_it_points_to() {
+            if !is_root() {
+                return;
+            }
+            // A root-owned link in a safe directory to a file in a
+            // world-writable one: whoever writes there steers the daemon.
+            let (_t, target) = setup(0, 0o777, 0, 0o644);
+            let safe = tempfile::tempdir().unwrap();
+            let link = safe.path().join("ksmtuned.conf");
+            symlink(&target, &link).unwrap();
+            let m = refused(&load_as(&link, 0));
+            assert!(
+                m.contains("configuration directory") && m.contains("mode 0777"),
+                "{m}"
+            );
+            // A link to another user's file.
+            let (_t2, target) = setup(0, 0o755, 1000, 0o644);
+            let link2 = safe.path().join("other.conf");
+            symlink(&target, &link2).unwrap();
+            let m = refused(&load_as(&link2, 0));
+            assert!(m.contains("owner uid 1000"), "{m}");
+        }
+
+        #[test]
+        fn an_unprivileged_daemon_may_read_its_own_files() {
+            if !is_root() {
+                return;
+            }
+            // Run as uid 1000 (a test tree): its own files and root's are fine,
+            // a third user's are not.
+            let (_t, f) = setup(1000, 0o755, 1000, 0o644);
+            assert!(load_as(&f, 1000).is_ok());
+            let (_t, f) = setup(0, 0o755, 0, 0o644);
+            assert!(load_as(&f, 1000).is_ok());
+            let (_t, f) = setup(0, 0o755, 2000, 0o644);
+            let m = refused(&load_as(&f, 1000));
+            assert!(
+                m.contains("not by root or uid 1000 (who runs ksmtuned)"),
+                "{m}"
+            );
+            // Root's daemon does not trust uid 1000's file.
+            let (_t, f) = setup(1000, 0o755, 1000, 0o644);
+            refused(&load_as(&f, 0));
+        }
+
+        #[test]
+        fn insecure_config_reads_it_with_a_warning() {
+            if !is_root() {
+                return;
+            }
+            let (_t, f) = setup(0, 0o777, 1000, 0o666);
+            let l = load(&Root::default(), Some(&f), Trust::Insecure);
+            assert!(l.is_ok(), "{:?}", l.errors);
+            assert_eq!(l.config.npages_boost, 500);
+            assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+            assert!(
+                l.warnings[0].contains("owned by uid 1000")
+                    && l.warnings[0].contains("read anyway because of --insecure-config"),
+                "{:?}",
+                l.warnings
+            );
+        }
+
+        #[test]
+        fn a_missing_default_file_is_not_checked() {
+            let t = tempfile::tempdir().unwrap();
+            let l = load(&Root::new(t.path()), None, Trust::Owner { euid: 0 });
+            assert!(l.is_ok() && l.path.is_none(), "{:?}", l.errors);
         }
     }
 }

@@ -48,6 +48,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub check_config: Option<String>,
 
+    /// Read the configuration file even if someone other than root could
+    /// have written it or its directory (owner not root, or writable by
+    /// group or others); a warning says so.
+    #[arg(long)]
+    pub insecure_config: bool,
+
     /// Tuning policy, overriding KSM_POLICY.
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PolicyKind>,
@@ -61,6 +67,11 @@ pub struct Cli {
     /// the root; /run/ksmtuned.dry-run.pid with --dry-run].
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+
+    /// Time between adjustments in milliseconds, overriding
+    /// KSM_MONITOR_INTERVAL (whole seconds): for soak and churn tests.
+    #[arg(long, value_name = "MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_ms: Option<u64>,
 
     /// Resolve /sys, /proc, /etc and /run under this directory (also $KSM_ROOT).
     #[arg(long, global = true, value_name = "DIR")]
@@ -123,7 +134,11 @@ pub fn run(cli: Cli) -> i32 {
         } else {
             Some(PathBuf::from(file))
         };
-        return check_config(&root, explicit.as_deref());
+        return check_config(
+            &root,
+            explicit.as_deref(),
+            config::Trust::for_this_process(cli.insecure_config),
+        );
     }
     // A dry run keeps out of the real daemon's way by default.
     let pid_file = match (&cli.pid_file, cli.dry_run) {
@@ -161,8 +176,8 @@ pub fn retune(pid_file: &Path) -> i32 {
 }
 
 /// `--check-config`: report every problem; 0 when valid.
-pub fn check_config(root: &Root, explicit: Option<&Path>) -> i32 {
-    let loaded = config::load(root, explicit);
+pub fn check_config(root: &Root, explicit: Option<&Path>, trust: config::Trust) -> i32 {
+    let loaded = config::load(root, explicit, trust);
     let name = loaded
         .path
         .clone()
@@ -316,14 +331,11 @@ fn classic_step(
     params: &classic::Params,
     state: &mut classic::State,
 ) -> anyhow::Result<Step> {
-    let mem = MemInfo::read(root)?;
-    let procs = process::scan(root, Some(std::process::id()))
-        .with_context(|| format!("reading {}", root.join("/proc").display()))?;
-    let ksm_state = ksm.read()?;
+    let Sample { mem, procs, ksm } = sample(root, ksm)?;
     let decision = classic::adjust(params, state, procs.qemu_rss_kib, mem.classic_free());
     Ok(Step {
         decision,
-        ksm: ksm_state,
+        ksm,
         tuners: procs.tuner_pids,
         write_all: true,
     })
@@ -386,6 +398,25 @@ fn adaptive_step(
     })
 }
 
+/// One reading of what the classic policy looks at.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub mem: MemInfo,
+    pub procs: process::ProcScan,
+    pub ksm: KsmState,
+}
+
+/// Read the classic policy's sample: `/proc/meminfo`, one pass over
+/// `/proc` (this process excluded from the other tuners), and KSM's files.
+/// This is the cost of a classic cycle, which `benches/scale.rs` measures.
+pub fn sample(root: &Root, ksm: &Ksm) -> anyhow::Result<Sample> {
+    let mem = MemInfo::read(root)?;
+    let procs = process::scan(root, Some(std::process::id()))
+        .with_context(|| format!("reading {}", root.join("/proc").display()))?;
+    let ksm = ksm.read()?;
+    Ok(Sample { mem, procs, ksm })
+}
+
 enum Event {
     Retune,
     Reload,
@@ -404,8 +435,11 @@ struct Daemon {
     root: Root,
     ksm: Ksm,
     config_path: Option<PathBuf>,
+    trust: config::Trust,
     policy_override: Option<PolicyKind>,
     config: Config,
+    /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
+    interval_override: Option<Duration>,
     params: classic::Params,
     tuner: Tuner,
     started: Instant,
@@ -447,7 +481,11 @@ fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGHUP, SIGTERM, SIGINT])
         .context("installing signal handlers")?;
-    let (tx, rx) = mpsc::channel();
+    // A bounded channel: its buffer is allocated once. The unbounded one
+    // allocates a new block every 31 messages, which the soak saw as the
+    // daemon's resident memory stepping up a page after ~100 s of signals.
+    // A full channel only delays the signal thread (signals coalesce).
+    let (tx, rx) = mpsc::sync_channel(16);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -470,7 +508,8 @@ impl Daemon {
     /// Everything before the first adjustment. `Ok(None)`: nothing to do
     /// (a masked unit), exit 0.
     fn start(root: &Root, cli: &Cli, pid_path: PathBuf) -> anyhow::Result<Option<Daemon>> {
-        let loaded = config::load(root, cli.config.as_deref());
+        let trust = config::Trust::for_this_process(cli.insecure_config);
+        let loaded = config::load(root, cli.config.as_deref(), trust);
         for w in &loaded.warnings {
             warn!("{w}");
         }
@@ -502,11 +541,15 @@ impl Daemon {
         let mut usec = 0;
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+        let interval_override = cli.interval_ms.map(Duration::from_millis);
         info!(
-            "ksmtuned {} started: policy {}, interval {} s, sleep_millisecs {}, threshold {} KiB{}",
+            "ksmtuned {} started: policy {}, interval {}, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
             config.policy,
-            config.monitor_interval,
+            match interval_override {
+                Some(d) => format!("{} ms", d.as_millis()),
+                None => format!("{} s", config.monitor_interval),
+            },
             params.sleep,
             params.thres,
             if cli.dry_run {
@@ -519,9 +562,11 @@ impl Daemon {
             root: root.clone(),
             ksm,
             config_path: cli.config.clone(),
+            trust,
             policy_override: cli.policy,
             tuner: Tuner::new(config.policy),
             config,
+            interval_override,
             params,
             started: Instant::now(),
             dry_run: cli.dry_run,
@@ -544,7 +589,9 @@ impl Daemon {
     /// directory, KSM's files, meminfo) so that it notices new guests and
     /// keeps ksmd within its CPU budget.
     fn interval(&self) -> Duration {
-        let configured = Duration::from_secs(self.config.monitor_interval);
+        let configured = self
+            .interval_override
+            .unwrap_or(Duration::from_secs(self.config.monitor_interval));
         match self.tuner {
             Tuner::Classic(_) => configured,
             Tuner::Adaptive(_) => configured.min(Duration::from_secs(1)),
@@ -617,7 +664,7 @@ impl Daemon {
     /// SIGHUP: read the configuration again; keep the old one if the new
     /// one has errors.
     fn reload(&mut self) {
-        let loaded = config::load(&self.root, self.config_path.as_deref());
+        let loaded = config::load(&self.root, self.config_path.as_deref(), self.trust);
         for w in &loaded.warnings {
             warn!("{w}");
         }
@@ -973,6 +1020,50 @@ mod tests {
             vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG off -> on"]
         );
         assert!(config_changes(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn debug_log_does_not_follow_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        // LOGFILE in a world-writable, sticky directory (/tmp-like) where
+        // someone planted a link to a file root owns, and one to a file
+        // that does not exist yet: neither is written or created.
+        let public = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let private = tempfile::tempdir().unwrap();
+        let victim = private.path().join("shadow");
+        std::fs::write(&victim, "root:x:0:0\n").unwrap();
+        let link = public.path().join("ksmtuned.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let created = private.path().join("created");
+        let dangling = public.path().join("dangling.log");
+        std::os::unix::fs::symlink(&created, &dangling).unwrap();
+        for logfile in [&link, &dangling] {
+            // Refused (the line goes to standard output instead).
+            assert!(DebugLog {
+                enabled: true,
+                logfile: Some(logfile.clone()),
+            }
+            .line("committed 0 free 1")
+            .is_err());
+            assert!(std::fs::symlink_metadata(logfile)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+        assert!(!created.exists());
+        // The same directory without the link: the file is created and written.
+        let real = public.path().join("real.log");
+        DebugLog {
+            enabled: true,
+            logfile: Some(real.clone()),
+        }
+        .line("committed 0 free 1")
+        .unwrap();
+        assert!(std::fs::read_to_string(&real)
+            .unwrap()
+            .ends_with(": committed 0 free 1\n"));
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub enum Error {
         message: String,
     },
 
+    /// A configuration file or its directory that someone other than
+    /// root (or the user running ksmtuned) could have written.
+    #[error(
+        "{}: refusing to use this configuration {what} (owner uid {uid}, mode {mode:04o}): \
+         {reason}; it must be owned by root and not writable by group or others \
+         (fix: chown root {p} && chmod go-w {p}), or start ksmtuned with --insecure-config",
+        .path.display(),
+        p = .path.display()
+    )]
+    Insecure {
+        path: PathBuf,
+        /// "file" or "directory".
+        what: &'static str,
+        uid: u32,
+        mode: u32,
+        reason: String,
+    },
+
     /// Another operation failed; the message says which.
     #[error("{0}")]
     Other(String),

@@ -193,4 +193,31 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(PidFile::acquire(&link).is_err());
     }
+
+    #[test]
+    fn a_planted_symlink_in_a_world_writable_dir_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        // /run/lock-like: world-writable and sticky; someone planted links
+        // where the pid file goes, to an existing file and to a new one.
+        let public = tempfile::tempdir().unwrap();
+        fs::set_permissions(public.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        let private = tempfile::tempdir().unwrap();
+        let victim = private.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let link = public.path().join("ksmtuned.pid");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = PidFile::acquire(&link).unwrap_err().to_string();
+        assert!(e.contains(&link.display().to_string()), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A dangling link does not create its target either.
+        let created = private.path().join("created");
+        let dangling = public.path().join("dangling.pid");
+        std::os::unix::fs::symlink(&created, &dangling).unwrap();
+        assert!(PidFile::acquire(&dangling).is_err());
+        assert!(!created.exists());
+    }
 }

@@ -12,10 +12,17 @@ use crate::root::Root;
 
 /// The pids in `/proc` under the root, in ascending order.
 pub fn pids(root: &Root) -> io::Result<Vec<u32>> {
-    let mut out: Vec<u32> = fs::read_dir(root.join("/proc"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect();
+    pids_in(&fs::File::open(root.join("/proc"))?)
+}
+
+/// The pids in an open `/proc` directory, in ascending order.
+fn pids_in(proc_dir: &fs::File) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    crate::sys::for_each_dir_entry(proc_dir, |name| {
+        if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+            out.push(pid);
+        }
+    })?;
     out.sort_unstable();
     Ok(out)
 }
@@ -66,7 +73,9 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     // After ")": state(3) ppid(4) ... utime is field 14, stime field 15.
     let utime: u64 = f.nth(11)?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    // Fuzzing found the overflow: no kernel writes such values, but a
+    // reader must not panic on them.
+    utime.checked_add(stime)
 }
 
 /// CPU time (user + system) of a process in clock ticks.
@@ -125,12 +134,27 @@ pub struct ProcScan {
 /// and their RSS, and other tuners. Processes that exit during the pass
 /// are skipped.
 pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
+    use std::io::Write;
     let mut out = ProcScan::default();
-    for pid in pids(root)? {
-        let Some(name) = comm(root, pid) else {
+    // Every process's comm is read relative to one open /proc, into one
+    // buffer: no path building or allocation per process (this pass is
+    // most of the cost of a cycle on a host with thousands of processes).
+    let proc_dir = fs::File::open(root.join("/proc"))?;
+    let mut name = Vec::with_capacity(32);
+    let mut buf = [0u8; 64];
+    for pid in pids_in(&proc_dir)? {
+        name.clear();
+        write!(name, "{pid}/comm\0").expect("writing to a Vec");
+        let file = std::ffi::CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
+        // Gone since the listing (or unreadable): skipped, as comm() does.
+        let Ok(n) = crate::sys::read_small_at(&proc_dir, file, &mut buf) else {
             continue;
         };
-        if is_qemu_comm(&name) {
+        let Ok(name) = std::str::from_utf8(&buf[..n]) else {
+            continue;
+        };
+        let name = name.trim_end_matches('\n');
+        if is_qemu_comm(name) {
             if let Some(rss) = rss_kib(root, pid) {
                 out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
                 out.qemu_pids.push(pid);
@@ -144,11 +168,23 @@ pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
 
 /// Whether a process named `ksmtuned` is a daemon that writes KSM's
 /// settings: the original bash script, or ours, but not ours running a
-/// one-shot command (`retune`, `--check-config`) or a `--dry-run`.
+/// one-shot command (`retune`, `--check-config`), a `--dry-run`, or on
+/// another root (`--root DIR`: a test tree, not this host's KSM).
 pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
     let Some(args) = cmdline(root, pid) else {
         return false;
     };
+    let mut words = args.iter().skip(1);
+    while let Some(a) = words.next() {
+        let other_root = match a.strip_prefix("--root=") {
+            Some(r) => Some(r),
+            None if a == "--root" => words.next().map(String::as_str),
+            None => None,
+        };
+        if other_root.is_some_and(|r| std::path::Path::new(r) != std::path::Path::new("/")) {
+            return false;
+        }
+    }
     !args.iter().skip(1).any(|a| {
         a == "retune"
             || a == "--dry-run"
@@ -403,6 +439,10 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(stat), Some(42));
         assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        // Found by AFL++: utime + stime overflowed (a panic in debug builds).
+        let max = u64::MAX;
+        let huge = format!("2 (x) S 0 0 0 0 -1 0 0 0 0 0 {max} {max} 0");
+        assert_eq!(parse_stat_cpu_ticks(&huge), None);
     }
 
     #[test]
@@ -457,6 +497,106 @@ mod tests {
         std::fs::write(dir.path().join("proc/101/cmdline"), "ksmtuned\0retune\0").unwrap();
         let c = w.update(&root).unwrap();
         assert_eq!(c.tuners, vec![100]);
+    }
+
+    /// The scan reads comm through one directory descriptor and buffer;
+    /// its results are those of the per-process readers.
+    #[test]
+    fn scan_matches_the_per_process_readers() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let proc_ = t.path().join("proc");
+        let mk = |pid: u32, comm: &[u8], status: Option<&str>, cmdline: &str| {
+            let d = proc_.join(pid.to_string());
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("comm"), comm).unwrap();
+            if let Some(s) = status {
+                fs::write(d.join("status"), s).unwrap();
+            }
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+        };
+        mk(1, b"systemd\n", Some("VmRSS:\t100 kB\n"), "init\0");
+        mk(10, b"qemu-kvm\n", Some("VmRSS:\t4000 kB\n"), "qemu-kvm\0");
+        mk(11, b"qemu:vm1\n", Some("VmRSS:\t2000 kB\n"), "qemu\0");
+        mk(12, b"qemu-system-x86\n", None, "qemu\0"); // vanished before status
+        mk(13, b"qemu-kvm\n\n", Some("VmRSS:\t7 kB\n"), "x\0"); // newline in the name
+        mk(14, b"qemu-kvm", Some("VmRSS:\t1 kB\n"), "x\0"); // no newline
+        mk(15, b"qemu\xff\n", Some("VmRSS:\t9 kB\n"), "x\0"); // not UTF-8
+        mk(16, b"ksmtuned\n", Some(""), "ksmtuned\0");
+        mk(17, b"ksmtuned\n", Some(""), "ksmtuned\0--dry-run\0");
+        mk(18, b"kthreadd\n", Some("Name:\tkthreadd\n"), "");
+        fs::create_dir_all(proc_.join("19")).unwrap(); // vanished entirely
+        fs::create_dir_all(proc_.join("self")).unwrap();
+        let s = scan(&root, Some(1)).unwrap();
+        // The reference: the per-process readers.
+        let mut want = ProcScan::default();
+        for pid in pids(&root).unwrap() {
+            let Some(name) = comm(&root, pid) else {
+                continue;
+            };
+            if is_qemu_comm(&name) {
+                if let Some(rss) = rss_kib(&root, pid) {
+                    want.qemu_rss_kib += rss;
+                    want.qemu_pids.push(pid);
+                }
+            } else if name == "ksmtuned" && is_tuning_daemon(&root, pid) {
+                want.tuner_pids.push(pid);
+            }
+        }
+        assert_eq!(s, want);
+        assert_eq!(s.qemu_pids, vec![10, 11, 13, 14]);
+        assert_eq!(s.qemu_rss_kib, 4000 + 2000 + 7 + 1);
+        assert_eq!(s.tuner_pids, vec![16]);
+    }
+
+    /// The getdents64 listing sees what `read_dir` sees, over several
+    /// buffers' worth of entries.
+    #[test]
+    fn pids_list_every_numeric_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let proc_ = t.path().join("proc");
+        fs::create_dir_all(&proc_).unwrap();
+        for pid in (1..3000u32).step_by(3) {
+            fs::create_dir(proc_.join(pid.to_string())).unwrap();
+        }
+        for other in ["self", "meminfo", "12a", "-5", "4294967296", "0042"] {
+            fs::write(proc_.join(other), "").unwrap();
+        }
+        let mut want: Vec<u32> = fs::read_dir(&proc_)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        want.sort_unstable();
+        assert_eq!(pids(&Root::new(t.path())).unwrap(), want);
+        assert_eq!(want.len(), 1000 + 1, "1000 pids and 0042");
+        // The real /proc: this process is in it.
+        assert!(pids(&Root::default())
+            .unwrap()
+            .contains(&std::process::id()));
+    }
+
+    #[test]
+    fn tuners_on_another_root_do_not_count() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let cases: &[(&str, bool)] = &[
+            ("/bin/bash\0/usr/sbin/ksmtuned\0", true),
+            ("ksmtuned\0", true),
+            ("ksmtuned\0-v\0--root\0/\0", true),
+            ("ksmtuned\0--root=/\0", true),
+            ("ksmtuned\0--dry-run\0", false),
+            ("ksmtuned\0retune\0", false),
+            ("ksmtuned\0--root\0/tmp/fixture\0", false),
+            ("ksmtuned\0--root=/tmp/fixture\0-v\0", false),
+        ];
+        for (i, (cmdline, tuner)) in cases.iter().enumerate() {
+            let pid = 100 + i as u32;
+            let d = t.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+            assert_eq!(is_tuning_daemon(&root, pid), *tuner, "{cmdline:?}");
+        }
+        assert!(!is_tuning_daemon(&root, 99), "a vanished process");
     }
 
     #[test]

@@ -62,21 +62,29 @@ pub fn parse(path: &Path, text: &str) -> Parsed {
 
 /// Read and parse a file. `Ok(None)` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<Parsed>> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| Error::Syntax {
-                path: path.to_path_buf(),
-                line: 0,
-                message: "the file is not valid UTF-8 text".to_string(),
-            })?;
-            Ok(Some(parse(path, &text)))
-        }
+    match fs::File::open(path) {
+        Ok(mut file) => read_from(path, &mut file).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
             path: path.to_path_buf(),
             source,
         }),
     }
+}
+
+/// Read and parse an opened file; `path` is only used in messages.
+pub fn read_from(path: &Path, file: &mut impl io::Read) -> Result<Parsed> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Syntax {
+        path: path.to_path_buf(),
+        line: 0,
+        message: "the file is not valid UTF-8 text".to_string(),
+    })?;
+    Ok(parse(path, &text))
 }
 
 fn is_name(s: &str) -> bool {
@@ -174,17 +182,25 @@ pub fn parse_c_integer(s: &str) -> Option<i128> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    if body.is_empty() {
+    let (radix, digits) =
+        if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, hex)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
+    // Digits only: from_str_radix would also take a sign (`--N`, `0x-1`),
+    // and negating i128::MIN overflows.
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
-    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        i128::from_str_radix(hex, 16).ok()?
-    } else if body.len() > 1 && body.starts_with('0') {
-        i128::from_str_radix(&body[1..], 8).ok()?
+    let v = i128::from_str_radix(digits, radix).ok()?;
+    if neg {
+        v.checked_neg()
     } else {
-        body.parse::<i128>().ok()?
-    };
-    Some(if neg { -v } else { v })
+        Some(v)
+    }
 }
 
 #[cfg(test)]
@@ -260,5 +276,15 @@ mod tests {
         assert_eq!(parse_c_integer("abc"), None);
         assert_eq!(parse_c_integer(""), None);
         assert_eq!(parse_c_integer("0x"), None);
+        // Found by fuzzing: a second sign made i128::MIN, whose negation
+        // overflowed (a panic in debug builds).
+        assert_eq!(
+            parse_c_integer("--170141183460469231731687303715884105728"),
+            None
+        );
+        assert_eq!(parse_c_integer("+-5"), None);
+        assert_eq!(parse_c_integer("0x-5"), None);
+        assert_eq!(parse_c_integer("0-5"), None);
+        assert_eq!(parse_c_integer("-0x10"), Some(-16));
     }
 }

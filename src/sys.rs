@@ -33,6 +33,92 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// Read a small file `name` relative to the directory `dir` into `buf`
+/// with one `openat`, one `read` and one `close`, and no allocation: how a
+/// pass over `/proc` reads thousands of tiny files (`PID/comm`) cheaply.
+/// Returns the number of bytes read (at most `buf.len()`).
+pub fn read_small_at(dir: &File, name: &std::ffi::CStr, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: `dir` is an open descriptor and `name` NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Call `f` with the name of every entry of the open directory `dir`
+/// (from its start; `.` and `..` included), read with `getdents64` into a
+/// buffer on the stack: no heap allocation for the listing or per entry.
+/// A pass over `/proc` on a host with thousands of processes lists it every
+/// cycle; `std::fs::read_dir` allocates a 32 KiB buffer and a name per
+/// entry each time.
+pub fn for_each_dir_entry(dir: &File, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    let fd = dir.as_raw_fd();
+    // SAFETY: lseek on an open descriptor.
+    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        // SAFETY: the buffer is valid for its length; the kernel writes
+        // whole linux_dirent64 records into it.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fd,
+                buf.as_mut_ptr(),
+                buf.len() as libc::c_ulong,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let filled = &buf[..n as usize];
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16,
+        // d_type u8, then the NUL-terminated name.
+        let mut off = 0;
+        while off + 19 <= filled.len() {
+            let reclen = usize::from(u16::from_ne_bytes([filled[off + 16], filled[off + 17]]));
+            if reclen < 19 || off + reclen > filled.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "getdents64 returned a malformed record",
+                ));
+            }
+            let name = &filled[off + 19..off + reclen];
+            let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            f(&name[..len]);
+            off += reclen;
+        }
+    }
+}
+
 /// Take an exclusive `flock` on `file`; `wait` blocks until it is free,
 /// otherwise `WouldBlock` is returned when another holder has it.
 pub fn flock_exclusive(file: &File, wait: bool) -> io::Result<()> {

@@ -670,3 +670,52 @@ fn faults_are_survived_logged_once_and_cleared() {
     }
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn interval_ms_overrides_the_monitor_interval() {
+    let f = Fixture::new();
+    // KSM_MONITOR_INTERVAL=1 in the file; --interval-ms 50 wins.
+    let d = f.spawn(&conf(&f, ""), &["--interval-ms", "50"]);
+    let start = Instant::now();
+    f.wait_log(|_| f.count("committed ") >= 10, "ten cycles");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "ten cycles at 50 ms took {:?}",
+        start.elapsed()
+    );
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("interval 50 ms"), "{err}");
+    let (code, err) = run_to_end(&f, &["--interval-ms", "0"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn refuses_a_config_others_could_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let c = conf(&f, "");
+    fs::set_permissions(&c, fs::Permissions::from_mode(0o666)).unwrap();
+    let c = c.to_str().unwrap();
+    let (code, err) = run_to_end(&f, &["--config", c, "--dry-run"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{c}: refusing to use this configuration file (owner uid"
+        )) && err.contains("mode 0666")
+            && err.contains("--insecure-config"),
+        "{err}"
+    );
+    let (code, err) = run_to_end(&f, &["--check-config", c]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("mode 0666"), "{err}");
+    // --insecure-config: it starts, and says why it should not have.
+    let d = f.spawn(Path::new(c), &["--insecure-config", "--dry-run"]);
+    f.wait_log(|l| l.iter().any(|x| x.starts_with("committed ")), "a cycle");
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warn: ") && err.contains("read anyway because of --insecure-config"),
+        "{err}"
+    );
+}
