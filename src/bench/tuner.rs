@@ -121,16 +121,20 @@ pub fn ksmtuned_path(bench_exe: &Path) -> PathBuf {
 }
 
 /// Whether a ksmtuned binary offers the adaptive policy: it accepts
-/// `--policy adaptive` when checking an empty configuration.
+/// `--policy adaptive` when checking an empty configuration (a private
+/// file: ksmtuned refuses configuration files others can write).
 pub fn supports_adaptive(ksmtuned: &Path) -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let conf = dir.path().join("ksmtuned.conf");
+    if std::fs::write(&conf, "").is_err() {
+        return false;
+    }
     Command::new(ksmtuned)
-        .args([
-            "--config",
-            "/dev/null",
-            "--check-config",
-            "--policy",
-            "adaptive",
-        ])
+        .arg("--config")
+        .arg(&conf)
+        .args(["--check-config", "--policy", "adaptive"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
