@@ -531,16 +531,26 @@ mod tests {
     }
 
     #[test]
-    fn shipped_example_is_the_defaults() {
+    fn shipped_example_is_the_defaults_but_for_the_policy() {
+        // New installs get the adaptive policy; every other value is the
+        // default, and a file without KSM_POLICY (an original one) stays
+        // classic.
         let text = include_str!("../etc/ksmtuned.conf");
         let l = conf(text);
         assert!(l.is_ok(), "{:?}", l.errors);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-        assert_eq!(l.config, Config::default());
+        assert_eq!(
+            l.config,
+            Config {
+                policy: PolicyKind::Adaptive,
+                ..Config::default()
+            }
+        );
+        assert_eq!(Config::default().policy, PolicyKind::Classic);
         // Every variable is documented in it.
         for (name, _) in VARIABLES {
             assert!(
-                text.contains(&format!("# {name}=")),
+                text.contains(&format!("# {name}=")) || text.contains(&format!("\n{name}=")),
                 "{name} not in the example"
             );
         }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ksmtuned::ksm::{Experiment, Ksm, Run};
+use ksmtuned::policy::adaptive;
 use ksmtuned::{meminfo::MemInfo, process, Root};
 
 const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
@@ -156,7 +157,8 @@ fn adaptive_daemon_merges_then_idles_then_stops() {
         "KSM_POLICY=adaptive\nKSM_THRES_COEF=100\nKSM_MAX_CPU=50\n",
     );
     timed("the sprint", 10, || {
-        ksm.run_state().unwrap() == Some(Run::Merge) && knob(&ksm, "sleep_millisecs") == 20
+        ksm.run_state().unwrap() == Some(Run::Merge)
+            && knob(&ksm, "sleep_millisecs") == adaptive::SPRINT_SLEEP_MS
     });
     timed("the probe's pages to merge", 60, || {
         process::ksm_stat(&root, pid)
@@ -165,13 +167,13 @@ fn adaptive_daemon_merges_then_idles_then_stops() {
             >= 19_900
     });
     timed("near-idle scanning after convergence", 60, || {
-        knob(&ksm, "sleep_millisecs") == 200
+        knob(&ksm, "sleep_millisecs") == adaptive::IDLE_SLEEP_MS
     });
     assert_eq!(ksm.run_state().unwrap(), Some(Run::Merge));
     // A new guest: a sprint again within a few seconds.
     let (_probe2, pid2) = probe(5_000);
     timed("a sprint for the new process", 5, || {
-        knob(&ksm, "sleep_millisecs") == 20
+        knob(&ksm, "sleep_millisecs") == adaptive::SPRINT_SLEEP_MS
     });
     timed("the new probe's pages to merge", 60, || {
         process::ksm_stat(&root, pid2)

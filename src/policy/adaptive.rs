@@ -37,10 +37,10 @@ use crate::ksm::Run;
 use super::Decision;
 
 /// ksmd's share of one core when idle-scanning after convergence.
-pub const IDLE_CPU: f64 = 0.01;
+pub const IDLE_CPU: f64 = 0.005;
 /// Sleep between batches while sprinting (ms): short, so that the budget
 /// is spread evenly and changes take effect at once.
-pub const SPRINT_SLEEP_MS: u64 = 20;
+pub const SPRINT_SLEEP_MS: u64 = 100;
 /// Sleep between batches while idle (ms): fewer wake-ups.
 pub const IDLE_SLEEP_MS: u64 = 200;
 /// Cost of scanning one page before it has been measured (seconds). An
@@ -52,6 +52,8 @@ pub const MAX_BATCH_SECONDS: f64 = 0.2;
 /// The largest batch, whatever the estimates say (about 0.2 s of work at
 /// 0.2 µs a page).
 pub const MAX_BATCH_PAGES: u64 = 1_000_000;
+/// The share of the budget the controller aims at.
+pub const AIM: f64 = 0.8;
 /// PSI memory "some avg10" (percent of time stalled) that counts as
 /// pressure on its own.
 pub const PSI_PRESSURE: f64 = 10.0;
@@ -323,16 +325,20 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
         Mode::Idle => (Run::Merge, IDLE_CPU.min(p.max_cpu), IDLE_SLEEP_MS),
     };
     if run == Run::Merge {
-        let mut pages = batch_pages(budget, sleep, cost);
+        // Aim a little under the budget: the cost of a page jumps when
+        // merging starts (several times the checksum pass), and a step lasts
+        // a second before it can be corrected.
+        let aim = budget * AIM;
+        let mut pages = batch_pages(aim, sleep, cost);
         // Once ksmd has run a step with the same sleep, steer by its
         // measured share: the budget is about what ksmd really uses, and
         // the cost of a page varies (merging costs more than checksumming).
         if let Some(s) = share {
             if st.pages > 0 && st.sleep_ms == sleep {
                 let factor = if s > 0.002 {
-                    (budget / s).clamp(0.25, 8.0)
+                    (aim / s).clamp(0.25, 4.0)
                 } else {
-                    8.0
+                    4.0
                 };
                 pages = (st.pages as f64 * factor).clamp(16.0, MAX_BATCH_PAGES as f64) as u64;
             }
@@ -489,7 +495,7 @@ mod tests {
         // CPU, ~1 s at 25%; three scans plus learning: a few seconds.
         assert!(t <= 10, "converged only at {t} s");
         assert_eq!(sim.input.saved_pages, 157_286);
-        // Idle: about 1% of a core.
+        // Idle: about 0.5% of a core.
         let share = batch_share(st.pages, st.sleep_ms, 1e-6);
         assert!(share <= 0.02, "idle share {share}");
         assert_eq!(d.run, Run::Merge);
