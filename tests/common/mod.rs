@@ -1,4 +1,4 @@
-//! Helpers shared by the churn and soak tests: child processes that are
+//! Helpers shared by the churn, soak and real-kernel ksmtuned tests: child processes that are
 //! killed when dropped, probes (`ksmctl probe`), process churn
 //! (`ksmctl churn`) and readings of a process's resources.
 #![allow(dead_code)]
