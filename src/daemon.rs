@@ -6,6 +6,12 @@
 //! interval starts from then), SIGHUP = reload the configuration and
 //! retune, SIGTERM/SIGINT = exit, leaving `run` as it is.
 //!
+//! The schedule is fixed-rate: cycles start every interval counted from
+//! the first (not from the end of the one before), and a cycle that runs
+//! past the next slot makes the loop skip that slot rather than run a
+//! burst of late ones. How late each cycle started, how long it took and
+//! the slots skipped are in the metrics (`ksm_tuner_cycle_*`).
+//!
 //! Each cycle reads one sample (meminfo, one pass over /proc, KSM's
 //! files), hands it to the pure policy, and writes what the policy chose.
 //! Transient errors (a refused write, an unreadable file) are logged and
@@ -608,9 +614,10 @@ impl Daemon {
         for l in self.params.debug_lines() {
             self.debug_line(&l);
         }
-        self.cycle();
+        let first = Instant::now();
+        self.timed_cycle(Some(first));
         notify(self.notify, &[sd_notify::NotifyState::Ready]);
-        let mut due = Instant::now() + self.interval();
+        let mut due = first + self.interval();
         let mut next_ping = self.watchdog.map(|w| Instant::now() + w);
         loop {
             let now = Instant::now();
@@ -633,14 +640,14 @@ impl Daemon {
                         m.retunes += 1;
                     }
                     self.retune_requested();
-                    self.cycle();
+                    self.timed_cycle(None);
                     due = Instant::now() + self.interval();
                 }
                 Ok(Event::Reload) => {
                     notify(self.notify, &[sd_notify::NotifyState::Reloading]);
                     self.reload();
                     self.retune_requested();
-                    self.cycle();
+                    self.timed_cycle(None);
                     notify(self.notify, &[sd_notify::NotifyState::Ready]);
                     due = Instant::now() + self.interval();
                 }
@@ -649,8 +656,15 @@ impl Daemon {
             }
             let now = Instant::now();
             if now >= due {
-                self.cycle();
-                due = Instant::now() + self.interval();
+                self.timed_cycle(Some(due));
+                let (next, skipped) = next_due(due, self.interval(), Instant::now());
+                if skipped > 0 {
+                    debug!("the cycle overran its interval: {skipped} cycle(s) skipped");
+                    if let Ok(mut m) = self.metrics.lock() {
+                        m.cycles_skipped += skipped;
+                    }
+                }
+                due = next;
             }
             if let (Some(p), Some(w)) = (next_ping, self.watchdog) {
                 if now >= p {
@@ -658,6 +672,20 @@ impl Daemon {
                     next_ping = Some(now + w);
                 }
             }
+        }
+    }
+
+    /// One cycle, timed for the metrics: `due` is when it was scheduled
+    /// (`None` for a retune or reload, which are not).
+    fn timed_cycle(&mut self, due: Option<Instant>) {
+        let start = Instant::now();
+        let delay = due.map(|d| start.saturating_duration_since(d));
+        self.cycle();
+        let took = start.elapsed();
+        let interval = self.interval();
+        if let Ok(mut m) = self.metrics.lock() {
+            m.interval = Some(interval);
+            m.record_cycle(delay, took);
         }
     }
 
@@ -967,6 +995,22 @@ impl Daemon {
     }
 }
 
+/// The slot after `due` on a fixed-rate schedule (cycles start every
+/// `interval` from the first, however long each takes), and how many slots
+/// were skipped because the cycle that started at `due` ran past them
+/// (`now` is when it ended): an overrun does not bring a burst of
+/// catch-up cycles.
+fn next_due(due: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
+    let next = due + interval;
+    if next > now || interval.is_zero() {
+        return (next, 0);
+    }
+    let behind = now.duration_since(next).as_nanos() / interval.as_nanos() + 1;
+    let skipped = u64::try_from(behind).unwrap_or(u64::MAX);
+    let ahead = interval.saturating_mul(u32::try_from(behind).unwrap_or(u32::MAX));
+    (next + ahead, skipped)
+}
+
 /// The variables that differ between two configurations, as `NAME a -> b`.
 fn config_changes(a: &Config, b: &Config) -> Vec<String> {
     a.values()
@@ -1005,6 +1049,28 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn schedule_is_fixed_rate_and_skips_overrun_slots() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // On time: the next slot is one interval after the last, not after
+        // the cycle's end.
+        assert_eq!(next_due(t0, ms(100), t0 + ms(30)), (t0 + ms(100), 0));
+        // Started late but ended before the next slot: no drift.
+        assert_eq!(next_due(t0, ms(100), t0 + ms(99)), (t0 + ms(100), 0));
+        // Ended exactly at the next slot, or past one or several.
+        assert_eq!(next_due(t0, ms(100), t0 + ms(100)), (t0 + ms(200), 1));
+        assert_eq!(next_due(t0, ms(100), t0 + ms(150)), (t0 + ms(200), 1));
+        assert_eq!(next_due(t0, ms(100), t0 + ms(350)), (t0 + ms(400), 3));
+        // The next slot is always in the future.
+        for end in [0, 1, 99, 100, 101, 999, 1000, 12345] {
+            let now = t0 + ms(end);
+            let (next, skipped) = next_due(t0, ms(100), now);
+            assert!(next > now, "{end}");
+            assert_eq!(next, t0 + ms(100) * (skipped as u32 + 1), "{end}");
+        }
     }
 
     #[test]

@@ -57,6 +57,31 @@ pub struct TunerMetrics {
     pub errors: u64,
     /// When a setting was last changed.
     pub last_adjustment: Option<SystemTime>,
+    /// Cycles run: scheduled ones, retunes and reloads.
+    pub cycles: u64,
+    /// Scheduled cycles left out because the one before overran its slot.
+    pub cycles_skipped: u64,
+    /// The time between scheduled cycles.
+    pub interval: Option<Duration>,
+    /// How late the last scheduled cycle started after it was due.
+    pub cycle_delay: Option<Duration>,
+    /// The largest such lateness since the start.
+    pub cycle_delay_max: Duration,
+    /// How long the last cycle took (reading, deciding, writing).
+    pub cycle_duration: Option<Duration>,
+}
+
+impl TunerMetrics {
+    /// Count one cycle that took `took`; `delay` is how late it started
+    /// after its slot (`None` for a retune or reload, which have no slot).
+    pub fn record_cycle(&mut self, delay: Option<Duration>, took: Duration) {
+        self.cycles += 1;
+        if let Some(d) = delay {
+            self.cycle_delay = Some(d);
+            self.cycle_delay_max = self.cycle_delay_max.max(d);
+        }
+        self.cycle_duration = Some(took);
+    }
 }
 
 /// One reading of everything the metrics show.
@@ -326,6 +351,12 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_tuner_reloads_total",
         "ksm_tuner_errors_total",
         "ksm_tuner_last_adjustment_timestamp_seconds",
+        "ksm_tuner_cycles_total",
+        "ksm_tuner_cycles_skipped_total",
+        "ksm_tuner_interval_seconds",
+        "ksm_tuner_cycle_delay_seconds",
+        "ksm_tuner_cycle_delay_max_seconds",
+        "ksm_tuner_cycle_duration_seconds",
         "ksm_build_info",
     ]);
     names
@@ -563,6 +594,42 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
             "ksm_tuner_last_adjustment_timestamp_seconds",
             "When ksmtuned last changed a KSM setting, in seconds since 1970.",
             secs,
+        )?;
+    }
+    fam.counter(
+        "ksm_tuner_cycles_total",
+        "Tuning cycles run (scheduled ones, retunes and reloads).",
+        t.cycles as f64,
+    )?;
+    fam.counter(
+        "ksm_tuner_cycles_skipped_total",
+        "Scheduled cycles left out because the cycle before overran its slot.",
+        t.cycles_skipped as f64,
+    )?;
+    if let Some(i) = t.interval {
+        fam.gauge(
+            "ksm_tuner_interval_seconds",
+            "The time between scheduled tuning cycles.",
+            i.as_secs_f64(),
+        )?;
+    }
+    if let Some(d) = t.cycle_delay {
+        fam.gauge(
+            "ksm_tuner_cycle_delay_seconds",
+            "How late the last scheduled tuning cycle started after it was due.",
+            d.as_secs_f64(),
+        )?;
+        fam.gauge(
+            "ksm_tuner_cycle_delay_max_seconds",
+            "The latest start of a scheduled tuning cycle after it was due, since ksmtuned started.",
+            t.cycle_delay_max.as_secs_f64(),
+        )?;
+    }
+    if let Some(d) = t.cycle_duration {
+        fam.gauge(
+            "ksm_tuner_cycle_duration_seconds",
+            "How long the last tuning cycle took (reading, deciding, writing).",
+            d.as_secs_f64(),
         )?;
     }
     Ok(())
@@ -961,6 +1028,12 @@ pub(crate) mod tests {
                 reloads: 2,
                 errors: 0,
                 last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+                cycles: 12,
+                cycles_skipped: 1,
+                interval: Some(Duration::from_secs(60)),
+                cycle_delay: Some(Duration::from_micros(1500)),
+                cycle_delay_max: Duration::from_millis(250),
+                cycle_duration: Some(Duration::from_micros(4250)),
             }),
         }
     }
@@ -1017,6 +1090,32 @@ pub(crate) mod tests {
             value(&text, "ksm_tuner_state{state=\"running\"}").as_deref(),
             Some("1")
         );
+        assert_eq!(
+            value(&text, "ksm_tuner_cycles_total").as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_cycles_skipped_total").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_interval_seconds").as_deref(),
+            Some("60")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_cycle_delay_seconds").as_deref(),
+            Some("0.0015")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_cycle_delay_max_seconds").as_deref(),
+            Some("0.25")
+        );
+        assert_eq!(
+            value(&text, "ksm_tuner_cycle_duration_seconds").as_deref(),
+            Some("0.00425")
+        );
+        assert!(text.contains("# TYPE ksm_tuner_cycles_total counter\n"));
+        assert!(text.contains("# TYPE ksm_tuner_cycle_delay_max_seconds gauge\n"));
         assert!(text.contains("# TYPE ksm_full_scans_total counter\n"));
         assert!(text.contains("# TYPE ksm_pages_sharing gauge\n"));
         assert!(text.contains(&format!(
@@ -1046,6 +1145,49 @@ pub(crate) mod tests {
         }
         // All but max_kernel_pages are in this fixture.
         assert_eq!(families, family_names().len() - 1);
+    }
+
+    #[test]
+    fn cycles_are_recorded() {
+        let mut t = TunerMetrics::default();
+        let text = |t: &TunerMetrics| {
+            let mut s = fixture();
+            s.tuner = Some(t.clone());
+            render(&s, DEFAULT_TOP).unwrap()
+        };
+        // Before the first cycle: a count of 0, no timing.
+        let before = text(&t);
+        assert_eq!(
+            value(&before, "ksm_tuner_cycles_total").as_deref(),
+            Some("0")
+        );
+        assert!(!before.contains("ksm_tuner_cycle_delay"));
+        assert!(!before.contains("ksm_tuner_cycle_duration_seconds"));
+        t.record_cycle(Some(Duration::from_millis(30)), Duration::from_millis(2));
+        t.record_cycle(Some(Duration::from_millis(5)), Duration::from_millis(3));
+        // A retune has no slot: the delays stay, the duration is its own.
+        t.record_cycle(None, Duration::from_millis(7));
+        assert_eq!(t.cycles, 3);
+        assert_eq!(t.cycle_delay, Some(Duration::from_millis(5)));
+        assert_eq!(t.cycle_delay_max, Duration::from_millis(30));
+        assert_eq!(t.cycle_duration, Some(Duration::from_millis(7)));
+        let after = text(&t);
+        assert_eq!(
+            value(&after, "ksm_tuner_cycles_total").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            value(&after, "ksm_tuner_cycle_delay_seconds").as_deref(),
+            Some("0.005")
+        );
+        assert_eq!(
+            value(&after, "ksm_tuner_cycle_delay_max_seconds").as_deref(),
+            Some("0.03")
+        );
+        assert_eq!(
+            value(&after, "ksm_tuner_cycle_duration_seconds").as_deref(),
+            Some("0.007")
+        );
     }
 
     #[test]

@@ -82,6 +82,12 @@ fn full_rendering() -> String {
         reloads: 1,
         errors: 0,
         last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
+        cycles: 40,
+        cycles_skipped: 0,
+        interval: Some(Duration::from_secs(60)),
+        cycle_delay: Some(Duration::from_millis(1)),
+        cycle_delay_max: Duration::from_millis(3),
+        cycle_duration: Some(Duration::from_millis(2)),
     };
     let sample = Sample::collect(&Root::new(fixture_root()), Some(tuner)).unwrap();
     render(&sample, DEFAULT_TOP).unwrap()

@@ -26,6 +26,7 @@ fn fake_tuner() -> TunerMetrics {
         reloads: 2,
         errors: 0,
         last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
+        ..TunerMetrics::default()
     }
 }
 
