@@ -14,8 +14,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -372,6 +372,14 @@ struct Families {
 }
 
 impl Families {
+    fn encode(&self) -> Result<String> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.reg.gather(), &mut out)
+            .map_err(perr)?;
+        String::from_utf8(out).map_err(|e| Error::Other(format!("metrics are not UTF-8: {e}")))
+    }
+
     fn gauge(&self, name: &str, help: &str, v: f64) -> Result<()> {
         let g = Gauge::with_opts(Opts::new(name, help)).map_err(perr)?;
         g.set(v);
@@ -468,11 +476,17 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
         &["version"],
         &[(vec![env!("CARGO_PKG_VERSION").to_string()], 1.0)],
     )?;
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&fam.reg.gather(), &mut out)
-        .map_err(perr)?;
-    String::from_utf8(out).map_err(|e| Error::Other(format!("metrics are not UTF-8: {e}")))
+    fam.encode()
+}
+
+/// Only the tuner's metrics: the server adds them, always current, to its
+/// shared reading of the system's.
+fn tuner_text(t: &TunerMetrics) -> Result<String> {
+    let fam = Families {
+        reg: Registry::new(),
+    };
+    render_tuner(&fam, t)?;
+    fam.encode()
 }
 
 fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
@@ -647,12 +661,24 @@ pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<
 pub struct ServerOptions {
     /// Processes in the per-process metrics.
     pub top: usize,
-    /// Time a client has to send its whole request (and to read the answer).
+    /// Time a client has to send a whole request (the first, or the next
+    /// one on a kept-alive connection) and to read the answer.
     pub timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_request_bytes: usize,
-    /// Connections served at once; more are answered 503 at once.
+    /// Connections served at once. One more waits up to `queue_wait` for a
+    /// connection to end, then is answered 503.
     pub max_connections: usize,
+    /// How long a connection past `max_connections` waits for a free slot.
+    pub queue_wait: Duration,
+    /// Requests answered on one kept-alive connection before it is closed.
+    pub max_requests_per_connection: usize,
+    /// Oldest reading of the system (KSM's files, /proc) a response may
+    /// show: requests within this age of the last reading share it, so a
+    /// flood of requests costs one pass over /proc per `max_age`, not one
+    /// per request. The tuner's own metrics are always current. Zero reads
+    /// the system for every request.
+    pub max_age: Duration,
 }
 
 impl Default for ServerOptions {
@@ -662,6 +688,9 @@ impl Default for ServerOptions {
             timeout: Duration::from_secs(5),
             max_request_bytes: 8 * 1024,
             max_connections: 8,
+            queue_wait: Duration::from_millis(100),
+            max_requests_per_connection: 1000,
+            max_age: Duration::from_secs(1),
         }
     }
 }
@@ -671,21 +700,30 @@ impl Default for ServerOptions {
 /// caller, which only updates the shared [`TunerMetrics`].
 ///
 /// The HTTP is written here on top of `httparse`: the server needs one
-/// route, a bounded request head and a deadline per connection, and the
+/// route, a bounded request head and a deadline per request, and the
 /// small server crates (tiny_http) have no per-connection timeout, so a
-/// client that sends nothing would hold a thread forever. Each response
-/// closes its connection (`Connection: close`), which Prometheus handles.
+/// client that sends nothing would hold a thread forever. HTTP/1.1
+/// connections are kept alive (as Prometheus and load generators expect)
+/// up to [`ServerOptions::max_requests_per_connection`] requests, each of
+/// which must arrive within [`ServerOptions::timeout`]; a request with a
+/// body, `Connection: close`, HTTP/1.0 or an error closes the connection.
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// The system's part of the metrics as last rendered, with when it was read.
+type Cached = Option<(Instant, std::result::Result<Arc<String>, String>)>;
+
 struct Shared {
     root: Root,
     tuner: Option<Arc<Mutex<TunerMetrics>>>,
     opts: ServerOptions,
-    active: AtomicUsize,
+    /// Connections being served.
+    active: Mutex<usize>,
+    freed: Condvar,
+    cache: Mutex<Cached>,
 }
 
 impl Server {
@@ -716,7 +754,9 @@ impl Server {
             root,
             tuner,
             opts,
-            active: AtomicUsize::new(0),
+            active: Mutex::new(0),
+            freed: Condvar::new(),
+            cache: Mutex::new(None),
         });
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -755,6 +795,44 @@ impl Drop for Server {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One of the `max_connections` slots, given back on drop (also when a
+/// connection's thread panics).
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// Take a slot, waiting up to `queue_wait` for one: a client that
+    /// reconnects as soon as it has read an answer may come before the
+    /// thread of its previous connection has quite finished.
+    fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let deadline = Instant::now() + shared.opts.queue_wait;
+        let mut active = lock(&shared.active);
+        while *active >= shared.opts.max_connections {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            active = shared
+                .freed
+                .wait_timeout(active, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *active += 1;
+        Some(Slot(Arc::clone(shared)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *lock(&self.0.active) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -770,52 +848,86 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
             }
         };
         let _ = stream.set_write_timeout(Some(shared.opts.timeout));
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.opts.max_connections {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = Slot::take(&shared) else {
             let _ = respond(
                 &mut stream,
                 503,
                 "Service Unavailable",
                 &[],
                 b"too many connections\n",
+                true,
             );
             linger_close(&mut stream, Duration::from_millis(50));
             continue;
-        }
-        let s = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
+        };
+        let _ = std::thread::Builder::new()
             .name("ksm-metrics-conn".into())
             .spawn(move || {
-                serve(&mut stream, &s);
-                s.active.fetch_sub(1, Ordering::SeqCst);
+                serve(&mut stream, &slot.0);
+                drop(slot);
             });
-        if spawned.is_err() {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 
 /// What a request head asked for.
 enum Head {
-    Request { method: String, path: String },
+    Request {
+        method: String,
+        path: String,
+        /// The connection may carry another request after this one.
+        keep_alive: bool,
+    },
     Bad(u16, &'static str, &'static str),
 }
 
-/// Read a request head within the deadline and the size limit; `None` when
-/// the client went away or gave up.
-fn read_head(stream: &mut TcpStream, opts: &ServerOptions) -> Option<Head> {
+/// Whether a parsed request leaves its connection usable for the next one:
+/// HTTP/1.1 without `Connection: close` and without a body (the server
+/// reads no bodies).
+fn keeps_alive(req: &httparse::Request) -> bool {
+    let mut keep = req.version == Some(1);
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value);
+        if h.name.eq_ignore_ascii_case("connection") {
+            if value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                keep = false;
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
+        {
+            keep = false;
+        }
+    }
+    keep
+}
+
+/// Read a request head within the deadline and the size limit from `buf`
+/// (bytes already received) and the stream; the head's bytes are removed
+/// from `buf`, what follows stays for the next request. `None` when the
+/// client went away or gave up, or (with `idle_ok`) when it sent nothing
+/// before the deadline: the quiet end of a kept-alive connection.
+fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    opts: &ServerOptions,
+    idle_ok: bool,
+) -> Option<Head> {
     let deadline = Instant::now() + opts.timeout;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Some(Head::Request {
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let head = Head::Request {
                     method: req.method.unwrap_or("").to_string(),
                     path: req.path.unwrap_or("").to_string(),
-                })
+                    keep_alive: keeps_alive(&req),
+                };
+                buf.drain(..len);
+                return Some(head);
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => {
@@ -834,13 +946,16 @@ fn read_head(stream: &mut TcpStream, opts: &ServerOptions) -> Option<Head> {
                 "request too large\n",
             ));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Some(Head::Bad(
+        let timed_out = |buf: &Vec<u8>| {
+            (!(idle_ok && buf.is_empty())).then_some(Head::Bad(
                 408,
                 "Request Timeout",
                 "request not received in time\n",
-            ));
+            ))
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return timed_out(buf);
         }
         if stream.set_read_timeout(Some(left)).is_err() {
             return None;
@@ -855,11 +970,7 @@ fn read_head(stream: &mut TcpStream, opts: &ServerOptions) -> Option<Head> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Some(Head::Bad(
-                    408,
-                    "Request Timeout",
-                    "request not received in time\n",
-                ))
+                return timed_out(buf)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return None,
@@ -867,11 +978,21 @@ fn read_head(stream: &mut TcpStream, opts: &ServerOptions) -> Option<Head> {
     }
 }
 
+/// Serve one connection: requests one after the other while the client
+/// keeps it alive, up to `max_requests_per_connection`.
 fn serve(stream: &mut TcpStream, shared: &Shared) {
-    let Some(head) = read_head(stream, &shared.opts) else {
-        return;
-    };
-    answer(stream, shared, head);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    for n in 1..=shared.opts.max_requests_per_connection.max(1) {
+        let Some(head) = read_head(stream, &mut buf, &shared.opts, n > 1) else {
+            return;
+        };
+        let last = n == shared.opts.max_requests_per_connection.max(1);
+        match answer(stream, shared, head, last) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(_) => return,
+        }
+    }
     linger_close(stream, Duration::from_millis(200));
 }
 
@@ -884,48 +1005,77 @@ fn linger_close(stream: &mut TcpStream, wait: Duration) {
     let _ = io::copy(&mut (&*stream).take(64 * 1024), &mut io::sink());
 }
 
-fn answer(stream: &mut TcpStream, shared: &Shared, head: Head) {
-    let (method, path) = match head {
-        Head::Bad(code, reason, body) => {
-            let _ = respond(stream, code, reason, &[], body.as_bytes());
-            return;
+/// The system's part of the metrics, read again only when the last
+/// reading is older than `max_age`. The lock is held while reading, so
+/// concurrent requests wait for one reading instead of each making its own.
+fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String> {
+    let mut cache = lock(&shared.cache);
+    if let Some((at, text)) = cache.as_ref() {
+        if at.elapsed() < shared.opts.max_age {
+            return text.clone();
         }
-        Head::Request { method, path } => (method, path),
+    }
+    let at = Instant::now();
+    let text = Sample::collect(&shared.root, None)
+        .and_then(|s| render(&s, shared.opts.top))
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    *cache = Some((at, text.clone()));
+    text
+}
+
+/// Answer one request; `Ok(true)` when the connection can carry another.
+fn answer(stream: &mut TcpStream, shared: &Shared, head: Head, last: bool) -> io::Result<bool> {
+    let (method, path, keep_alive) = match head {
+        Head::Bad(code, reason, body) => {
+            respond(stream, code, reason, &[], body.as_bytes(), true)?;
+            return Ok(false);
+        }
+        Head::Request {
+            method,
+            path,
+            keep_alive,
+        } => (method, path, keep_alive && !last),
     };
     let route = path.split('?').next().unwrap_or("");
     if route != "/metrics" {
-        let _ = respond(
+        respond(
             stream,
             404,
             "Not Found",
             &[],
             b"not found: only /metrics is served\n",
-        );
-        return;
+            !keep_alive,
+        )?;
+        return Ok(keep_alive);
     }
     if method != "GET" {
-        let _ = respond(
+        respond(
             stream,
             405,
             "Method Not Allowed",
             &[("Allow", "GET")],
             b"only GET is allowed\n",
-        );
-        return;
+            !keep_alive,
+        )?;
+        return Ok(keep_alive);
     }
-    let tuner = shared.tuner.as_ref().map(|t| match t.lock() {
-        Ok(g) => g.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
+    let tuner = shared.tuner.as_ref().map(|t| lock(t).clone());
+    let text = system_text(shared).and_then(|system| match &tuner {
+        Some(t) => tuner_text(t)
+            .map(|own| format!("{system}{own}"))
+            .map_err(|e| e.to_string()),
+        None => Ok(system.to_string()),
     });
-    let text = Sample::collect(&shared.root, tuner).and_then(|s| render(&s, shared.opts.top));
-    let _ = match text {
+    match text {
         Ok(body) => respond(
             stream,
             200,
             "OK",
             &[("Content-Type", CONTENT_TYPE)],
             body.as_bytes(),
-        ),
+            !keep_alive,
+        )?,
         Err(e) => {
             log::warn!("metrics: {e}");
             respond(
@@ -934,9 +1084,12 @@ fn answer(stream: &mut TcpStream, shared: &Shared, head: Head) {
                 "Internal Server Error",
                 &[],
                 format!("cannot read the metrics: {e}\n").as_bytes(),
-            )
+                true,
+            )?;
+            return Ok(false);
         }
-    };
+    }
+    Ok(keep_alive)
 }
 
 fn respond(
@@ -945,6 +1098,7 @@ fn respond(
     reason: &str,
     headers: &[(&str, &str)],
     body: &[u8],
+    close: bool,
 ) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {code} {reason}\r\n");
     if !headers.iter().any(|(k, _)| *k == "Content-Type") {
@@ -953,12 +1107,16 @@ fn respond(
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    // One write for head and body: no small segment waiting for an ACK.
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    stream.write_all(&out)?;
     stream.flush()
 }
 

@@ -563,12 +563,13 @@ fn refuses_to_start_when_it_must() {
     assert!(err.contains("KSM is not supported"), "{err}");
 }
 
-/// GET /metrics from the daemon's endpoint.
+/// GET /metrics from the daemon's endpoint (read to the end: the server
+/// keeps HTTP/1.1 connections alive unless asked to close).
 fn scrape(addr: &str) -> Option<String> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
