@@ -833,7 +833,15 @@ impl Drop for Slot {
     }
 }
 
+/// How many nice steps below the tuning loop the endpoint's threads run:
+/// under a flood of requests the loop's cycles still get the CPU first.
+pub const SERVER_NICE: i32 = 10;
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    // The connections' threads inherit this thread's priority.
+    if let Err(e) = sys::lower_thread_priority(SERVER_NICE) {
+        log::debug!("metrics: cannot lower the endpoint's CPU priority: {e}");
+    }
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;

@@ -197,6 +197,28 @@ pub fn set_comm(name: &str) -> io::Result<()> {
     }
 }
 
+/// Lower the calling thread's CPU priority by `by` nice steps (at most to
+/// 19); threads it starts afterwards inherit the value. On Linux
+/// `setpriority(PRIO_PROCESS, tid)` applies to the one thread; lowering
+/// needs no privilege.
+pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    // SAFETY: gettid, getpriority and setpriority take and return integers
+    // only; errno is thread-local and cleared first because -1 is also a
+    // valid nice value.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).clamp(-20, 19)) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Send a signal to a process.
 pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)
@@ -292,6 +314,33 @@ pub fn date_string(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowering_a_thread_priority_leaves_the_others() {
+        let nice = || {
+            std::fs::read_to_string("/proc/thread-self/stat")
+                .unwrap()
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(16)
+                .unwrap()
+                .parse::<i32>()
+                .unwrap()
+        };
+        let before = nice();
+        let (lowered, inherited) = std::thread::spawn(move || {
+            lower_thread_priority(5).unwrap();
+            let lowered = nice();
+            (lowered, std::thread::spawn(nice).join().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 5).min(19));
+        assert_eq!(inherited, lowered);
+        assert_eq!(nice(), before);
+    }
 
     #[test]
     fn sysconf_values_are_sane() {

@@ -262,6 +262,26 @@ fn server_keeps_connections_alive_within_bounds() {
     s.write_all(get.as_bytes()).unwrap();
     assert_eq!(read_response(&mut s).code, 200);
     let t = Instant::now();
+    // Meanwhile its thread (and the accept thread) run 10 nice steps below
+    // the rest of the process.
+    let niceness = |comm: &str| -> Vec<i32> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if name.trim_end() == comm {
+                let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+                let after = stat.rsplit(')').next().unwrap();
+                found.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
+            }
+        }
+        found
+    };
+    let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let want = (base + ksmtuned::metrics::SERVER_NICE).min(19);
+    let conn = niceness("ksm-metrics-con");
+    assert!(conn.contains(&want), "connection threads' nice: {conn:?}");
+    assert!(niceness("ksm-metrics").contains(&want));
     assert!(closed_quietly(&mut s, Duration::from_secs(5)));
     let idle = t.elapsed();
     assert!(
