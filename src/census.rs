@@ -142,13 +142,20 @@ impl Census {
     /// else (or if that fails) list `/proc` on every look; see
     /// [`Census::source`].
     pub fn new(root: &Root) -> Census {
+        Census::with_buffer(root, crate::procevents::RCVBUF)
+    }
+
+    /// [`Census::new`] with a socket receive buffer of `rcvbuf` bytes (a
+    /// tiny one lets tests make the kernel drop events).
+    #[doc(hidden)]
+    pub fn with_buffer(root: &Root, rcvbuf: usize) -> Census {
         if !root.is_host() {
             return Census::listing(
                 root,
                 "the root is not /: its processes are not the kernel's",
             );
         }
-        let conn = match Connector::subscribe(SUBSCRIBE_TIMEOUT) {
+        let conn = match Connector::subscribe(SUBSCRIBE_TIMEOUT, rcvbuf) {
             Ok(c) => c,
             Err(e) => {
                 return Census::listing(

@@ -44,10 +44,10 @@ const CN_MSG_HDR: usize = 20;
 /// event's data.
 const PROC_EVENT_HDR: usize = 16;
 
-/// The receive buffer asked for: room for tens of thousands of events
+/// The receive buffer asked for by default: room for thousands of events
 /// between two reads (a burst of process starts on a busy host). Raised
 /// above `net.core.rmem_max` when the process may (`CAP_NET_ADMIN`).
-const RCVBUF: libc::c_int = 8 << 20;
+pub const RCVBUF: usize = 8 << 20;
 
 /// One process event, reduced to what a process table needs. Pids are the
 /// kernel's task ids: a thread has `pid != tgid`.
@@ -193,7 +193,8 @@ impl Connector {
     /// to send events; fails when the kernel has no connector
     /// (`CONFIG_PROC_EVENTS`), refuses (`EPERM`), or does not acknowledge
     /// within `timeout` (another namespace: it ignores the request).
-    pub fn subscribe(timeout: Duration) -> io::Result<Connector> {
+    /// `rcvbuf` is the socket's receive buffer in bytes ([`RCVBUF`]).
+    pub fn subscribe(timeout: Duration, rcvbuf: usize) -> io::Result<Connector> {
         // SAFETY: plain system call; the result is checked.
         let fd = unsafe {
             libc::socket(
@@ -209,7 +210,7 @@ impl Connector {
         let c = Connector {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         };
-        c.set_rcvbuf();
+        c.set_rcvbuf(rcvbuf);
         // SAFETY: a zeroed sockaddr_nl is valid; the fields are set below.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -267,8 +268,8 @@ impl Connector {
         }
     }
 
-    fn set_rcvbuf(&self) {
-        let size: libc::c_int = RCVBUF;
+    fn set_rcvbuf(&self, bytes: usize) {
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
             // SAFETY: `size` is a valid c_int of the given length.
             let r = unsafe {
