@@ -136,10 +136,19 @@ pub fn sysfs_value(data: &[u8]) {
 pub fn proc_events(data: &[u8]) {
     let mut out = Vec::new();
     let _ = procevents::parse(data, &mut out);
-    assert!(out.len() <= data.len() / 40, "{} events from {} bytes", out.len(), data.len());
+    assert!(
+        out.len() <= data.len() / 40,
+        "{} events from {} bytes",
+        out.len(),
+        data.len()
+    );
     let with_pids = out
         .iter()
         .filter(|e| !matches!(e, ProcEvent::Other | ProcEvent::Ack { .. }))
         .count();
-    assert!(with_pids <= data.len() / 60, "{out:?} from {} bytes", data.len());
+    assert!(
+        with_pids <= data.len() / 60,
+        "{out:?} from {} bytes",
+        data.len()
+    );
 }

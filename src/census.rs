@@ -15,7 +15,6 @@
 //! source where events are unavailable (before Linux 6.6 without
 //! `CAP_NET_ADMIN`, in a container, or on a test root other than `/`).
 
-use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,9 +25,11 @@ use crate::process;
 use crate::procevents::{Connector, ProcEvent, Wait};
 use crate::root::Root;
 
-/// More changed processes than this between two looks: a full listing is
-/// cheaper than tracking them, and memory stays bounded.
-const MAX_PENDING: usize = 50_000;
+/// Process events kept between two looks; more, and a listing of `/proc`
+/// is cheaper than following them one by one (thousands of processes
+/// started in one interval). The log is allocated, and every page of it
+/// written, once: the daemon's memory does not grow with bursts.
+const LOG_ENTRIES: usize = 8192;
 
 /// How long [`Census::new`] waits for the kernel to confirm the
 /// subscription.
@@ -40,17 +41,25 @@ pub enum Changes {
     /// Every pid in `/proc` now, ascending: forget what you knew.
     All(Vec<u32>),
     /// Processes that exited (apply these first: a pid can be reused), and
-    /// processes that started, ran `execve` or changed their name since,
-    /// each list ascending. A process that started and exited in between
-    /// appears in `exited` only.
+    /// processes that started, ran `execve` or changed their name since
+    /// and are still there, each list ascending. A process that started
+    /// and exited in between appears in `exited` only.
     Since { exited: Vec<u32>, changed: Vec<u32> },
 }
 
-/// What the event thread collected since the last look.
-#[derive(Debug, Default)]
+/// One process event as logged: a process (not a thread) changed or
+/// exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    pid: u32,
+    exit: bool,
+}
+
+/// What the event thread collected since the last look, in order.
+#[derive(Debug)]
 struct Pending {
-    changed: HashSet<u32>,
-    exited: HashSet<u32>,
+    log: Box<[Entry]>,
+    len: usize,
     /// Events were dropped or too many piled up: list `/proc` next time.
     lost: bool,
     /// The socket failed for good: why.
@@ -58,44 +67,95 @@ struct Pending {
 }
 
 impl Pending {
+    fn new(capacity: usize) -> Pending {
+        // A non-zero pattern, so that every page is written now (a zeroed
+        // allocation would be mapped lazily, and grow the resident memory
+        // later, with the first burst that reaches it).
+        let log = vec![
+            Entry {
+                pid: u32::MAX,
+                exit: true
+            };
+            capacity
+        ]
+        .into_boxed_slice();
+        Pending {
+            log,
+            len: 0,
+            // The first look lists /proc in any case.
+            lost: true,
+            failed: None,
+        }
+    }
+
     fn apply(&mut self, ev: ProcEvent) {
         if self.lost {
             // /proc is listed next time: nothing to track until then.
             return;
         }
-        match ev {
+        let entry = match ev {
             ProcEvent::Fork {
                 child_pid,
                 child_tgid,
                 ..
-            } if child_pid == child_tgid => {
-                self.changed.insert(child_tgid);
-            }
+            } if child_pid == child_tgid => Entry {
+                pid: child_tgid,
+                exit: false,
+            },
             // After execve the task leads its thread group: tgid is the
             // process either way.
-            ProcEvent::Exec { tgid, .. } => {
-                self.changed.insert(tgid);
-            }
+            ProcEvent::Exec { tgid, .. } => Entry {
+                pid: tgid,
+                exit: false,
+            },
             // A thread's name is not the process's (`/proc/PID/comm` shows
             // the main thread's).
-            ProcEvent::Comm { pid, tgid } if pid == tgid => {
-                self.changed.insert(tgid);
+            ProcEvent::Comm { pid, tgid } if pid == tgid => Entry {
+                pid: tgid,
+                exit: false,
+            },
+            ProcEvent::Exit { pid, tgid } if pid == tgid => Entry {
+                pid: tgid,
+                exit: true,
+            },
+            _ => return,
+        };
+        match self.log.get_mut(self.len) {
+            Some(slot) => {
+                *slot = entry;
+                self.len += 1;
             }
-            ProcEvent::Exit { pid, tgid } if pid == tgid => {
-                self.changed.remove(&tgid);
-                self.exited.insert(tgid);
-            }
-            _ => {}
-        }
-        if self.changed.len() + self.exited.len() > MAX_PENDING {
-            self.overflow();
+            None => self.lost = true,
         }
     }
 
-    fn overflow(&mut self) {
-        self.lost = true;
-        self.changed.clear();
-        self.exited.clear();
+    /// Forget the log: a listing follows.
+    fn restart(&mut self) {
+        self.len = 0;
+        self.lost = false;
+    }
+
+    /// The log as [`Changes::Since`], emptied.
+    fn take(&mut self) -> Changes {
+        let mut log: Vec<(u32, usize, bool)> = self.log[..self.len]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.pid, i, e.exit))
+            .collect();
+        self.len = 0;
+        log.sort_unstable();
+        let (mut exited, mut changed) = (Vec::new(), Vec::new());
+        for events in log.chunk_by(|a, b| a.0 == b.0) {
+            let pid = events[0].0;
+            if events.iter().any(|e| e.2) {
+                exited.push(pid);
+            }
+            // Its last event says whether a process has this pid now.
+            if !events[events.len() - 1].2 {
+                changed.push(pid);
+            }
+        }
+        Changes::Since { exited, changed }
     }
 }
 
@@ -165,11 +225,7 @@ impl Census {
             }
         };
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                // The first look lists /proc in any case.
-                lost: true,
-                ..Pending::default()
-            }),
+            pending: Mutex::new(Pending::new(LOG_ENTRIES)),
             stop: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
@@ -215,17 +271,10 @@ impl Census {
                 self.stop_events();
                 self.source = Source::Listing(format!("process events stopped: {why}"));
             } else if primed && !p.lost {
-                let mut exited: Vec<u32> = p.exited.drain().collect();
-                let mut changed: Vec<u32> = p.changed.drain().collect();
-                drop(p);
-                exited.sort_unstable();
-                changed.sort_unstable();
-                return Ok(Changes::Since { exited, changed });
+                return Ok(p.take());
             } else {
                 // Events from now on are relative to the listing below.
-                p.lost = false;
-                p.changed.clear();
-                p.exited.clear();
+                p.restart();
             }
         }
         Ok(Changes::All(process::pids(&self.root)?))
@@ -296,7 +345,7 @@ fn event_thread(conn: Connector, shared: &Shared) {
             }
             let mut p = shared.lock();
             if lost {
-                p.overflow();
+                p.lost = true;
             } else {
                 for &ev in &events {
                     p.apply(ev);
@@ -327,9 +376,18 @@ mod tests {
         }
     }
 
+    fn since(p: &mut Pending) -> (Vec<u32>, Vec<u32>) {
+        match p.take() {
+            Changes::Since { exited, changed } => (exited, changed),
+            c => panic!("{c:?}"),
+        }
+    }
+
     #[test]
     fn pending_follows_a_process_life() {
-        let mut p = Pending::default();
+        let mut p = Pending::new(64);
+        assert!(p.lost, "the first look is a listing");
+        p.restart();
         p.apply(fork(10));
         // A thread of 10: not a process.
         p.apply(ProcEvent::Fork {
@@ -341,30 +399,35 @@ mod tests {
         p.apply(ProcEvent::Comm { pid: 30, tgid: 30 });
         p.apply(ProcEvent::Comm { pid: 31, tgid: 30 }); // a thread renamed
         p.apply(ProcEvent::Exit { pid: 11, tgid: 10 }); // a thread exits
-        let mut changed: Vec<_> = p.changed.iter().copied().collect();
-        changed.sort_unstable();
-        assert_eq!(changed, vec![10, 20, 30]);
-        assert!(p.exited.is_empty());
+        p.apply(ProcEvent::Other);
+        assert_eq!(since(&mut p), (vec![], vec![10, 20, 30]));
+        // Emptied by the look.
+        assert_eq!(since(&mut p), (vec![], vec![]));
         // 20 exits, and its pid is reused by a new process.
         p.apply(ProcEvent::Exit { pid: 20, tgid: 20 });
-        assert!(!p.changed.contains(&20));
         p.apply(fork(20));
-        assert!(p.changed.contains(&20) && p.exited.contains(&20));
         // Short-lived: started and gone between two looks.
         p.apply(fork(40));
+        p.apply(ProcEvent::Exec { pid: 40, tgid: 40 });
         p.apply(ProcEvent::Exit { pid: 40, tgid: 40 });
-        assert!(!p.changed.contains(&40) && p.exited.contains(&40));
+        // Renamed, then exited.
+        p.apply(ProcEvent::Comm { pid: 30, tgid: 30 });
+        p.apply(ProcEvent::Exit { pid: 30, tgid: 30 });
+        assert_eq!(since(&mut p), (vec![20, 30, 40], vec![20]));
         assert!(!p.lost);
     }
 
     #[test]
-    fn too_many_changes_become_a_listing() {
-        let mut p = Pending::default();
-        for pid in 0..=MAX_PENDING as u32 {
+    fn a_full_log_becomes_a_listing() {
+        let mut p = Pending::new(100);
+        p.restart();
+        for pid in 0..=100 {
             p.apply(fork(pid + 100));
         }
         assert!(p.lost);
-        assert!(p.changed.is_empty() && p.exited.is_empty());
+        p.restart();
+        assert!(!p.lost);
+        assert_eq!(since(&mut p), (vec![], vec![]));
     }
 
     #[test]
