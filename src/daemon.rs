@@ -6,8 +6,11 @@
 //! interval starts from then), SIGHUP = reload the configuration and
 //! retune, SIGTERM/SIGINT = exit, leaving `run` as it is.
 //!
-//! Each cycle reads one sample (meminfo, one pass over /proc, KSM's
-//! files), hands it to the pure policy, and writes what the policy chose.
+//! Each cycle reads one sample (meminfo, the processes that changed since
+//! the last cycle as a [`Census`] reports them, KSM's files), hands it to
+//! the pure policy, and writes what the policy chose. The census reads the
+//! kernel's process events on a thread of its own.
+//!
 //! Transient errors (a refused write, an unreadable file) are logged and
 //! the loop goes on; configuration errors stop the start-up.
 
