@@ -35,24 +35,44 @@ const LOG_ENTRIES: usize = 8192;
 /// subscription.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// What changed since the previous [`Census::changes`].
+/// What changed since the previous [`Census::changes`] (borrowed from the
+/// census's buffers, which are reused: a look allocates nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Changes {
+pub enum Changes<'a> {
     /// Every pid in `/proc` now, ascending: forget what you knew.
-    All(Vec<u32>),
+    All(&'a [u32]),
     /// Processes that exited (apply these first: a pid can be reused), and
     /// processes that started, ran `execve` or changed their name since
     /// and are still there, each list ascending. A process that started
     /// and exited in between appears in `exited` only.
-    Since { exited: Vec<u32>, changed: Vec<u32> },
+    Since {
+        exited: &'a [u32],
+        changed: &'a [u32],
+    },
 }
 
 /// One process event as logged: a process (not a thread) changed or
-/// exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// exited. Sorting entries orders them by pid, then as they came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     pid: u32,
-    exit: bool,
+    /// Position in the log, times two, plus one for an exit.
+    seq_exit: u32,
+}
+
+impl Entry {
+    fn exit(&self) -> bool {
+        self.seq_exit & 1 == 1
+    }
+}
+
+/// A vector of `n` elements' capacity whose every page is written now (a
+/// fresh allocation is mapped lazily, and would grow the resident memory
+/// later, with the first burst that reaches it).
+fn prefaulted<T: Copy>(n: usize, fill: T) -> Vec<T> {
+    let mut v = vec![fill; n];
+    v.clear();
+    v
 }
 
 /// What the event thread collected since the last look, in order.
@@ -68,13 +88,11 @@ struct Pending {
 
 impl Pending {
     fn new(capacity: usize) -> Pending {
-        // A non-zero pattern, so that every page is written now (a zeroed
-        // allocation would be mapped lazily, and grow the resident memory
-        // later, with the first burst that reaches it).
+        // A non-zero pattern: every page is written now (see prefaulted).
         let log = vec![
             Entry {
                 pid: u32::MAX,
-                exit: true
+                seq_exit: u32::MAX
             };
             capacity
         ]
@@ -93,36 +111,25 @@ impl Pending {
             // /proc is listed next time: nothing to track until then.
             return;
         }
-        let entry = match ev {
+        let (pid, exit) = match ev {
             ProcEvent::Fork {
                 child_pid,
                 child_tgid,
                 ..
-            } if child_pid == child_tgid => Entry {
-                pid: child_tgid,
-                exit: false,
-            },
+            } if child_pid == child_tgid => (child_tgid, false),
             // After execve the task leads its thread group: tgid is the
             // process either way.
-            ProcEvent::Exec { tgid, .. } => Entry {
-                pid: tgid,
-                exit: false,
-            },
+            ProcEvent::Exec { tgid, .. } => (tgid, false),
             // A thread's name is not the process's (`/proc/PID/comm` shows
             // the main thread's).
-            ProcEvent::Comm { pid, tgid } if pid == tgid => Entry {
-                pid: tgid,
-                exit: false,
-            },
-            ProcEvent::Exit { pid, tgid } if pid == tgid => Entry {
-                pid: tgid,
-                exit: true,
-            },
+            ProcEvent::Comm { pid, tgid } if pid == tgid => (tgid, false),
+            ProcEvent::Exit { pid, tgid } if pid == tgid => (tgid, true),
             _ => return,
         };
+        let seq_exit = (self.len as u32) << 1 | u32::from(exit);
         match self.log.get_mut(self.len) {
             Some(slot) => {
-                *slot = entry;
+                *slot = Entry { pid, seq_exit };
                 self.len += 1;
             }
             None => self.lost = true,
@@ -135,27 +142,24 @@ impl Pending {
         self.lost = false;
     }
 
-    /// The log as [`Changes::Since`], emptied.
-    fn take(&mut self) -> Changes {
-        let mut log: Vec<(u32, usize, bool)> = self.log[..self.len]
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.pid, i, e.exit))
-            .collect();
-        self.len = 0;
+    /// Empty the log into `exited` and `changed` (see [`Changes::Since`]),
+    /// which have room for a full log.
+    fn take(&mut self, exited: &mut Vec<u32>, changed: &mut Vec<u32>) {
+        exited.clear();
+        changed.clear();
+        let log = &mut self.log[..self.len];
         log.sort_unstable();
-        let (mut exited, mut changed) = (Vec::new(), Vec::new());
-        for events in log.chunk_by(|a, b| a.0 == b.0) {
-            let pid = events[0].0;
-            if events.iter().any(|e| e.2) {
+        for events in log.chunk_by(|a, b| a.pid == b.pid) {
+            let pid = events[0].pid;
+            if events.iter().any(Entry::exit) {
                 exited.push(pid);
             }
             // Its last event says whether a process has this pid now.
-            if !events[events.len() - 1].2 {
+            if !events[events.len() - 1].exit() {
                 changed.push(pid);
             }
         }
-        Changes::Since { exited, changed }
+        self.len = 0;
     }
 }
 
@@ -186,6 +190,10 @@ pub struct Census {
     root: Root,
     events: Option<(Arc<Shared>, JoinHandle<()>)>,
     source: Source,
+    /// The buffers [`Changes`] borrows.
+    pids: Vec<u32>,
+    exited: Vec<u32>,
+    changed: Vec<u32>,
 }
 
 impl std::fmt::Debug for Census {
@@ -237,6 +245,9 @@ impl Census {
                 root: root.clone(),
                 events: Some((shared, thread)),
                 source: Source::Events,
+                pids: Vec::new(),
+                exited: prefaulted(LOG_ENTRIES, u32::MAX),
+                changed: prefaulted(LOG_ENTRIES, u32::MAX),
             },
             Err(e) => Census::listing(root, &format!("cannot start the event thread: {e}")),
         }
@@ -248,6 +259,9 @@ impl Census {
             root: root.clone(),
             events: None,
             source: Source::Listing(why.to_string()),
+            pids: Vec::new(),
+            exited: Vec::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -259,7 +273,7 @@ impl Census {
     /// What changed since the previous call: [`Changes::All`] on the first
     /// call, when `primed` is false (the caller has nothing to apply
     /// changes to), after lost events, and always without events.
-    pub fn changes(&mut self, primed: bool) -> io::Result<Changes> {
+    pub fn changes(&mut self, primed: bool) -> io::Result<Changes<'_>> {
         if let Some((shared, _)) = &self.events {
             let mut p = shared.lock();
             if let Some(why) = p.failed.take() {
@@ -271,13 +285,18 @@ impl Census {
                 self.stop_events();
                 self.source = Source::Listing(format!("process events stopped: {why}"));
             } else if primed && !p.lost {
-                return Ok(p.take());
+                p.take(&mut self.exited, &mut self.changed);
+                return Ok(Changes::Since {
+                    exited: &self.exited,
+                    changed: &self.changed,
+                });
             } else {
                 // Events from now on are relative to the listing below.
                 p.restart();
             }
         }
-        Ok(Changes::All(process::pids(&self.root)?))
+        process::pids_into(&self.root, &mut self.pids)?;
+        Ok(Changes::All(&self.pids))
     }
 
     fn stop_events(&mut self) {
@@ -377,10 +396,9 @@ mod tests {
     }
 
     fn since(p: &mut Pending) -> (Vec<u32>, Vec<u32>) {
-        match p.take() {
-            Changes::Since { exited, changed } => (exited, changed),
-            c => panic!("{c:?}"),
-        }
+        let (mut exited, mut changed) = (Vec::new(), Vec::new());
+        p.take(&mut exited, &mut changed);
+        (exited, changed)
     }
 
     #[test]
@@ -438,7 +456,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("proc/self")).unwrap();
         let mut c = Census::new(&Root::new(dir.path()));
         assert!(matches!(c.source(), Source::Listing(_)));
-        assert_eq!(c.changes(true).unwrap(), Changes::All(vec![7, 42]));
-        assert_eq!(c.changes(true).unwrap(), Changes::All(vec![7, 42]));
+        assert_eq!(c.changes(true).unwrap(), Changes::All(&[7, 42]));
+        assert_eq!(c.changes(true).unwrap(), Changes::All(&[7, 42]));
     }
 }

@@ -14,19 +14,23 @@ use crate::root::Root;
 
 /// The pids in `/proc` under the root, in ascending order.
 pub fn pids(root: &Root) -> io::Result<Vec<u32>> {
-    pids_in(&fs::File::open(root.join("/proc"))?)
+    let mut out = Vec::new();
+    pids_into(root, &mut out)?;
+    Ok(out)
 }
 
-/// The pids in an open `/proc` directory, in ascending order.
-fn pids_in(proc_dir: &fs::File) -> io::Result<Vec<u32>> {
-    let mut out = Vec::new();
-    crate::sys::for_each_dir_entry(proc_dir, |name| {
+/// The pids in `/proc` under the root, in ascending order, into `out`
+/// (its allocation reused).
+pub fn pids_into(root: &Root, out: &mut Vec<u32>) -> io::Result<()> {
+    out.clear();
+    let proc_dir = fs::File::open(root.join("/proc"))?;
+    crate::sys::for_each_dir_entry(&proc_dir, |name| {
         if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
             out.push(pid);
         }
     })?;
     out.sort_unstable();
-    Ok(out)
+    Ok(())
 }
 
 fn read_proc(root: &Root, pid: u32, file: &str) -> Option<String> {
@@ -174,16 +178,16 @@ impl ProcTable {
             Changes::All(pids) => {
                 self.qemu.clear();
                 self.tuners.clear();
-                for pid in pids {
+                for &pid in pids {
                     self.classify(root, &proc_dir, pid, &mut name, &mut buf);
                 }
             }
             Changes::Since { exited, changed } => {
                 for pid in exited {
-                    self.qemu.remove(&pid);
-                    self.tuners.remove(&pid);
+                    self.qemu.remove(pid);
+                    self.tuners.remove(pid);
                 }
-                for pid in changed {
+                for &pid in changed {
                     self.qemu.remove(&pid);
                     self.tuners.remove(&pid);
                     self.classify(root, &proc_dir, pid, &mut name, &mut buf);
@@ -312,6 +316,39 @@ pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
     }
 }
 
+/// What a process is to the adaptive tuner; `None` if it is gone.
+fn classify(root: &Root, exclude: Option<u32>, pid: u32) -> Option<Kind> {
+    let name = comm(root, pid)?;
+    Some(if name == "ksmtuned" {
+        if Some(pid) != exclude && is_tuning_daemon(root, pid) {
+            Kind::Tuner
+        } else {
+            Kind::Other
+        }
+    } else if is_mergeable(root, pid, &name) {
+        Kind::Mergeable
+    } else {
+        Kind::Other
+    })
+}
+
+/// A new process seen `Other` before: look again while its grace lasts.
+fn recheck(
+    root: &Root,
+    exclude: Option<u32>,
+    pid: u32,
+    grace: u8,
+    change: &mut WatchChange,
+) -> Option<(Kind, u8)> {
+    match classify(root, exclude, pid)? {
+        Kind::Mergeable => {
+            change.appeared += 1;
+            Some((Kind::Mergeable, 0))
+        }
+        k => Some((k, grace - 1)),
+    }
+}
+
 impl ProcWatch {
     /// Updates during which a new process is re-checked.
     pub const GRACE: u8 = 10;
@@ -325,18 +362,7 @@ impl ProcWatch {
     }
 
     fn classify(&self, root: &Root, pid: u32) -> Option<Kind> {
-        let name = comm(root, pid)?;
-        Some(if name == "ksmtuned" {
-            if Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
-                Kind::Tuner
-            } else {
-                Kind::Other
-            }
-        } else if is_mergeable(root, pid, &name) {
-            Kind::Mergeable
-        } else {
-            Kind::Other
-        })
+        classify(root, self.exclude, pid)
     }
 
     /// A process not seen before (or changed by `execve` or a new name):
@@ -349,23 +375,6 @@ impl ProcWatch {
         Some((kind, if self.primed { Self::GRACE } else { 0 }))
     }
 
-    /// A new process seen `Other` before: look again while its grace lasts.
-    fn recheck(
-        &self,
-        root: &Root,
-        pid: u32,
-        grace: u8,
-        change: &mut WatchChange,
-    ) -> Option<(Kind, u8)> {
-        match self.classify(root, pid)? {
-            Kind::Mergeable => {
-                change.appeared += 1;
-                Some((Kind::Mergeable, 0))
-            }
-            k => Some((k, grace - 1)),
-        }
-    }
-
     /// Apply what changed since the last update. The first update learns
     /// what is there and reports no change.
     pub fn update(&mut self, root: &Root, census: &mut Census) -> io::Result<WatchChange> {
@@ -373,10 +382,10 @@ impl ProcWatch {
         match census.changes(self.primed)? {
             Changes::All(now) => {
                 let mut old = std::mem::take(&mut self.known);
-                for pid in now {
+                for &pid in now {
                     let entry = match old.remove(&pid) {
                         Some((Kind::Other, grace)) if grace > 0 => {
-                            self.recheck(root, pid, grace, &mut change)
+                            recheck(root, self.exclude, pid, grace, &mut change)
                         }
                         Some(e) => Some(e),
                         None => self.learn(root, pid, &mut change),
@@ -389,31 +398,27 @@ impl ProcWatch {
                 change.exited += old.values().filter(|(k, _)| *k == Kind::Mergeable).count();
             }
             Changes::Since { exited, changed } => {
-                let mut gone = |known: &mut BTreeMap<u32, (Kind, u8)>, pid| {
-                    if let Some((Kind::Mergeable, _)) = known.remove(&pid) {
+                // Gone, or (changed) a new program or name: a process to
+                // learn anew.
+                for pid in exited.iter().chain(changed) {
+                    if let Some((Kind::Mergeable, _)) = self.known.remove(pid) {
                         change.exited += 1;
                     }
-                };
-                for pid in exited {
-                    gone(&mut self.known, pid);
                 }
-                // A new program or name: a process to learn anew.
-                for &pid in &changed {
-                    gone(&mut self.known, pid);
-                }
-                let in_grace: Vec<(u32, u8)> = self
-                    .known
-                    .iter()
-                    .filter(|(_, (k, g))| *k == Kind::Other && *g > 0)
-                    .map(|(&p, &(_, g))| (p, g))
-                    .collect();
-                for (pid, grace) in in_grace {
-                    match self.recheck(root, pid, grace, &mut change) {
-                        Some(e) => self.known.insert(pid, e),
-                        None => self.known.remove(&pid),
-                    };
-                }
-                for pid in changed {
+                let exclude = self.exclude;
+                self.known.retain(|&pid, entry| match *entry {
+                    (Kind::Other, grace) if grace > 0 => {
+                        match recheck(root, exclude, pid, grace, &mut change) {
+                            Some(e) => {
+                                *entry = e;
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    _ => true,
+                });
+                for &pid in changed {
                     if let Some(e) = self.learn(root, pid, &mut change) {
                         self.known.insert(pid, e);
                     }
