@@ -1,16 +1,24 @@
 //! Scale benchmark: the cost of one ksmtuned adjustment cycle (the
-//! daemon's `sample` — /proc/meminfo, one pass over /proc, KSM's files —
-//! and the classic decision, with its debug lines written to /dev/null)
-//! with 100, 1,000 and 10,000 processes on the host, against the original
-//! bash cycle (`bench/ksmtuned-classic-cycle.sh`, a reconstruction that
-//! forks pgrep, ps, awk and date as the original did) on the same host.
+//! daemon's `sample` — /proc/meminfo, the QEMU processes and their RSS,
+//! KSM's files — and the classic decision, with its debug lines written to
+//! /dev/null) with 100, 1,000 and 10,000 processes on the host, against
+//! the original bash cycle (`bench/ksmtuned-classic-cycle.sh`, a
+//! reconstruction that forks pgrep, ps, awk and date as the original did)
+//! on the same host.
+//!
+//! Ours is measured both ways the daemon can follow processes: with the
+//! kernel's process events (the default; a cycle reads only what changed)
+//! and with a listing of /proc and every process's name each cycle (the
+//! fallback where events are unavailable). The last column is what the
+//! event thread spent while the new processes of that row started, per
+//! 1,000 process starts: the cost the event design moves out of the cycle.
 //!
 //! `cargo bench --bench scale [-- COUNTS...]` (root: it raises the process
-//! limit). Extra processes are forked children that sleep in pause() and
-//! die with the benchmark (PR_SET_PDEATHSIG); four of them are "guests"
+//! limit). Extra processes are forked by a spawner child and sleep in
+//! pause(); they die with it, and it with the benchmark (PR_SET_PDEATHSIG); four of them are "guests"
 //! named qemu-kvm (a symlink to sleep(1)), so both cycles count them.
-//! It prints a table of medians of wall time and of CPU time (ours: this
-//! thread's; bash: bash and everything it forked, from the children's
+//! It prints a table of medians of wall time and of CPU time (ours: the
+//! cycle thread's; bash: bash and everything it forked, from the children's
 //! rusage, per cycle): on a busy machine the wall time also counts waiting
 //! for a CPU. It asserts nothing (it is not a test).
 
@@ -18,10 +26,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use ksmtuned::census::{Census, Source};
 use ksmtuned::daemon::{self, DebugLog};
 use ksmtuned::ksm::Ksm;
 use ksmtuned::policy::classic;
-use ksmtuned::{config::Config, process, Root};
+use ksmtuned::process::{self, ProcTable};
+use ksmtuned::{config::Config, Root};
 
 const OURS_CYCLES: usize = 60;
 const BASH_CYCLES: usize = 15;
@@ -30,21 +40,50 @@ fn host_processes(root: &Root) -> usize {
     process::pids(root).map(|p| p.len()).unwrap_or(0)
 }
 
-/// Fork `n` children that wait in pause() until killed.
-fn fork_sleepers(n: usize, out: &mut Vec<libc::pid_t>) {
-    for _ in 0..n {
-        // SAFETY: the benchmark is single-threaded here; the child only
-        // calls async-signal-safe functions and never returns.
-        let pid = unsafe { libc::fork() };
-        match pid {
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            0 => unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                loop {
-                    libc::pause();
+/// Start `n` processes that wait in pause() until killed: a spawner child
+/// forks them (so the forks happen in another process, as on a real host:
+/// forking here would make every page the event thread touches a
+/// copy-on-write fault and bill that to it), tells us over a pipe when
+/// they are all there, and waits. The sleepers die with the spawner, the
+/// spawner with us (PR_SET_PDEATHSIG). Returns the spawner's pid.
+fn spawn_sleepers(n: usize) -> libc::pid_t {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array of two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: the child only calls async-signal-safe functions (fork,
+    // prctl, write, pause, _exit) and never returns, so other threads of
+    // this process do not matter.
+    let spawner = unsafe { libc::fork() };
+    match spawner {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::close(fds[0]);
+            for _ in 0..n {
+                match libc::fork() {
+                    -1 => libc::_exit(1),
+                    0 => {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        loop {
+                            libc::pause();
+                        }
+                    }
+                    _ => {}
                 }
-            },
-            pid => out.push(pid),
+            }
+            libc::write(fds[1], b"k".as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
+        },
+        pid => {
+            // SAFETY: closing our copy of the write end, reading one byte.
+            unsafe { libc::close(fds[1]) };
+            let mut b = 0u8;
+            let r = unsafe { libc::read(fds[0], (&mut b as *mut u8).cast(), 1) };
+            unsafe { libc::close(fds[0]) };
+            assert_eq!(r, 1, "the spawner failed to fork {n} processes");
+            pid
         }
     }
 }
@@ -79,7 +118,12 @@ fn children_cpu_ms() -> f64 {
 
 /// Our cycle: the daemon's sample and decision, N times; wall and CPU
 /// milliseconds of each.
-fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, Vec<f64>, u64) {
+fn ours(
+    root: &Root,
+    ksm: &Ksm,
+    (census, table): (&mut Census, &mut ProcTable),
+    cycles: usize,
+) -> (Vec<f64>, Vec<f64>, u64) {
     let config = Config::default();
     let log = DebugLog {
         enabled: true,
@@ -92,7 +136,7 @@ fn ours(root: &Root, ksm: &Ksm, cycles: usize) -> (Vec<f64>, Vec<f64>, u64) {
     for _ in 0..cycles {
         let t0 = Instant::now();
         let c0 = thread_cpu_ms();
-        let s = daemon::sample(root, ksm).expect("sampling");
+        let s = daemon::sample(root, ksm, table, census).expect("sampling");
         let params = classic::Params::new(&config, s.mem.mem_total);
         let d = classic::adjust(
             &params,
@@ -129,6 +173,26 @@ fn bash(script: &Path, cycles: usize) -> (Vec<f64>, f64) {
         .map(|l| l.trim().parse::<f64>().expect("microseconds") / 1e3)
         .collect();
     (wall, cpu)
+}
+
+/// CPU time of this process's `proc-events` thread (the census's), in
+/// milliseconds, from its schedstat (nanoseconds).
+fn event_thread_cpu_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let is_it =
+            std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "proc-events");
+        if is_it {
+            return std::fs::read_to_string(dir.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(0.0, |ns| ns / 1e6);
+        }
+    }
+    0.0
 }
 
 /// Let this process fork `target` children: the soft process limit up to
@@ -186,49 +250,87 @@ fn main() {
         .map(|_| Command::new(&qemu).arg("3600").spawn().unwrap())
         .collect();
 
-    let mut sleepers = Vec::new();
+    // The daemon's two ways of following processes: the kernel's process
+    // events (the default where available) and a listing of /proc on every
+    // cycle (the fallback), each with its own table, as the daemon has.
+    let me = Some(std::process::id());
+    let mut events = Census::new(&root);
+    if let Source::Listing(why) = events.source() {
+        panic!("the kernel's process events are needed for this benchmark: {why}");
+    }
+    let mut events_table = ProcTable::new(me);
+    let mut listing = Census::listing(&root, "the fallback, measured");
+    let mut listing_table = ProcTable::new(me);
+
+    let mut spawners = Vec::new();
     println!(
-        "{:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6} {:>6}",
-        "processes", "ours wall", "p90", "CPU", "bash wall", "p90", "CPU", "wall x", "CPU x"
+        "{:>9} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>7}",
+        "processes",
+        "events",
+        "p90",
+        "CPU",
+        "listing",
+        "CPU",
+        "bash",
+        "CPU",
+        "x bash",
+        "x list",
+        "ev/1000"
+    );
+    println!(
+        "{:>9} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>7}",
+        "", "ms", "ms", "ms", "ms", "ms", "ms", "ms", "wall", "wall", "ms CPU"
     );
     for &n in &counts {
         let have = host_processes(&root);
-        if have < n {
-            fork_sleepers(n - have, &mut sleepers);
+        // The event thread's CPU time while the new processes start: what
+        // following them costs, per 1,000 process starts.
+        let thread0 = event_thread_cpu_ms();
+        let started = n.saturating_sub(have);
+        if started > 0 {
+            spawners.push(spawn_sleepers(started));
         }
+        // Let the event thread catch up.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let per_1000 =
+            (started > 0).then(|| (event_thread_cpu_ms() - thread0) / started as f64 * 1000.0);
         let actual = host_processes(&root);
-        ours(&root, &ksm, 5); // warm-up
-        let (mut t, mut c, committed) = ours(&root, &ksm, OURS_CYCLES);
+        // Warm-up: the first cycle after the starts reads the new names.
+        ours(&root, &ksm, (&mut events, &mut events_table), 3);
+        ours(&root, &ksm, (&mut listing, &mut listing_table), 3);
+        let (mut t, mut c, committed) =
+            ours(&root, &ksm, (&mut events, &mut events_table), OURS_CYCLES);
+        let (mut lt, mut lc, lcommitted) =
+            ours(&root, &ksm, (&mut listing, &mut listing_table), OURS_CYCLES);
+        assert_eq!(committed, lcommitted, "both ways count the same QEMU RSS");
         let (mut b, bcpu) = bash(&script, BASH_CYCLES);
         let p90 = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[(v.len() * 9 / 10).min(v.len() - 1)]
         };
         let (om, oc, bm) = (median(&mut t), median(&mut c), median(&mut b));
+        let (lm, lcm) = (median(&mut lt), median(&mut lc));
         println!(
-            "{:>9} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} {:>9.1} {:>9.1} | {:>5.0}x {:>5.0}x",
+            "{:>9} | {:>8.3} {:>8.3} {:>8.3} | {:>8.2} {:>8.2} | {:>8.1} {:>8.1} | {:>6.0}x {:>6.0}x | {:>7}",
             actual,
             om,
             p90(&mut t),
             oc,
+            lm,
+            lcm,
             bm,
-            p90(&mut b),
             bcpu,
             bm / om,
-            bcpu / oc
+            lm / om,
+            per_1000.map_or("-".to_string(), |v| format!("{v:.2}")),
         );
         eprintln!("  (committed {committed} KiB: the QEMU-named processes on the host)");
     }
 
-    for &pid in &sleepers {
-        // SAFETY: our own children.
+    for &pid in &spawners {
+        // SAFETY: our own children; their sleepers die with them.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
-        }
-    }
-    for &pid in &sleepers {
-        // SAFETY: reaping our own children.
-        unsafe {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     }

@@ -14,6 +14,7 @@ use ksmtuned::ksm::{AdvisorMode, Knob, Setting};
 use ksmtuned::meminfo::MemInfo;
 use ksmtuned::policy::classic;
 use ksmtuned::process::{self, KsmStat};
+use ksmtuned::procevents::{self, ProcEvent};
 use ksmtuned::shellvars;
 
 /// A fuzz target: arbitrary bytes in, a panic on a bug.
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("proc_status", proc_status),
     ("ksm_stat", ksm_stat),
     ("sysfs", sysfs_value),
+    ("proc_events", proc_events),
 ];
 
 /// The daemon reads these files with `read_to_string`: text that is not
@@ -125,4 +127,28 @@ pub fn sysfs_value(data: &[u8]) {
             Some(setting)
         );
     }
+}
+
+/// A datagram from the kernel's process events socket (binary: netlink
+/// header, connector header, event). Every event takes at least 40 bytes
+/// (16 + 20 + its 4-byte type), one with pids at least 60, so there cannot
+/// be more than that allows.
+pub fn proc_events(data: &[u8]) {
+    let mut out = Vec::new();
+    let _ = procevents::parse(data, &mut out);
+    assert!(
+        out.len() <= data.len() / 40,
+        "{} events from {} bytes",
+        out.len(),
+        data.len()
+    );
+    let with_pids = out
+        .iter()
+        .filter(|e| !matches!(e, ProcEvent::Other | ProcEvent::Ack { .. }))
+        .count();
+    assert!(
+        with_pids <= data.len() / 60,
+        "{out:?} from {} bytes",
+        data.len()
+    );
 }

@@ -12,8 +12,11 @@
 //! burst of late ones. How late each cycle started, how long it took and
 //! the slots skipped are in the metrics (`ksm_tuner_cycle_*`).
 //!
-//! Each cycle reads one sample (meminfo, one pass over /proc, KSM's
-//! files), hands it to the pure policy, and writes what the policy chose.
+//! Each cycle reads one sample (meminfo, the processes that changed since
+//! the last cycle as a [`Census`] reports them, KSM's files), hands it to
+//! the pure policy, and writes what the policy chose. The census reads the
+//! kernel's process events on a thread of its own.
+//!
 //! Transient errors (a refused write, an unreadable file) are logged and
 //! the loop goes on; configuration errors stop the start-up.
 
@@ -28,6 +31,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use log::{debug, error, info, warn};
 
+use crate::census::{Census, Source};
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
 use crate::ksm::{Knob, Ksm, KsmState, Run, Setting};
@@ -36,7 +40,7 @@ use crate::metrics::{Server, TunerMetrics};
 use crate::pidfile::{self, PidFile};
 use crate::policy::adaptive::{self, Trigger};
 use crate::policy::{classic, Decision};
-use crate::process::{self, ProcWatch};
+use crate::process::{self, ProcTable, ProcWatch};
 use crate::root::Root;
 use crate::service;
 use crate::sys;
@@ -285,7 +289,7 @@ impl Faults {
 
 /// The running policy and its memory.
 enum Tuner {
-    Classic(classic::State),
+    Classic(classic::State, ProcTable),
     Adaptive(Box<AdaptiveRun>),
 }
 
@@ -300,7 +304,10 @@ struct AdaptiveRun {
 impl Tuner {
     fn new(kind: PolicyKind) -> Tuner {
         match kind {
-            PolicyKind::Classic => Tuner::Classic(classic::State::default()),
+            PolicyKind::Classic => Tuner::Classic(
+                classic::State::default(),
+                ProcTable::new(Some(std::process::id())),
+            ),
             PolicyKind::Adaptive => Tuner::Adaptive(Box::new(AdaptiveRun {
                 state: adaptive::State::default(),
                 watch: ProcWatch::new(Some(std::process::id())),
@@ -313,7 +320,7 @@ impl Tuner {
     fn mode(&self) -> Option<adaptive::Mode> {
         match self {
             Tuner::Adaptive(run) => Some(run.state.mode),
-            Tuner::Classic(_) => None,
+            Tuner::Classic(..) => None,
         }
     }
 }
@@ -330,14 +337,15 @@ struct Step {
     write_all: bool,
 }
 
-/// One step of the classic policy: one pass over /proc for QEMU's RSS.
+/// One step of the classic policy: QEMU's RSS, free memory, KSM.
 fn classic_step(
     root: &Root,
     ksm: &Ksm,
     params: &classic::Params,
-    state: &mut classic::State,
+    (state, table): (&mut classic::State, &mut ProcTable),
+    census: &mut Census,
 ) -> anyhow::Result<Step> {
-    let Sample { mem, procs, ksm } = sample(root, ksm)?;
+    let Sample { mem, procs, ksm } = sample(root, ksm, table, census)?;
     let decision = classic::adjust(params, state, procs.qemu_rss_kib, mem.classic_free());
     Ok(Step {
         decision,
@@ -353,11 +361,12 @@ fn adaptive_step(
     ksm: &Ksm,
     params: &adaptive::Params,
     run: &mut AdaptiveRun,
+    census: &mut Census,
     now: f64,
 ) -> anyhow::Result<Step> {
     let change = run
         .watch
-        .update(root)
+        .update(root, census)
         .with_context(|| format!("reading {}", root.join("/proc").display()))?;
     let mem = MemInfo::read(root)?;
     let state = ksm.read()?;
@@ -412,12 +421,19 @@ pub struct Sample {
     pub ksm: KsmState,
 }
 
-/// Read the classic policy's sample: `/proc/meminfo`, one pass over
-/// `/proc` (this process excluded from the other tuners), and KSM's files.
-/// This is the cost of a classic cycle, which `benches/scale.rs` measures.
-pub fn sample(root: &Root, ksm: &Ksm) -> anyhow::Result<Sample> {
+/// Read the classic policy's sample: `/proc/meminfo`, the QEMU processes
+/// (`table` brought up to date from `census`: see [`Census`]) and their
+/// RSS, and KSM's files. This is the cost of a classic cycle, which
+/// `benches/scale.rs` measures.
+pub fn sample(
+    root: &Root,
+    ksm: &Ksm,
+    table: &mut ProcTable,
+    census: &mut Census,
+) -> anyhow::Result<Sample> {
     let mem = MemInfo::read(root)?;
-    let procs = process::scan(root, Some(std::process::id()))
+    let procs = table
+        .update(root, census)
         .with_context(|| format!("reading {}", root.join("/proc").display()))?;
     let ksm = ksm.read()?;
     Ok(Sample { mem, procs, ksm })
@@ -448,6 +464,8 @@ struct Daemon {
     interval_override: Option<Duration>,
     params: classic::Params,
     tuner: Tuner,
+    /// Which processes changed between cycles.
+    census: Census,
     started: Instant,
     dry_run: bool,
     debug_log: DebugLog,
@@ -548,6 +566,13 @@ impl Daemon {
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
         let interval_override = cli.interval_ms.map(Duration::from_millis);
+        let census = Census::new(root);
+        match census.source() {
+            Source::Events => debug!("following processes through the kernel's process events"),
+            // A test root: expected, not worth saying.
+            Source::Listing(why) if !root.is_host() => debug!("listing /proc: {why}"),
+            Source::Listing(why) => info!("listing /proc on every cycle: {why}"),
+        }
         info!(
             "ksmtuned {} started: policy {}, interval {}, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
@@ -571,6 +596,7 @@ impl Daemon {
             trust,
             policy_override: cli.policy,
             tuner: Tuner::new(config.policy),
+            census,
             config,
             interval_override,
             params,
@@ -599,7 +625,7 @@ impl Daemon {
             .interval_override
             .unwrap_or(Duration::from_secs(self.config.monitor_interval));
         match self.tuner {
-            Tuner::Classic(_) => configured,
+            Tuner::Classic(..) => configured,
             Tuner::Adaptive(_) => configured.min(Duration::from_secs(1)),
         }
     }
@@ -812,8 +838,16 @@ impl Daemon {
         let now = self.started.elapsed().as_secs_f64();
         let before = self.tuner.mode();
         let step = match &mut self.tuner {
-            Tuner::Classic(state) => classic_step(&self.root, &self.ksm, &self.params, state),
-            Tuner::Adaptive(run) => adaptive_step(&self.root, &self.ksm, &aparams, run, now),
+            Tuner::Classic(state, table) => classic_step(
+                &self.root,
+                &self.ksm,
+                &self.params,
+                (state, table),
+                &mut self.census,
+            ),
+            Tuner::Adaptive(run) => {
+                adaptive_step(&self.root, &self.ksm, &aparams, run, &mut self.census, now)
+            }
         };
         let step = match step {
             Ok(s) => {

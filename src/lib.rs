@@ -10,6 +10,7 @@
 //! production and a temporary tree in tests, for reads *and* writes.
 
 pub mod bench;
+pub mod census;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod pidfile;
 pub mod policy;
 pub mod process;
+pub mod procevents;
 pub mod ps;
 pub mod root;
 pub mod service;

@@ -3,28 +3,34 @@
 //! A process can exit between listing `/proc` and reading its files; every
 //! per-process reader returns `None` then, and callers skip it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 
 use serde::Serialize;
 
+use crate::census::{Census, Changes};
 use crate::root::Root;
 
 /// The pids in `/proc` under the root, in ascending order.
 pub fn pids(root: &Root) -> io::Result<Vec<u32>> {
-    pids_in(&fs::File::open(root.join("/proc"))?)
+    let mut out = Vec::new();
+    pids_into(root, &mut out)?;
+    Ok(out)
 }
 
-/// The pids in an open `/proc` directory, in ascending order.
-fn pids_in(proc_dir: &fs::File) -> io::Result<Vec<u32>> {
-    let mut out = Vec::new();
-    crate::sys::for_each_dir_entry(proc_dir, |name| {
+/// The pids in `/proc` under the root, in ascending order, into `out`
+/// (its allocation reused).
+pub fn pids_into(root: &Root, out: &mut Vec<u32>) -> io::Result<()> {
+    out.clear();
+    let proc_dir = fs::File::open(root.join("/proc"))?;
+    crate::sys::for_each_dir_entry(&proc_dir, |name| {
         if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
             out.push(pid);
         }
     })?;
     out.sort_unstable();
-    Ok(out)
+    Ok(())
 }
 
 fn read_proc(root: &Root, pid: u32, file: &str) -> Option<String> {
@@ -118,7 +124,7 @@ pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// What one pass over `/proc` found, for the tuners.
+/// What one look at the processes found, for the tuners.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcScan {
     /// Sum of the resident set sizes of QEMU processes (KiB): classic
@@ -134,36 +140,99 @@ pub struct ProcScan {
 /// and their RSS, and other tuners. Processes that exit during the pass
 /// are skipped.
 pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
-    use std::io::Write;
-    let mut out = ProcScan::default();
-    // Every process's comm is read relative to one open /proc, into one
-    // buffer: no path building or allocation per process (this pass is
-    // most of the cost of a cycle on a host with thousands of processes).
-    let proc_dir = fs::File::open(root.join("/proc"))?;
-    let mut name = Vec::with_capacity(32);
-    let mut buf = [0u8; 64];
-    for pid in pids_in(&proc_dir)? {
-        name.clear();
-        write!(name, "{pid}/comm\0").expect("writing to a Vec");
-        let file = std::ffi::CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
-        // Gone since the listing (or unreadable): skipped, as comm() does.
-        let Ok(n) = crate::sys::read_small_at(&proc_dir, file, &mut buf) else {
-            continue;
-        };
-        let Ok(name) = std::str::from_utf8(&buf[..n]) else {
-            continue;
-        };
-        let name = name.trim_end_matches('\n');
-        if is_qemu_comm(name) {
+    ProcTable::new(exclude).update(root, &mut Census::listing(root, "one pass"))
+}
+
+/// The QEMU processes and other tuners on the host, kept up to date from a
+/// [`Census`]: only processes that started, ran `execve`, renamed
+/// themselves or exited since the last update have their name read (all
+/// of them when the census lists `/proc`). Then each QEMU process's RSS is
+/// read, as it changes all the time.
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    qemu: BTreeSet<u32>,
+    tuners: BTreeSet<u32>,
+    exclude: Option<u32>,
+    primed: bool,
+}
+
+impl ProcTable {
+    /// A table that does not count `exclude` (the daemon itself) as
+    /// another tuner.
+    pub fn new(exclude: Option<u32>) -> ProcTable {
+        ProcTable {
+            exclude,
+            ..Default::default()
+        }
+    }
+
+    /// Apply what changed and read the QEMU processes' RSS.
+    pub fn update(&mut self, root: &Root, census: &mut Census) -> io::Result<ProcScan> {
+        // Every name is read relative to one open /proc into one buffer:
+        // no path building or allocation per process (a listing reads
+        // thousands of them).
+        let proc_dir = fs::File::open(root.join("/proc"))?;
+        let mut name = Vec::with_capacity(32);
+        let mut buf = [0u8; 64];
+        match census.changes(self.primed)? {
+            Changes::All(pids) => {
+                self.qemu.clear();
+                self.tuners.clear();
+                for &pid in pids {
+                    self.classify(root, &proc_dir, pid, &mut name, &mut buf);
+                }
+            }
+            Changes::Since { exited, changed } => {
+                for pid in exited {
+                    self.qemu.remove(pid);
+                    self.tuners.remove(pid);
+                }
+                for &pid in changed {
+                    self.qemu.remove(&pid);
+                    self.tuners.remove(&pid);
+                    self.classify(root, &proc_dir, pid, &mut name, &mut buf);
+                }
+            }
+        }
+        self.primed = true;
+        let mut out = ProcScan::default();
+        for &pid in &self.qemu {
+            // Gone since (its exit is applied next time): skipped.
             if let Some(rss) = rss_kib(root, pid) {
                 out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
                 out.qemu_pids.push(pid);
             }
-        } else if name == "ksmtuned" && Some(pid) != exclude && is_tuning_daemon(root, pid) {
-            out.tuner_pids.push(pid);
+        }
+        out.tuner_pids = self.tuners.iter().copied().collect();
+        Ok(out)
+    }
+
+    fn classify(
+        &mut self,
+        root: &Root,
+        proc_dir: &fs::File,
+        pid: u32,
+        name: &mut Vec<u8>,
+        buf: &mut [u8; 64],
+    ) {
+        use std::io::Write;
+        name.clear();
+        write!(name, "{pid}/comm\0").expect("writing to a Vec");
+        let file = std::ffi::CStr::from_bytes_with_nul(name).expect("one NUL, at the end");
+        // Gone since the listing (or unreadable): skipped, as comm() does.
+        let Ok(n) = crate::sys::read_small_at(proc_dir, file, buf) else {
+            return;
+        };
+        let Ok(comm) = std::str::from_utf8(&buf[..n]) else {
+            return;
+        };
+        let comm = comm.trim_end_matches('\n');
+        if is_qemu_comm(comm) {
+            self.qemu.insert(pid);
+        } else if comm == "ksmtuned" && Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
+            self.tuners.insert(pid);
         }
     }
-    Ok(out)
 }
 
 /// Whether a process named `ksmtuned` is a daemon that writes KSM's
@@ -220,15 +289,16 @@ pub struct WatchChange {
 }
 
 /// Notices processes that opt memory in to KSM, or exit, without reading
-/// every process's files every time: each update lists `/proc` (one
-/// directory read) and looks only at processes it has not seen, re-checking
-/// a new process for [`ProcWatch::GRACE`] updates in case it opts in after
-/// starting (QEMU does so while setting up guest memory).
+/// every process's files every time: each update takes what changed from
+/// a [`Census`] and looks only at processes it has not seen (or that ran
+/// `execve` or renamed themselves), re-checking a new process for
+/// [`ProcWatch::GRACE`] updates in case it opts in after starting (QEMU
+/// does so while setting up guest memory).
 #[derive(Debug, Default)]
 pub struct ProcWatch {
-    /// Known pids, sorted, with what they are and how many more updates a
-    /// new `Other` is re-checked.
-    known: Vec<(u32, Kind, u8)>,
+    /// Known pids with what they are and how many more updates a new
+    /// `Other` is re-checked.
+    known: BTreeMap<u32, (Kind, u8)>,
     primed: bool,
     exclude: Option<u32>,
 }
@@ -246,6 +316,39 @@ pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
     }
 }
 
+/// What a process is to the adaptive tuner; `None` if it is gone.
+fn classify(root: &Root, exclude: Option<u32>, pid: u32) -> Option<Kind> {
+    let name = comm(root, pid)?;
+    Some(if name == "ksmtuned" {
+        if Some(pid) != exclude && is_tuning_daemon(root, pid) {
+            Kind::Tuner
+        } else {
+            Kind::Other
+        }
+    } else if is_mergeable(root, pid, &name) {
+        Kind::Mergeable
+    } else {
+        Kind::Other
+    })
+}
+
+/// A new process seen `Other` before: look again while its grace lasts.
+fn recheck(
+    root: &Root,
+    exclude: Option<u32>,
+    pid: u32,
+    grace: u8,
+    change: &mut WatchChange,
+) -> Option<(Kind, u8)> {
+    match classify(root, exclude, pid)? {
+        Kind::Mergeable => {
+            change.appeared += 1;
+            Some((Kind::Mergeable, 0))
+        }
+        k => Some((k, grace - 1)),
+    }
+}
+
 impl ProcWatch {
     /// Updates during which a new process is re-checked.
     pub const GRACE: u8 = 10;
@@ -259,95 +362,92 @@ impl ProcWatch {
     }
 
     fn classify(&self, root: &Root, pid: u32) -> Option<Kind> {
-        let name = comm(root, pid)?;
-        Some(if name == "ksmtuned" {
-            if Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
-                Kind::Tuner
-            } else {
-                Kind::Other
-            }
-        } else if is_mergeable(root, pid, &name) {
-            Kind::Mergeable
-        } else {
-            Kind::Other
-        })
+        classify(root, self.exclude, pid)
     }
 
-    /// Look at `/proc` again. The first update learns what is there and
-    /// reports no change.
-    pub fn update(&mut self, root: &Root) -> io::Result<WatchChange> {
-        let now = pids(root)?;
+    /// A process not seen before (or changed by `execve` or a new name):
+    /// classify it and count it if it is mergeable.
+    fn learn(&self, root: &Root, pid: u32, change: &mut WatchChange) -> Option<(Kind, u8)> {
+        let kind = self.classify(root, pid)?;
+        if kind == Kind::Mergeable {
+            change.appeared += 1;
+        }
+        Some((kind, if self.primed { Self::GRACE } else { 0 }))
+    }
+
+    /// Apply what changed since the last update. The first update learns
+    /// what is there and reports no change.
+    pub fn update(&mut self, root: &Root, census: &mut Census) -> io::Result<WatchChange> {
         let mut change = WatchChange::default();
-        let mut next = Vec::with_capacity(now.len());
-        let mut old = self.known.iter().peekable();
-        for pid in now {
-            // Processes gone since the last update.
-            while let Some(&&(p, kind, _)) = old.peek() {
-                if p >= pid {
-                    break;
-                }
-                if kind == Kind::Mergeable {
-                    change.exited += 1;
-                }
-                old.next();
-            }
-            let seen = match old.peek() {
-                Some(&&(p, kind, grace)) if p == pid => {
-                    old.next();
-                    Some((kind, grace))
-                }
-                _ => None,
-            };
-            let entry = match seen {
-                Some((Kind::Other, grace)) if grace > 0 => match self.classify(root, pid) {
-                    Some(Kind::Mergeable) => {
-                        change.appeared += 1;
-                        (pid, Kind::Mergeable, 0)
-                    }
-                    Some(k) => (pid, k, grace - 1),
-                    None => continue,
-                },
-                Some((kind, grace)) => (pid, kind, grace),
-                None => match self.classify(root, pid) {
-                    Some(k) => {
-                        if k == Kind::Mergeable && self.primed {
-                            change.appeared += 1;
+        match census.changes(self.primed)? {
+            Changes::All(now) => {
+                let mut old = std::mem::take(&mut self.known);
+                for &pid in now {
+                    let entry = match old.remove(&pid) {
+                        Some((Kind::Other, grace)) if grace > 0 => {
+                            recheck(root, self.exclude, pid, grace, &mut change)
                         }
-                        let grace = if self.primed { Self::GRACE } else { 0 };
-                        (pid, k, grace)
+                        Some(e) => Some(e),
+                        None => self.learn(root, pid, &mut change),
+                    };
+                    if let Some(e) = entry {
+                        self.known.insert(pid, e);
                     }
-                    None => continue,
-                },
-            };
-            if entry.1 == Kind::Tuner {
-                change.tuners.push(pid);
+                }
+                // Processes gone since the last update.
+                change.exited += old.values().filter(|(k, _)| *k == Kind::Mergeable).count();
             }
-            next.push(entry);
-        }
-        for &(_, kind, _) in old {
-            if kind == Kind::Mergeable {
-                change.exited += 1;
+            Changes::Since { exited, changed } => {
+                // Gone, or (changed) a new program or name: a process to
+                // learn anew.
+                for pid in exited.iter().chain(changed) {
+                    if let Some((Kind::Mergeable, _)) = self.known.remove(pid) {
+                        change.exited += 1;
+                    }
+                }
+                let exclude = self.exclude;
+                self.known.retain(|&pid, entry| match *entry {
+                    (Kind::Other, grace) if grace > 0 => {
+                        match recheck(root, exclude, pid, grace, &mut change) {
+                            Some(e) => {
+                                *entry = e;
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    _ => true,
+                });
+                for &pid in changed {
+                    if let Some(e) = self.learn(root, pid, &mut change) {
+                        self.known.insert(pid, e);
+                    }
+                }
             }
         }
+        change.tuners = self
+            .known
+            .iter()
+            .filter(|(_, (k, _))| *k == Kind::Tuner)
+            .map(|(&p, _)| p)
+            .collect();
         if !self.primed {
             change.appeared = 0;
             change.exited = 0;
             self.primed = true;
         }
-        self.known = next;
         Ok(change)
     }
 
-    /// The number of processes with mergeable memory seen.
+    /// How many known processes have mergeable memory.
     pub fn mergeable(&self) -> usize {
         self.known
-            .iter()
-            .filter(|(_, k, _)| *k == Kind::Mergeable)
+            .values()
+            .filter(|(k, _)| *k == Kind::Mergeable)
             .count()
     }
 }
 
-/// `/proc/PID/ksm_stat` (Linux 6.1+; fields added over time).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KsmStat {
     pub rmap_items: u64,
@@ -473,29 +573,36 @@ mod tests {
         fake_proc(dir.path(), 1, "init", Some(no));
         fake_proc(dir.path(), 50, "qemu-kvm", Some(yes));
         let mut w = ProcWatch::new(None);
-        assert_eq!(w.update(&root).unwrap(), WatchChange::default());
+        let mut census = Census::listing(&root, "a test root");
+        assert_eq!(
+            w.update(&root, &mut census).unwrap(),
+            WatchChange::default()
+        );
         assert_eq!(w.mergeable(), 1);
         // Nothing new.
-        assert_eq!(w.update(&root).unwrap(), WatchChange::default());
+        assert_eq!(
+            w.update(&root, &mut census).unwrap(),
+            WatchChange::default()
+        );
         // A new process that opts in a little later, and one that exits.
         fake_proc(dir.path(), 70, "worker", Some(no));
-        assert_eq!(w.update(&root).unwrap().appeared, 0);
+        assert_eq!(w.update(&root, &mut census).unwrap().appeared, 0);
         std::fs::write(dir.path().join("proc/70/ksm_stat"), yes).unwrap();
         std::fs::remove_dir_all(dir.path().join("proc/50")).unwrap();
-        let c = w.update(&root).unwrap();
+        let c = w.update(&root, &mut census).unwrap();
         assert_eq!((c.appeared, c.exited), (1, 1));
         // Old kernels without ksm_mergeable: QEMU by name; rmap items.
         fake_proc(dir.path(), 80, "qemu:vm2", None);
         fake_proc(dir.path(), 90, "java", Some("ksm_rmap_items 12\n"));
         fake_proc(dir.path(), 95, "bash", Some("ksm_rmap_items 0\n"));
-        let c = w.update(&root).unwrap();
+        let c = w.update(&root, &mut census).unwrap();
         assert_eq!((c.appeared, c.exited), (2, 0));
         assert_eq!(w.mergeable(), 3);
         // Another tuner; and not our own one-shot commands.
         fake_proc(dir.path(), 100, "ksmtuned", None);
         fake_proc(dir.path(), 101, "ksmtuned", None);
         std::fs::write(dir.path().join("proc/101/cmdline"), "ksmtuned\0retune\0").unwrap();
-        let c = w.update(&root).unwrap();
+        let c = w.update(&root, &mut census).unwrap();
         assert_eq!(c.tuners, vec![100]);
     }
 

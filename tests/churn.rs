@@ -1,9 +1,10 @@
 //! Churn: ~1000 short-lived processes started per second while
-//! `ksmtuned --dry-run -v` scans the real /proc every second, and while
-//! this test runs `process::scan` in a loop. Probe "guests" named qemu-kvm
-//! must be counted exactly every time (their RSS sum is what the scan and
-//! the daemon report), the daemon must log nothing above debug but its
-//! start-up and decision lines, and nothing may panic.
+//! `ksmtuned --dry-run -v` follows the real processes (from the kernel's
+//! process events) every second, and while this test updates its own
+//! event-kept table and runs a full `process::scan` in a loop. Probe
+//! "guests" named qemu-kvm must be counted every time (their RSS sum is
+//! what the scan and the daemon report), the daemon must log nothing above
+//! debug but its start-up and decision lines, and nothing may panic.
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ksmtuned::{process, Root};
+use ksmtuned::census::{Census, Source};
+use ksmtuned::process::{self, ProcTable};
+use ksmtuned::Root;
 
 const CHURN_SECONDS: u64 = 20;
 
@@ -39,10 +42,25 @@ fn scans_stay_exact_under_process_churn() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains(": committed "))
     });
 
+    // A table kept from the kernel's process events, as the daemon keeps
+    // one: it must find the probes on every update, whatever the churn.
+    let mut census = Census::new(&root);
+    let events = matches!(census.source(), Source::Events);
+    let mut table = ProcTable::new(None);
+    let daemon_ticks0 = process::cpu_ticks(&root, d.0.id()).unwrap();
+
     let churn = Churn::start(1000, 4);
     let start = Instant::now();
     let (mut scans, mut exact, mut foreign) = (0u64, 0u64, 0u64);
     while start.elapsed() < Duration::from_secs(CHURN_SECONDS) {
+        let t = table
+            .update(&root, &mut census)
+            .expect("updating the table");
+        let seen: BTreeSet<u32> = t.qemu_pids.iter().copied().collect();
+        assert!(
+            seen.is_superset(&ours) && t.qemu_rss_kib >= expected,
+            "the event table missed a probe: saw {seen:?}, probes {ours:?}"
+        );
         let s = process::scan(&root, None).expect("scanning /proc");
         scans += 1;
         let seen: BTreeSet<u32> = s.qemu_pids.iter().copied().collect();
@@ -64,6 +82,9 @@ fn scans_stay_exact_under_process_churn() {
         }
     }
     let (churned, rate) = churn.stop();
+    let daemon_cpu = (process::cpu_ticks(&root, d.0.id()).unwrap() - daemon_ticks0) as f64
+        / ksmtuned::sys::clock_ticks() as f64
+        / start.elapsed().as_secs_f64();
     // The probes did not change while we scanned.
     assert_eq!(
         probes.iter().map(|p| vm_rss_kib(p.pid)).sum::<u64>(),
@@ -110,8 +131,15 @@ fn scans_stay_exact_under_process_churn() {
     eprintln!(
         "churn: {churned} processes in {CHURN_SECONDS} s ({rate:.0}/s); {scans} scans \
          ({exact} exact, {foreign} with other QEMU processes), {} daemon cycles \
-         ({daemon_exact} exactly the probes' {expected} KiB)",
-        committed.len()
+         ({daemon_exact} exactly the probes' {expected} KiB); event table: {}; \
+         the daemon used {:.1}% of a CPU",
+        committed.len(),
+        if events {
+            "kept from events"
+        } else {
+            "listing (no events here)"
+        },
+        daemon_cpu * 100.0
     );
     assert!(
         rate >= 500.0,
