@@ -25,7 +25,7 @@ fn scans_stay_exact_under_process_churn() {
         .map(|i| Probe::start("qemu-kvm", 1024 * (i + 1), "none", 7))
         .collect();
     let ours: BTreeSet<u32> = probes.iter().map(|p| p.pid).collect();
-    let expected: u64 = probes.iter().map(|p| vm_rss_kib(p.pid)).sum();
+    let expected = settled_rss_kib(&ours.iter().copied().collect::<Vec<_>>());
     assert!(expected >= 6 * 4096, "probe RSS {expected} KiB");
 
     let dir = tempfile::tempdir().unwrap();

@@ -107,6 +107,23 @@ impl Drop for Churn {
     }
 }
 
+/// The summed VmRSS of `pids` once it stops changing (two readings
+/// 200 ms apart agree): a probe that has printed "ready" still faults in
+/// the code and buffers of its wait on stdin.
+pub fn settled_rss_kib(pids: &[u32]) -> u64 {
+    let sum = || pids.iter().map(|&p| vm_rss_kib(p)).sum::<u64>();
+    let mut last = sum();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = sum();
+        if now == last || Instant::now() > until {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// VmRSS of a process, KiB.
 pub fn vm_rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
