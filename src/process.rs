@@ -168,30 +168,30 @@ impl ProcTable {
 
     /// Apply what changed and read the QEMU processes' RSS.
     pub fn update(&mut self, root: &Root, census: &mut Census) -> io::Result<ProcScan> {
-        // Every name is read relative to one open /proc into one buffer:
-        // no path building or allocation per process (a listing reads
-        // thousands of them).
-        let proc_dir = fs::File::open(root.join("/proc"))?;
-        let mut name = Vec::with_capacity(32);
-        let mut buf = [0u8; 64];
-        match census.changes(self.primed)? {
+        // The processes whose names are to be read: all, or the changed.
+        let to_read = match census.changes(self.primed)? {
             Changes::All(pids) => {
                 self.qemu.clear();
                 self.tuners.clear();
-                for &pid in pids {
-                    self.classify(root, &proc_dir, pid, &mut name, &mut buf);
-                }
+                pids
             }
             Changes::Since { exited, changed } => {
-                for pid in exited {
+                for pid in exited.iter().chain(changed) {
                     self.qemu.remove(pid);
                     self.tuners.remove(pid);
                 }
-                for &pid in changed {
-                    self.qemu.remove(&pid);
-                    self.tuners.remove(&pid);
-                    self.classify(root, &proc_dir, pid, &mut name, &mut buf);
-                }
+                changed
+            }
+        };
+        if !to_read.is_empty() {
+            // Every name is read relative to one open /proc into one
+            // buffer: no path building or allocation per process (a
+            // listing reads thousands of them).
+            let proc_dir = fs::File::open(root.join("/proc"))?;
+            let mut name = Vec::with_capacity(32);
+            let mut buf = [0u8; 64];
+            for &pid in to_read {
+                self.classify(root, &proc_dir, pid, &mut name, &mut buf);
             }
         }
         self.primed = true;
