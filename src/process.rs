@@ -366,12 +366,9 @@ impl ProcWatch {
     }
 
     /// A process not seen before (or changed by `execve` or a new name):
-    /// classify it and count it if it is mergeable.
-    fn learn(&self, root: &Root, pid: u32, change: &mut WatchChange) -> Option<(Kind, u8)> {
+    /// what it is, and its grace.
+    fn learn(&self, root: &Root, pid: u32) -> Option<(Kind, u8)> {
         let kind = self.classify(root, pid)?;
-        if kind == Kind::Mergeable {
-            change.appeared += 1;
-        }
         Some((kind, if self.primed { Self::GRACE } else { 0 }))
     }
 
@@ -379,6 +376,7 @@ impl ProcWatch {
     /// what is there and reports no change.
     pub fn update(&mut self, root: &Root, census: &mut Census) -> io::Result<WatchChange> {
         let mut change = WatchChange::default();
+        let mergeable = |e: Option<(Kind, u8)>| e.is_some_and(|(k, _)| k == Kind::Mergeable);
         match census.changes(self.primed)? {
             Changes::All(now) => {
                 let mut old = std::mem::take(&mut self.known);
@@ -388,7 +386,11 @@ impl ProcWatch {
                             recheck(root, self.exclude, pid, grace, &mut change)
                         }
                         Some(e) => Some(e),
-                        None => self.learn(root, pid, &mut change),
+                        None => {
+                            let e = self.learn(root, pid);
+                            change.appeared += usize::from(mergeable(e));
+                            e
+                        }
                     };
                     if let Some(e) = entry {
                         self.known.insert(pid, e);
@@ -398,12 +400,8 @@ impl ProcWatch {
                 change.exited += old.values().filter(|(k, _)| *k == Kind::Mergeable).count();
             }
             Changes::Since { exited, changed } => {
-                // Gone, or (changed) a new program or name: a process to
-                // learn anew.
-                for pid in exited.iter().chain(changed) {
-                    if let Some((Kind::Mergeable, _)) = self.known.remove(pid) {
-                        change.exited += 1;
-                    }
+                for pid in exited {
+                    change.exited += usize::from(mergeable(self.known.remove(pid)));
                 }
                 let exclude = self.exclude;
                 self.known.retain(|&pid, entry| match *entry {
@@ -418,8 +416,18 @@ impl ProcWatch {
                     }
                     _ => true,
                 });
+                // A new process, or a new program or name: learned anew; a
+                // mergeable process that stays mergeable (a guest renaming
+                // itself) is no change.
                 for &pid in changed {
-                    if let Some(e) = self.learn(root, pid, &mut change) {
+                    let before = mergeable(self.known.remove(&pid));
+                    let now = self.learn(root, pid);
+                    match (before, mergeable(now)) {
+                        (false, true) => change.appeared += 1,
+                        (true, false) => change.exited += 1,
+                        _ => {}
+                    }
+                    if let Some(e) = now {
                         self.known.insert(pid, e);
                     }
                 }

@@ -249,6 +249,33 @@ fn event_watch_sees_a_process_opt_in() {
         exited += watch.update(&root, &mut census).unwrap().exited;
         exited >= 1
     });
+
+    // A mergeable process that renames itself (as guests do) is neither
+    // an exit nor a new process: a shell started by `ksmctl exec` (all its
+    // memory opted in) writes its own /proc/self/comm.
+    let mut shell = Kill(
+        Command::new(KSMCTL)
+            .args(["exec", "--", "bash", "-c"])
+            .arg("read -r _; printf renamed > /proc/$$/comm; read -r _")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = shell.0.id();
+    let mut appeared = 0;
+    wait_for("the ksmctl exec'd shell to appear", 5, || {
+        appeared += watch.update(&root, &mut census).unwrap().appeared;
+        appeared >= 1 && process::comm(&root, pid).as_deref() == Some("bash")
+    });
+    use std::io::Write;
+    writeln!(shell.0.stdin.as_mut().unwrap()).unwrap();
+    wait_for("the shell's new name", 5, || {
+        process::comm(&root, pid).as_deref() == Some("renamed")
+    });
+    // Let the event thread log the rename (it rests 20 ms between reads).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let c = watch.update(&root, &mut census).unwrap();
+    assert_eq!(c.exited, 0, "a rename counted as an exit: {c:?}");
 }
 
 /// When the kernel drops events (the socket's buffer overflows), the next
