@@ -180,6 +180,8 @@ fn control_message(op: u32, ack: u32) -> [u8; NLMSG_HDR + CN_MSG_HDR + 4] {
 #[derive(Debug)]
 pub struct Connector {
     fd: OwnedFd,
+    /// The kernel acknowledged our LISTEN: say IGNORE when done.
+    listening: bool,
 }
 
 /// How the socket answered a wait for data.
@@ -207,8 +209,9 @@ impl Connector {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just created and is owned by nothing else.
-        let c = Connector {
+        let mut c = Connector {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            listening: false,
         };
         c.set_rcvbuf(rcvbuf);
         // SAFETY: a zeroed sockaddr_nl is valid; the fields are set below.
@@ -261,6 +264,7 @@ impl Connector {
                         if err != 0 {
                             return Err(io::Error::from_raw_os_error(err as i32));
                         }
+                        c.listening = true;
                         return Ok(c);
                     }
                 }
@@ -367,8 +371,13 @@ impl Connector {
 impl Drop for Connector {
     fn drop(&mut self) {
         // The kernel counts listeners (it builds events only while there is
-        // one); closing the socket alone does not lower the count.
-        let _ = self.send(PROC_CN_MCAST_IGNORE, 0);
+        // one); closing the socket alone does not lower the count. Only
+        // after a LISTEN it acknowledged: before Linux 6.6 an IGNORE lowers
+        // the count whatever this socket did, which would take the events
+        // from other listeners.
+        if self.listening {
+            let _ = self.send(PROC_CN_MCAST_IGNORE, 0);
+        }
     }
 }
 
