@@ -361,14 +361,10 @@ impl ProcWatch {
         }
     }
 
-    fn classify(&self, root: &Root, pid: u32) -> Option<Kind> {
-        classify(root, self.exclude, pid)
-    }
-
     /// A process not seen before (or changed by `execve` or a new name):
     /// what it is, and its grace.
     fn learn(&self, root: &Root, pid: u32) -> Option<(Kind, u8)> {
-        let kind = self.classify(root, pid)?;
+        let kind = classify(root, self.exclude, pid)?;
         Some((kind, if self.primed { Self::GRACE } else { 0 }))
     }
 
