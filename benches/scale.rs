@@ -2,7 +2,7 @@
 //! daemon's `sample` — /proc/meminfo, the QEMU processes and their RSS,
 //! KSM's files — and the classic decision, with its debug lines written to
 //! /dev/null) with 100, 1,000 and 10,000 processes on the host, against
-//! the original bash cycle (`bench/ksmtuned-classic-cycle.sh`, a
+//! the original bash cycle (`benches/ksmtuned-classic-cycle.sh`, a
 //! reconstruction that forks pgrep, ps, awk and date as the original did)
 //! on the same host.
 //!
@@ -26,18 +26,19 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use ksmtuned::census::{Census, Source};
 use ksmtuned::daemon::{self, DebugLog};
-use ksmtuned::ksm::Ksm;
+use ksmtuned::kernel::ksm::Ksm;
+use ksmtuned::kernel::proc;
 use ksmtuned::policy::classic;
-use ksmtuned::process::{self, ProcTable};
+use ksmtuned::sample::census::{Census, Source};
+use ksmtuned::sample::trackers::ProcTable;
 use ksmtuned::{config::Config, Root};
 
 const OURS_CYCLES: usize = 60;
 const BASH_CYCLES: usize = 15;
 
 fn host_processes(root: &Root) -> usize {
-    process::pids(root).map(|p| p.len()).unwrap_or(0)
+    proc::pids(root).map(|p| p.len()).unwrap_or(0)
 }
 
 /// Start `n` processes that wait in pause() until killed: a spawner child
@@ -239,7 +240,7 @@ fn main() {
     };
     let root = Root::default();
     let ksm = Ksm::new(&root);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/ksmtuned-classic-cycle.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ksmtuned-classic-cycle.sh");
     raise_limits(*counts.iter().max().unwrap());
 
     // Four guests: comm qemu-kvm (a link to sleep), as both cycles count.

@@ -10,12 +10,12 @@
 use std::path::Path;
 
 use ksmtuned::config;
-use ksmtuned::ksm::{AdvisorMode, Knob, Setting};
-use ksmtuned::meminfo::MemInfo;
+use ksmtuned::config::shellvars;
+use ksmtuned::kernel::ksm::{AdvisorMode, Knob, Setting};
+use ksmtuned::kernel::meminfo::MemInfo;
+use ksmtuned::kernel::proc::{self, KsmStat};
+use ksmtuned::kernel::procevents::{self, ProcEvent};
 use ksmtuned::policy::classic;
-use ksmtuned::process::{self, KsmStat};
-use ksmtuned::procevents::{self, ProcEvent};
-use ksmtuned::shellvars;
 
 /// A fuzz target: arbitrary bytes in, a panic on a bug.
 pub type Target = fn(&[u8]);
@@ -87,15 +87,15 @@ pub fn meminfo(data: &[u8]) {
 /// `/proc/PID/stat`.
 pub fn proc_stat(data: &[u8]) {
     let Some(s) = text(data) else { return };
-    let _ = process::parse_stat_cpu_ticks(s);
+    let _ = proc::parse_stat_cpu_ticks(s);
 }
 
 /// `/proc/PID/status`, and the QEMU name test the scan applies to `comm`.
 pub fn proc_status(data: &[u8]) {
     let Some(s) = text(data) else { return };
-    let _ = process::parse_status_rss_kib(s);
+    let _ = proc::parse_status_rss_kib(s);
     let comm = s.lines().next().unwrap_or("");
-    let _ = process::is_qemu_comm(comm);
+    let _ = proc::is_qemu_comm(comm);
 }
 
 /// `/proc/PID/ksm_stat`.

@@ -1,36 +1,29 @@
 //! Kernel Samepage Merging (KSM) service and tuning daemon.
 //!
 //! The library holds everything; the binaries in `src/bin/` only parse their
-//! arguments and call into it. Data flows one way:
+//! arguments and call into it. Data flows one way, and the folders follow
+//! it (see `docs/architecture.md`):
 //!
-//! readers of the kernel ([`ksm`] sysfs, [`process`] and [`meminfo`] in
-//! `/proc`) -> samples -> a pure policy -> settings -> the [`ksm`] writer.
+//! [`kernel`] (readers and writers of `/sys` and `/proc`) -> [`sample`]
+//! (one [`sample::Sample`] per cycle, taken by a [`sample::Sampler`]) ->
+//! [`policy`] (pure decisions, and the [`policy::plan`] of writes) -> the
+//! views: [`daemon`] (`ksmtuned`), [`cli`] (`ksmctl`), [`metrics`]
+//! (Prometheus) and [`bench`] (`ksm-bench`).
 //!
 //! Everything that touches the system goes through a [`Root`], `/` in
 //! production and a temporary tree in tests, for reads *and* writes.
 
 pub mod bench;
-pub mod census;
+pub mod cli;
 pub mod config;
-pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod human;
-pub mod ksm;
-pub mod mem;
-pub mod meminfo;
+pub mod kernel;
 pub mod metrics;
-pub mod pidfile;
 pub mod policy;
-pub mod process;
-pub mod procevents;
-pub mod ps;
 pub mod root;
-pub mod service;
-pub mod shellvars;
-pub mod status;
-pub mod sys;
-pub mod top;
+pub mod sample;
 
 pub use error::{Error, Result};
 pub use root::Root;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use ksmtuned::bench::tuner;
 use ksmtuned::bench::workload::{WorkerOptions, Workers, WorkloadSpec};
-use ksmtuned::ksm::{Experiment, Knob, Ksm, Run, Setting};
-use ksmtuned::{sys, Root};
+use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::sys;
+use ksmtuned::Root;
 
 fn writable(ksm: &Ksm) -> bool {
     std::fs::OpenOptions::new()

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ksmtuned::ksm::{Ksm, KsmdLock};
+use ksmtuned::kernel::ksm::{Ksm, KsmdLock};
 use ksmtuned::Root;
 use serde_json::Value;
 
@@ -19,11 +19,11 @@ fn writable(ksm: &Ksm) -> bool {
 /// Live (not zombie) processes running `exe worker ...`.
 fn leftover_workers(exe: &Path) -> Vec<u32> {
     let root = Root::default();
-    ksmtuned::process::pids(&root)
+    ksmtuned::kernel::proc::pids(&root)
         .unwrap()
         .into_iter()
         .filter(|&p| {
-            let args = ksmtuned::process::cmdline(&root, p).unwrap_or_default();
+            let args = ksmtuned::kernel::proc::cmdline(&root, p).unwrap_or_default();
             let zombie = std::fs::read_to_string(format!("/proc/{p}/stat"))
                 .map(|s| {
                     s.rsplit(')')
@@ -149,7 +149,7 @@ fn quick_run_is_sane_and_clean() {
     assert_eq!(r["knobs_changed"], Value::Array(vec![]));
     let _lock = KsmdLock::acquire().unwrap();
     let now = serde_json::to_value(ksm.read().unwrap()).unwrap();
-    for knob in ksmtuned::ksm::Knob::ALL {
+    for knob in ksmtuned::kernel::ksm::Knob::ALL {
         let k = knob.name();
         assert_eq!(
             now[k], r["knobs_before"][k],

@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
 use common::*;
-use ksmtuned::census::{Census, Changes, Source};
-use ksmtuned::process::{self, ProcTable, ProcWatch};
+use ksmtuned::kernel::proc;
+use ksmtuned::sample::census::{Census, Changes, Source};
+use ksmtuned::sample::trackers::{self, ProcTable, ProcWatch};
 use ksmtuned::Root;
 
 /// The event census, or None (said loudly) where the kernel does not offer
@@ -25,7 +26,8 @@ fn event_census(root: &Root) -> Option<Census> {
             // Linux 6.6+ allows any process in the initial namespaces; the
             // CI machines are such hosts, run as root.
             assert!(
-                ksmtuned::sys::euid() != 0 || std::env::var_os("KSM_TEST_NO_EVENTS").is_some(),
+                ksmtuned::kernel::sys::euid() != 0
+                    || std::env::var_os("KSM_TEST_NO_EVENTS").is_some(),
                 "root on this kernel should get process events: {why}"
             );
             eprintln!("SKIPPED: no process events here: {why}");
@@ -44,7 +46,7 @@ fn qemu_set(table: &mut ProcTable, census: &mut Census, root: &Root) -> BTreeSet
 }
 
 fn listed(root: &Root) -> BTreeSet<u32> {
-    process::scan(root, None)
+    trackers::scan(root, None)
         .expect("scanning /proc")
         .qemu_pids
         .into_iter()
@@ -265,12 +267,12 @@ fn event_watch_sees_a_process_opt_in() {
     let mut appeared = 0;
     wait_for("the ksmctl exec'd shell to appear", 5, || {
         appeared += watch.update(&root, &mut census).unwrap().appeared;
-        appeared >= 1 && process::comm(&root, pid).as_deref() == Some("bash")
+        appeared >= 1 && proc::comm(&root, pid).as_deref() == Some("bash")
     });
     use std::io::Write;
     writeln!(shell.0.stdin.as_mut().unwrap()).unwrap();
     wait_for("the shell's new name", 5, || {
-        process::comm(&root, pid).as_deref() == Some("renamed")
+        proc::comm(&root, pid).as_deref() == Some("renamed")
     });
     // Let the event thread log the rename (it rests 20 ms between reads).
     std::thread::sleep(std::time::Duration::from_millis(100));

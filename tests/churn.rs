@@ -1,7 +1,7 @@
 //! Churn: ~1000 short-lived processes started per second while
 //! `ksmtuned --dry-run -v` follows the real processes (from the kernel's
 //! process events) every second, and while this test updates its own
-//! event-kept table and runs a full `process::scan` in a loop. Probe
+//! event-kept table and runs a full `trackers::scan` in a loop. Probe
 //! "guests" named qemu-kvm must be counted every time (their RSS sum is
 //! what the scan and the daemon report), the daemon must log nothing above
 //! debug but its start-up and decision lines, and nothing may panic.
@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ksmtuned::census::{Census, Source};
-use ksmtuned::process::{self, ProcTable};
+use ksmtuned::kernel::proc;
+use ksmtuned::sample::census::{Census, Source};
+use ksmtuned::sample::trackers::{self, ProcTable};
 use ksmtuned::Root;
 
 const CHURN_SECONDS: u64 = 20;
@@ -47,7 +48,7 @@ fn scans_stay_exact_under_process_churn() {
     let mut census = Census::new(&root);
     let events = matches!(census.source(), Source::Events);
     let mut table = ProcTable::new(None);
-    let daemon_ticks0 = process::cpu_ticks(&root, d.0.id()).unwrap();
+    let daemon_ticks0 = proc::cpu_ticks(&root, d.0.id()).unwrap();
 
     let churn = Churn::start(1000, 4);
     let start = Instant::now();
@@ -61,7 +62,7 @@ fn scans_stay_exact_under_process_churn() {
             seen.is_superset(&ours) && t.qemu_rss_kib >= expected,
             "the event table missed a probe: saw {seen:?}, probes {ours:?}"
         );
-        let s = process::scan(&root, None).expect("scanning /proc");
+        let s = trackers::scan(&root, None).expect("scanning /proc");
         scans += 1;
         let seen: BTreeSet<u32> = s.qemu_pids.iter().copied().collect();
         assert!(
@@ -82,8 +83,8 @@ fn scans_stay_exact_under_process_churn() {
         }
     }
     let (churned, rate) = churn.stop();
-    let daemon_cpu = (process::cpu_ticks(&root, d.0.id()).unwrap() - daemon_ticks0) as f64
-        / ksmtuned::sys::clock_ticks() as f64
+    let daemon_cpu = (proc::cpu_ticks(&root, d.0.id()).unwrap() - daemon_ticks0) as f64
+        / ksmtuned::kernel::sys::clock_ticks() as f64
         / start.elapsed().as_secs_f64();
     // The probes did not change while we scanned.
     assert_eq!(
@@ -93,7 +94,7 @@ fn scans_stay_exact_under_process_churn() {
 
     // The daemon: alive, on schedule, and it counted the probes each cycle.
     assert!(d.0.try_wait().unwrap().is_none(), "ksmtuned exited");
-    ksmtuned::sys::kill(d.0.id(), libc::SIGTERM).unwrap();
+    ksmtuned::kernel::sys::kill(d.0.id(), libc::SIGTERM).unwrap();
     let status = d.0.wait().unwrap();
     assert!(status.success(), "ksmtuned: {status}");
     let debug = std::fs::read_to_string(&log).unwrap();

@@ -188,7 +188,10 @@ fn pages_say_what_help_says() {
         );
 
         // The files the page names are the program's own constants.
-        for path in [ksmtuned::service::TUNER_PID_FILE, "/sys/kernel/mm/ksm/"] {
+        for path in [
+            ksmtuned::cli::service::TUNER_PID_FILE,
+            "/sys/kernel/mm/ksm/",
+        ] {
             assert!(page.contains(path), "{program}.8 does not name {path}");
         }
         let version = format!("{program} {}", env!("CARGO_PKG_VERSION"));

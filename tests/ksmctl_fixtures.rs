@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use ksmtuned::human::{count, ubytes};
-use ksmtuned::sys::{page_size, phys_pages};
+use ksmtuned::kernel::sys::{page_size, phys_pages};
 
 const KSM: &str = "sys/kernel/mm/ksm";
 

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
-use ksmtuned::ksm::{Experiment, Ksm, Run};
+use ksmtuned::kernel::ksm::{Experiment, Ksm, Run};
+use ksmtuned::kernel::{meminfo::MemInfo, proc};
 use ksmtuned::policy::adaptive;
-use ksmtuned::{meminfo::MemInfo, process, Root};
+use ksmtuned::Root;
 
 mod common;
 use common::{daemon, ksm_writable, wait_for, Probe};
@@ -38,7 +39,7 @@ fn classic_daemon_merges_a_guest_then_stops_ksmd() {
     ksm.set_run(Run::Stop).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_probe, pid) = probe(4000);
-    assert_eq!(process::comm(&root, pid).as_deref(), Some("qemu-kvm"));
+    assert_eq!(proc::comm(&root, pid).as_deref(), Some("qemu-kvm"));
 
     // KSM_THRES_COEF=100: the threshold is MemTotal, so free < thres: boost.
     let total = MemInfo::read(&root).unwrap().mem_total;
@@ -58,7 +59,7 @@ fn classic_daemon_merges_a_guest_then_stops_ksmd() {
     // themselves too (pages_shared), so wait for the kernel's
     // pages_sharing as well rather than assume they move together.
     wait_for("the probe's pages to merge", 60, || {
-        process::ksm_stat(&root, pid)
+        proc::ksm_stat(&root, pid)
             .and_then(|k| k.merging_pages)
             .unwrap_or(0)
             >= 3900
@@ -106,7 +107,7 @@ fn adaptive_daemon_merges_then_idles_then_stops() {
             && knob(&ksm, "sleep_millisecs") == adaptive::SPRINT_SLEEP_MS
     });
     timed("the probe's pages to merge", 60, || {
-        process::ksm_stat(&root, pid)
+        proc::ksm_stat(&root, pid)
             .and_then(|k| k.merging_pages)
             .unwrap_or(0)
             >= 19_900
@@ -121,7 +122,7 @@ fn adaptive_daemon_merges_then_idles_then_stops() {
         knob(&ksm, "sleep_millisecs") == adaptive::SPRINT_SLEEP_MS
     });
     timed("the new probe's pages to merge", 60, || {
-        process::ksm_stat(&root, pid2)
+        proc::ksm_stat(&root, pid2)
             .and_then(|k| k.merging_pages)
             .unwrap_or(0)
             >= 4_900

@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ksmtuned::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::{proc, sys};
 use ksmtuned::metrics::{Server, ServerOptions, TunerMetrics};
-use ksmtuned::{process, sys, Root};
+use ksmtuned::Root;
 use obs_support::*;
 
 fn fake_tuner() -> TunerMetrics {
@@ -546,7 +547,7 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
         .unwrap();
     ksm.write(Setting::run(Run::Merge)).unwrap();
     let merged = wait_for(Duration::from_secs(60), || {
-        process::ksm_stat(&Root::default(), probe.pid)
+        proc::ksm_stat(&Root::default(), probe.pid)
             .and_then(|s| s.merging_pages)
             .filter(|&m| m >= 512)
     });

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
+use ksmtuned::config::shellvars;
 use ksmtuned::config::{self, Config};
-use ksmtuned::ksm::{Knob, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Run, Setting};
 use ksmtuned::policy::classic;
-use ksmtuned::shellvars;
 
 const NAMES: [&str; 8] = [
     "KSM_SLEEP_MSEC",

@@ -5,8 +5,8 @@ mod obs_support;
 
 use std::time::Duration;
 
-use ksmtuned::ksm::{Experiment, Knob, Run, Setting};
-use ksmtuned::sys;
+use ksmtuned::kernel::ksm::{Experiment, Knob, Run, Setting};
+use ksmtuned::kernel::sys;
 use obs_support::*;
 use serde_json::Value;
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ksmtuned::ksm::{Experiment, FileKind, Ksm, FILES};
-use ksmtuned::process::{ksm_stat, KsmStat};
+use ksmtuned::kernel::ksm::{Experiment, FileKind, Ksm, FILES};
+use ksmtuned::kernel::proc::{ksm_stat, KsmStat};
 use ksmtuned::Root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ksmctl");
@@ -360,7 +360,7 @@ fn set_and_get_every_writable_knob() {
         }
         let cur = get(key);
         let cur = if *key == "advisor_mode" {
-            ksmtuned::ksm::AdvisorMode::parse_selection(&cur)
+            ksmtuned::kernel::ksm::AdvisorMode::parse_selection(&cur)
                 .unwrap()
                 .to_string()
         } else {

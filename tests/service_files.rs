@@ -196,7 +196,7 @@ fn example_sysconfig_documents_what_ksmctl_does() {
     // As shipped (all commented out): the default, half of memory.
     let (code, value, stderr) = start_with_sysconfig(&text);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(value, (ksmtuned::sys::phys_pages() / 2).to_string());
+    assert_eq!(value, (ksmtuned::kernel::sys::phys_pages() / 2).to_string());
     // Every form the file documents ("#   FORM   meaning") does what it says.
     let mut forms = 0;
     for line in text.lines() {
@@ -231,7 +231,7 @@ fn example_default_ksm_is_the_default() {
     // one ksmctl reads.
     let path = repo("etc/default/ksm");
     let text = fs::read_to_string(&path).unwrap();
-    let parsed = ksmtuned::shellvars::parse(&path, &text);
+    let parsed = ksmtuned::config::shellvars::parse(&path, &text);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     assert!(parsed.assignments.is_empty(), "{:?}", parsed.assignments);
     let uncommented = text.replace("#KSM_MAX_KERNEL_PAGES=\n", "KSM_MAX_KERNEL_PAGES=0x10\n");
@@ -239,10 +239,10 @@ fn example_default_ksm_is_the_default() {
         uncommented, text,
         "etc/default/ksm lacks #KSM_MAX_KERNEL_PAGES="
     );
-    let parsed = ksmtuned::shellvars::parse(&path, &uncommented);
+    let parsed = ksmtuned::config::shellvars::parse(&path, &uncommented);
     let a = parsed
-        .get(ksmtuned::service::MAX_KERNEL_PAGES_VAR)
+        .get(ksmtuned::cli::service::MAX_KERNEL_PAGES_VAR)
         .expect("the documented variable is ksmctl's");
     assert_eq!(a.value, "0x10");
-    assert!(ksmtuned::service::SERVICE_CONFIG_FILES.contains(&"/etc/default/ksm"));
+    assert!(ksmtuned::cli::service::SERVICE_CONFIG_FILES.contains(&"/etc/default/ksm"));
 }

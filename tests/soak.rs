@@ -21,8 +21,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ksmtuned::ksm::{Experiment, Ksm};
-use ksmtuned::{meminfo::MemInfo, Root};
+use ksmtuned::kernel::ksm::{Experiment, Ksm};
+use ksmtuned::kernel::meminfo::MemInfo;
+use ksmtuned::Root;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -97,11 +98,11 @@ fn soak() {
             );
         }
         if tick.is_multiple_of(5) {
-            ksmtuned::sys::kill(pid, libc::SIGUSR1).unwrap();
+            ksmtuned::kernel::sys::kill(pid, libc::SIGUSR1).unwrap();
             retunes += 1;
         }
         if tick.is_multiple_of(10) {
-            ksmtuned::sys::kill(pid, libc::SIGHUP).unwrap();
+            ksmtuned::kernel::sys::kill(pid, libc::SIGHUP).unwrap();
             reloads += 1;
         }
         if tick.is_multiple_of(30) {

@@ -1,5 +1,5 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete) made from
-//! the CLI definitions, `ksmtuned::ctl::Cli` and `ksmtuned::daemon::Cli`.
+//! the CLI definitions, `ksmtuned::cli::Cli` and `ksmtuned::daemon::Cli`.
 //!
 //! Shared by `cargo run --example gen-docs` (which writes the files the
 //! package and `make install` ship) and by `tests/docs.rs` (which
@@ -21,7 +21,8 @@ use clap_complete::Shell;
 use clap_mangen::roff::{bold, italic, roman, Roff};
 use clap_mangen::Man;
 
-use ksmtuned::{config, daemon, root, service};
+use ksmtuned::cli::service;
+use ksmtuned::{config, daemon, root};
 
 /// The programs that get a page and completions.
 pub const PROGRAMS: [&str; 2] = ["ksmctl", "ksmtuned"];
@@ -32,7 +33,7 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 /// The clap command of a program.
 pub fn command(program: &str) -> Command {
     match program {
-        "ksmctl" => ksmtuned::ctl::Cli::command(),
+        "ksmctl" => ksmtuned::cli::Cli::command(),
         "ksmtuned" => ksmtuned::daemon::Cli::command(),
         other => panic!("no such program {other:?} (known: {PROGRAMS:?})"),
     }

@@ -8,7 +8,7 @@
 //! steady-state window has passed, or a time limit. The figures and the
 //! table come from the samples ([`report`]), the SVG from [`plot`].
 //!
-//! The whole run holds [`Experiment`](crate::ksm::Experiment): every knob is
+//! The whole run holds [`Experiment`](crate::kernel::ksm::Experiment): every knob is
 //! restored and every worker and tuner process ended on every exit path
 //! (normal end, error, SIGINT, SIGTERM, SIGHUP; the workers also die with
 //! the bench through `PR_SET_PDEATHSIG`).
@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::ksm::{Experiment, Knob, Ksm, KsmState, Run};
-use crate::meminfo::MemInfo;
+use crate::cli::service;
+use crate::kernel::ksm::{Experiment, Knob, Ksm, KsmState, Run};
+use crate::kernel::meminfo::MemInfo;
+use crate::kernel::sys;
 use crate::root::Root;
-use crate::service;
-use crate::sys;
 
 use report::{Figures, Host, Limits, Machine, Report, RunStatus, TunerRun, WorkloadReport};
 use sampler::{Sample, Sampler};
@@ -576,7 +576,7 @@ pub fn run(
 
     eprintln!(
         "ksm-bench: taking the ksmd lock {} (waits while another experiment runs)",
-        crate::ksm::KsmdLock::PATH
+        crate::kernel::ksm::KsmdLock::PATH
     );
     let experiment = Experiment::begin(&ksm)?;
     let began = Instant::now();

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::sampler::Sample;
 use super::tuner::TunerSpec;
 use super::workload::{Attainable, ClassCounts, WorkloadSpec};
-use crate::ksm::KsmState;
+use crate::kernel::ksm::KsmState;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;

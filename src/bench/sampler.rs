@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::ksm::{Ksm, KsmState};
-use crate::process;
+use crate::kernel::ksm::{Ksm, KsmState};
+use crate::kernel::proc;
+use crate::kernel::sys;
 use crate::root::Root;
-use crate::sys;
 
 /// One sample. Counters are as the kernel reports them, except the ones
 /// marked "since the start", which count from the tuner's start.
@@ -87,7 +87,7 @@ impl GroupCpu {
     /// CPU ticks of the whole group now.
     pub fn ticks(&mut self) -> u64 {
         if self.samples.is_multiple_of(Self::RESCAN) {
-            self.members = process::pids(&self.root)
+            self.members = proc::pids(&self.root)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|&p| p != self.leader)
@@ -130,9 +130,9 @@ impl Sampler {
     /// Start sampling now; `tuner` is the leader of the tuner's process
     /// group, if the tuner is a process.
     pub fn start(ksm: &Ksm, root: &Root, tuner: Option<u32>) -> crate::Result<Sampler> {
-        let ksmd = process::ksmd_pid(root);
+        let ksmd = crate::kernel::ksmd::find_pid(root);
         let base = ksm.read()?;
-        let base_ksmd_ticks = ksmd.and_then(|p| process::cpu_ticks(root, p)).unwrap_or(0);
+        let base_ksmd_ticks = ksmd.and_then(|p| proc::cpu_ticks(root, p)).unwrap_or(0);
         let mut tuner = tuner.map(|p| GroupCpu::new(root, p));
         let base_tuner_ticks = tuner.as_mut().map_or(0, |t| t.ticks());
         Ok(Sampler {
@@ -164,7 +164,7 @@ impl Sampler {
         let s = self.ksm.read()?;
         let ksmd_ticks = self
             .ksmd
-            .and_then(|p| process::cpu_ticks(&self.root, p))
+            .and_then(|p| proc::cpu_ticks(&self.root, p))
             .unwrap_or(self.base_ksmd_ticks);
         let tuner_ticks = self.tuner.as_mut().map_or(0, |t| t.ticks());
         let since = |now: Option<u64>, base: Option<u64>| -> Option<u64> {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::ksm::{AdvisorMode, Knob, Ksm, KsmState, Run, Setting, SettingValue};
-use crate::sys;
+use crate::kernel::ksm::{AdvisorMode, Knob, Ksm, KsmState, Run, Setting, SettingValue};
+use crate::kernel::sys;
 
 /// The kernel's defaults the clean state starts from.
 pub const DEFAULT_PAGES_TO_SCAN: u64 = 100;
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn config_puts_the_host_under_pressure() {
-        let parsed = crate::shellvars::parse(Path::new("ksmtuned.conf"), DAEMON_CONFIG);
+        let parsed = crate::config::shellvars::parse(Path::new("ksmtuned.conf"), DAEMON_CONFIG);
         assert!(parsed.errors.is_empty());
         let vars: Vec<(&str, &str)> = parsed
             .assignments
@@ -506,7 +506,7 @@ mod tests {
         // init, which may leave them as zombies for a while: those are gone).
         std::thread::sleep(Duration::from_millis(100));
         let root = crate::Root::default();
-        let live: Vec<u32> = crate::process::pids(&root)
+        let live: Vec<u32> = crate::kernel::proc::pids(&root)
             .unwrap()
             .into_iter()
             .filter(|&p| {

@@ -25,8 +25,8 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::human;
-use crate::mem::Mapping;
-use crate::sys;
+use crate::kernel::mapping::Mapping;
+use crate::kernel::sys;
 
 /// What every worker holds, and how it is generated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

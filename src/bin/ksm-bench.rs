@@ -3,7 +3,7 @@
 use clap::Parser;
 
 fn main() {
-    ksmtuned::sys::default_sigpipe();
+    ksmtuned::kernel::sys::default_sigpipe();
     let cli = ksmtuned::bench::Cli::parse();
     std::process::exit(ksmtuned::bench::main(cli));
 }

@@ -1,9 +1,9 @@
-//! `ksmctl`: see [`ksmtuned::ctl`].
+//! `ksmctl`: see [`ksmtuned::cli`].
 
 use clap::Parser;
 
 fn main() {
-    ksmtuned::sys::default_sigpipe();
-    let cli = ksmtuned::ctl::Cli::parse();
-    std::process::exit(ksmtuned::ctl::run(cli));
+    ksmtuned::kernel::sys::default_sigpipe();
+    let cli = ksmtuned::cli::Cli::parse();
+    std::process::exit(ksmtuned::cli::run(cli));
 }

@@ -32,7 +32,7 @@
 use std::fmt::Write as _;
 
 use crate::human;
-use crate::ksm::Run;
+use crate::kernel::ksm::Run;
 
 use super::Decision;
 

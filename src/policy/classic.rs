@@ -5,7 +5,7 @@
 //! with many TiB decide correctly (the original's awk failed above 2 TiB).
 
 use crate::config::Config;
-use crate::ksm::Run;
+use crate::kernel::ksm::Run;
 
 use super::Decision;
 

@@ -5,7 +5,7 @@
 pub mod adaptive;
 pub mod classic;
 
-use crate::ksm::Run;
+use crate::kernel::ksm::Run;
 
 /// What a policy wants written, in order: `pages_to_scan`,
 /// `sleep_millisecs`, then `run`.

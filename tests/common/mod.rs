@@ -127,7 +127,7 @@ pub fn settled_rss_kib(pids: &[u32]) -> u64 {
 /// VmRSS of a process, KiB.
 pub fn vm_rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    ksmtuned::process::parse_status_rss_kib(&s)
+    ksmtuned::kernel::proc::parse_status_rss_kib(&s)
 }
 
 /// A `kB` field of `/proc/PID/status` (RssAnon, RssFile, VmRSS...), KiB.

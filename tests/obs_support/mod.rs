@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ksmtuned::ksm::Ksm;
+use ksmtuned::kernel::ksm::Ksm;
 use ksmtuned::Root;
 
 /// The `ksmctl` binary built for the tests.

@@ -8,7 +8,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::kernel::sys;
 
 /// Errors of the pid file.
 #[derive(Debug, thiserror::Error)]

@@ -17,10 +17,10 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, T
 use ratatui::Frame;
 
 use crate::human;
-use crate::ksm::{Ksm, Run};
+use crate::kernel::ksm::{Ksm, Run};
 use crate::metrics::Sample;
-use crate::ps::{self, ProcessKsm, SortKey};
 use crate::root::Root;
+use crate::sample::processes::{self, ProcessKsm, SortKey};
 
 /// Refresh intervals `+` and `-` step through.
 pub const INTERVALS: [Duration; 6] = [
@@ -116,7 +116,7 @@ impl View {
             .as_ref()
             .map(|(_, s)| s.processes.clone())
             .unwrap_or_default();
-        ps::sort(&mut p, self.sort);
+        processes::sort(&mut p, self.sort);
         p
     }
 }

@@ -4,7 +4,7 @@
 //! memory opted in to KSM (adaptive). Reading every process's files every
 //! cycle costs a few microseconds of kernel time per process: 36 ms a
 //! cycle on a host with 10,000 processes. Instead, a [`Census`] subscribes
-//! to the kernel's process events ([`crate::procevents`]) and a background
+//! to the kernel's process events ([`crate::kernel::procevents`]) and a background
 //! thread collects the pids that were created, ran `execve`, renamed
 //! themselves or exited; a tuner then reads the files of those processes
 //! only. Idle processes cost nothing per cycle.
@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::process;
-use crate::procevents::{Connector, ProcEvent, Wait};
+use crate::kernel::proc;
+use crate::kernel::procevents::{Connector, ProcEvent, Wait};
 use crate::root::Root;
 
 /// Process events kept between two looks; more, and a listing of `/proc`
@@ -210,7 +210,7 @@ impl Census {
     /// else (or if that fails) list `/proc` on every look; see
     /// [`Census::source`].
     pub fn new(root: &Root) -> Census {
-        Census::with_buffer(root, crate::procevents::RCVBUF)
+        Census::with_buffer(root, crate::kernel::procevents::RCVBUF)
     }
 
     /// [`Census::new`] with a socket receive buffer of `rcvbuf` bytes (a
@@ -295,7 +295,7 @@ impl Census {
                 p.restart();
             }
         }
-        process::pids_into(&self.root, &mut self.pids)?;
+        proc::pids_into(&self.root, &mut self.pids)?;
         Ok(Changes::All(&self.pids))
     }
 

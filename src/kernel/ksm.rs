@@ -742,7 +742,7 @@ impl KsmdLock {
                 path: path.to_path_buf(),
                 source,
             })?;
-        crate::sys::flock_exclusive(&file, true).map_err(|source| Error::Read {
+        crate::kernel::sys::flock_exclusive(&file, true).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;

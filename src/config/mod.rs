@@ -5,6 +5,8 @@
 //! a bad one is an error naming `file:line`, and unknown names are warned
 //! about (a typo would otherwise silently keep a default).
 
+pub mod shellvars;
+
 use std::fmt;
 use std::fs;
 use std::io;
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::root::Root;
-use crate::shellvars::{self, Assignment, Parsed};
+use shellvars::{Assignment, Parsed};
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/ksmtuned.conf";
@@ -210,7 +212,7 @@ impl Trust {
             Trust::Insecure
         } else {
             Trust::Owner {
-                euid: crate::sys::euid(),
+                euid: crate::kernel::sys::euid(),
             }
         }
     }
@@ -535,7 +537,7 @@ mod tests {
         // New installs get the adaptive policy; every other value is the
         // default, and a file without KSM_POLICY (an original one) stays
         // classic.
-        let text = include_str!("../etc/ksmtuned.conf");
+        let text = include_str!("../../etc/ksmtuned.conf");
         let l = conf(text);
         assert!(l.is_ok(), "{:?}", l.errors);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -561,7 +563,7 @@ mod tests {
         use std::os::unix::fs::{chown, symlink, PermissionsExt};
 
         fn is_root() -> bool {
-            let root = crate::sys::euid() == 0;
+            let root = crate::kernel::sys::euid() == 0;
             if !root {
                 eprintln!("SKIPPED: changing file owners needs root");
             }

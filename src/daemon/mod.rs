@@ -20,6 +20,8 @@
 //! Transient errors (a refused write, an unreadable file) are logged and
 //! the loop goes on; configuration errors stop the start-up.
 
+pub mod pidfile;
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -31,19 +33,20 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use log::{debug, error, info, warn};
 
-use crate::census::{Census, Source};
+use crate::cli::service;
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
-use crate::ksm::{Knob, Ksm, KsmState, Run, Setting};
-use crate::meminfo::MemInfo;
+use crate::kernel::ksm::{Knob, Ksm, KsmState, Run, Setting};
+use crate::kernel::meminfo::MemInfo;
+use crate::kernel::proc;
+use crate::kernel::sys;
 use crate::metrics::{Server, TunerMetrics};
-use crate::pidfile::{self, PidFile};
 use crate::policy::adaptive::{self, Trigger};
 use crate::policy::{classic, Decision};
-use crate::process::{self, ProcTable, ProcWatch};
 use crate::root::Root;
-use crate::service;
-use crate::sys;
+use crate::sample::census::{Census, Source};
+use crate::sample::trackers::{ProcTable, ProcWatch};
+use pidfile::PidFile;
 
 /// Tune Kernel Samepage Merging to the host's memory pressure.
 #[derive(Debug, Parser)]
@@ -374,16 +377,16 @@ fn adaptive_step(
         .ksmd
         .is_none_or(|pid| !root.join(format!("/proc/{pid}")).is_dir())
     {
-        run.ksmd = process::ksmd_pid(root);
+        run.ksmd = crate::kernel::ksmd::find_pid(root);
     }
     let ticks = sys::clock_ticks() as f64;
     let input = adaptive::Input {
         now,
         available_kib: mem.mem_available.unwrap_or_else(|| mem.classic_free()),
-        psi_some_avg10: crate::meminfo::psi_some_avg10(root),
+        psi_some_avg10: crate::kernel::meminfo::psi_some_avg10(root),
         ksmd_cpu: run
             .ksmd
-            .and_then(|pid| process::cpu_ticks(root, pid))
+            .and_then(|pid| proc::cpu_ticks(root, pid))
             .map(|t| t as f64 / ticks),
         pages_scanned: state.pages_scanned,
         full_scans: state.full_scans.unwrap_or(0),
@@ -417,7 +420,7 @@ fn adaptive_step(
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub mem: MemInfo,
-    pub procs: process::ProcScan,
+    pub procs: crate::sample::trackers::ProcScan,
     pub ksm: KsmState,
 }
 

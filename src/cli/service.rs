@@ -4,12 +4,12 @@
 use std::fs;
 use std::path::PathBuf;
 
+use crate::config::shellvars;
 use crate::error::{Error, Result};
-use crate::ksm::{Knob, Ksm, Run};
-use crate::process;
+use crate::kernel::ksm::{Knob, Ksm, Run};
+use crate::kernel::proc;
+use crate::kernel::sys;
 use crate::root::Root;
-use crate::shellvars;
-use crate::sys;
 
 /// The variable that sets the 2.6.32-era limit on KSM pages.
 pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";
@@ -175,14 +175,12 @@ pub fn running_tuners(root: &Root) -> Vec<Tuner> {
     let mut out: Vec<Tuner> = Vec::new();
     if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
-            let comm = process::comm(root, pid).unwrap_or_default();
+            let comm = proc::comm(root, pid).unwrap_or_default();
             out.push(Tuner { pid, comm });
         }
     }
-    for pid in process::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me
-            && !out.iter().any(|t| t.pid == pid)
-            && process::is_tuning_daemon(root, pid)
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
         {
             out.push(Tuner {
                 pid,

@@ -5,7 +5,7 @@
 //! This is what lets `ksmtuned` know which processes are QEMU guests
 //! without opening `/proc/PID/comm` for every process on every cycle (the
 //! cost that grows with the host: about 3.6 µs of kernel time per process,
-//! 36 ms a cycle at 10,000 processes). See [`crate::census`].
+//! 36 ms a cycle at 10,000 processes). See [`crate::sample::census`].
 //!
 //! The protocol is small and fixed (`linux/connector.h`, `linux/cn_proc.h`)
 //! and is written here over `libc`: the crates that wrap it are either

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::cli::service::Tuner;
 use crate::human;
-use crate::ksm::{KsmState, Run};
-use crate::service::Tuner;
+use crate::kernel::ksm::{KsmState, Run};
 
 /// Everything `ksmctl status` reports. JSON keys carry their units; a
 /// `null` means this kernel does not have that file.

@@ -3,18 +3,22 @@
 //! The argument definitions live here (not in the binary) so that tests,
 //! man pages and completions reach the same [`Cli`].
 
+pub mod ps;
+pub mod service;
+pub mod status;
+pub mod top;
+
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use crate::cli::status::Status;
 use crate::human;
-use crate::ksm::{AdvisorMode, FileKind, Knob, Ksm, Run, Setting, SettingValue, FILES};
+use crate::kernel::ksm::{AdvisorMode, FileKind, Knob, Ksm, Run, Setting, SettingValue, FILES};
+use crate::kernel::sys;
 use crate::root::Root;
-use crate::service;
-use crate::status::Status;
-use crate::sys;
 
 /// Start, stop and inspect the kernel's samepage merging (KSM).
 #[derive(Debug, Parser)]
@@ -270,8 +274,8 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
         )),
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
-        Command::Ps { json, all } => crate::ps::command(root, json, all, &mut out),
-        Command::Top { interval } => crate::top::command(root, interval),
+        Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
+        Command::Top { interval } => crate::cli::top::command(root, interval),
         Command::Probe {
             pages,
             merge,
@@ -320,7 +324,7 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
                 let val = match v.parse::<i64>() {
                     Ok(n) => n.into(),
                     Err(_) => match k {
-                        "advisor_mode" => crate::ksm::AdvisorMode::parse_selection(&v)
+                        "advisor_mode" => crate::kernel::ksm::AdvisorMode::parse_selection(&v)
                             .map(|m| m.to_string())
                             .unwrap_or(v)
                             .into(),
@@ -435,7 +439,7 @@ fn probe(
     seed: u64,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    use crate::mem::{fill_identical, Mapping};
+    use crate::kernel::mapping::{fill_identical, Mapping};
     if let Some(name) = comm {
         sys::set_comm(name).context("setting the process name")?;
     }

@@ -1,0 +1,21 @@
+//! The kernel's interfaces: every read and write of `/sys/kernel/mm/ksm`
+//! and `/proc`, and the few system calls the project makes. Nothing above
+//! this layer opens a kernel file itself.
+//!
+//! - [`ksm`]: the files of `/sys/kernel/mm/ksm` (read into a `KsmState`,
+//!   written as validated `Setting`s), and the ksmd lock for experiments;
+//! - [`meminfo`]: `/proc/meminfo` and memory pressure (PSI);
+//! - [`proc`]: per-process files (`comm`, `cmdline`, `status`, `stat`,
+//!   `ksm_stat`);
+//! - [`ksmd`]: the ksmd kernel thread and its CPU time;
+//! - [`procevents`]: the kernel's process events (netlink connector);
+//! - [`sys`]: small, documented wrappers of `libc` calls;
+//! - [`mapping`]: anonymous memory for probes and benchmark workers.
+
+pub mod ksm;
+pub mod ksmd;
+pub mod mapping;
+pub mod meminfo;
+pub mod proc;
+pub mod procevents;
+pub mod sys;

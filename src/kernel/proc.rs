@@ -1,0 +1,334 @@
+//! Processes in `/proc`: names, resident memory, CPU time and `ksm_stat`.
+//!
+//! A process can exit between listing `/proc` and reading its files; every
+//! per-process reader returns `None` then, and callers skip it.
+
+use std::fs;
+use std::io;
+
+use serde::Serialize;
+
+use crate::root::Root;
+
+/// The pids in `/proc` under the root, in ascending order.
+pub fn pids(root: &Root) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    pids_into(root, &mut out)?;
+    Ok(out)
+}
+
+/// The pids in `/proc` under the root, in ascending order, into `out`
+/// (its allocation reused).
+pub fn pids_into(root: &Root, out: &mut Vec<u32>) -> io::Result<()> {
+    out.clear();
+    let proc_dir = fs::File::open(root.join("/proc"))?;
+    crate::kernel::sys::for_each_dir_entry(&proc_dir, |name| {
+        if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+            out.push(pid);
+        }
+    })?;
+    out.sort_unstable();
+    Ok(())
+}
+
+fn read_proc(root: &Root, pid: u32, file: &str) -> Option<String> {
+    fs::read_to_string(root.join(format!("/proc/{pid}/{file}"))).ok()
+}
+
+/// The kernel's 15-byte name of the process (`/proc/PID/comm`).
+pub fn comm(root: &Root, pid: u32) -> Option<String> {
+    read_proc(root, pid, "comm").map(|s| s.trim_end_matches('\n').to_string())
+}
+
+/// The command line's arguments (`/proc/PID/cmdline`).
+pub fn cmdline(root: &Root, pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(root.join(format!("/proc/{pid}/cmdline"))).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// VmRSS from the text of `/proc/PID/status`, in KiB (kernel threads have
+/// none: 0).
+pub fn parse_status_rss_kib(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The resident set size of a process in KiB (`VmRSS`).
+pub fn rss_kib(root: &Root, pid: u32) -> Option<u64> {
+    read_proc(root, pid, "status").map(|s| parse_status_rss_kib(&s))
+}
+
+/// `utime + stime` in clock ticks, from the text of `/proc/PID/stat`.
+///
+/// The name field can hold spaces and parentheses, so fields are counted
+/// from the last `)`.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut f = after.split_whitespace();
+    // After ")": state(3) ppid(4) ... utime is field 14, stime field 15.
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // Fuzzing found the overflow: no kernel writes such values, but a
+    // reader must not panic on them.
+    utime.checked_add(stime)
+}
+
+/// CPU time (user + system) of a process in clock ticks.
+pub fn cpu_ticks(root: &Root, pid: u32) -> Option<u64> {
+    read_proc(root, pid, "stat").and_then(|s| parse_stat_cpu_ticks(&s))
+}
+
+/// Whether a kernel process name is QEMU's, as classic ksmtuned counts it:
+/// `^qemu(-(kvm|system-.+)|:.{1,11})$` (`qemu-kvm`, `qemu-system-x86`,
+/// `qemu:guestname`).
+pub fn is_qemu_comm(comm: &str) -> bool {
+    let Some(rest) = comm.strip_prefix("qemu") else {
+        return false;
+    };
+    if let Some(r) = rest.strip_prefix('-') {
+        return r == "kvm" || r.strip_prefix("system-").is_some_and(|s| !s.is_empty());
+    }
+    if let Some(r) = rest.strip_prefix(':') {
+        let n = r.chars().count();
+        return (1..=11).contains(&n);
+    }
+    false
+}
+
+/// The pids whose `comm` equals `name`.
+pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
+    pids(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&p| comm(root, p).as_deref() == Some(name))
+        .collect()
+}
+
+/// Whether a process named `ksmtuned` is a daemon that writes KSM's
+/// settings: the original bash script, or ours, but not ours running a
+/// one-shot command (`retune`, `--check-config`), a `--dry-run`, or on
+/// another root (`--root DIR`: a test tree, not this host's KSM).
+pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
+    let Some(args) = cmdline(root, pid) else {
+        return false;
+    };
+    let mut words = args.iter().skip(1);
+    while let Some(a) = words.next() {
+        let other_root = match a.strip_prefix("--root=") {
+            Some(r) => Some(r),
+            None if a == "--root" => words.next().map(String::as_str),
+            None => None,
+        };
+        if other_root.is_some_and(|r| std::path::Path::new(r) != std::path::Path::new("/")) {
+            return false;
+        }
+    }
+    !args.iter().skip(1).any(|a| {
+        a == "retune"
+            || a == "--dry-run"
+            || a == "--check-config"
+            || a.starts_with("--check-config=")
+            || a == "--help"
+            || a == "-h"
+            || a == "--version"
+            || a == "-V"
+    })
+}
+
+/// Whether a process has memory opted in to KSM: `ksm_mergeable: yes` or
+/// `ksm_merge_any: yes` (6.14+), pages ksmd already tracks, or (older
+/// kernels) a QEMU process.
+pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
+    match ksm_stat(root, pid) {
+        Some(s) if s.mergeable == Some(true) || s.merge_any == Some(true) || s.rmap_items > 0 => {
+            true
+        }
+        Some(s) if s.mergeable.is_some() => false,
+        _ => is_qemu_comm(comm),
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KsmStat {
+    pub rmap_items: u64,
+    pub zero_pages: Option<i64>,
+    pub merging_pages: Option<u64>,
+    pub process_profit: Option<i64>,
+    pub merge_any: Option<bool>,
+    pub mergeable: Option<bool>,
+}
+
+impl KsmStat {
+    /// Parse the file's text. Unknown lines are ignored (future kernels).
+    pub fn parse(text: &str) -> std::result::Result<KsmStat, String> {
+        let mut s = KsmStat::default();
+        let mut have_rmap = false;
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(key), Some(val)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let key = key.trim_end_matches(':');
+            let bad = || format!("{key}: {val:?} is not a valid value");
+            let yes_no = || match val {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(bad()),
+            };
+            match key {
+                "ksm_rmap_items" => {
+                    s.rmap_items = val.parse().map_err(|_| bad())?;
+                    have_rmap = true;
+                }
+                "ksm_zero_pages" => s.zero_pages = Some(val.parse().map_err(|_| bad())?),
+                "ksm_merging_pages" => s.merging_pages = Some(val.parse().map_err(|_| bad())?),
+                "ksm_process_profit" => s.process_profit = Some(val.parse().map_err(|_| bad())?),
+                "ksm_merge_any" => s.merge_any = Some(yes_no()?),
+                "ksm_mergeable" => s.mergeable = Some(yes_no()?),
+                _ => {}
+            }
+        }
+        if !have_rmap {
+            return Err("no ksm_rmap_items line".to_string());
+        }
+        Ok(s)
+    }
+}
+
+/// Read `/proc/PID/ksm_stat`: `None` when the process is gone, the kernel
+/// has no such file, or it cannot be read (it is 0400: root only).
+pub fn ksm_stat(root: &Root, pid: u32) -> Option<KsmStat> {
+    read_proc(root, pid, "ksm_stat").and_then(|s| KsmStat::parse(&s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_names() {
+        for yes in [
+            "qemu-kvm",
+            "qemu-system-x86",
+            "qemu-system-aarch64"[..15].as_ref(),
+            "qemu:guest",
+            "qemu:a",
+            "qemu:12345678901",
+        ] {
+            assert!(is_qemu_comm(yes), "{yes}");
+        }
+        for no in [
+            "qemu",
+            "qemu-",
+            "qemu-kvm2",
+            "qemu-system-",
+            "qemu:",
+            "qemu:123456789012",
+            "qemu-img",
+            "qemu-nbd",
+            "xqemu-kvm",
+            "kvm",
+        ] {
+            assert!(!is_qemu_comm(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn stat_cpu() {
+        let stat = "42 (a (weird) name) S 2 0 0 0 -1 69238880 0 0 0 0 17 25 0 0 39 19 1 0 4 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(42));
+        assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        // Found by AFL++: utime + stime overflowed (a panic in debug builds).
+        let max = u64::MAX;
+        let huge = format!("2 (x) S 0 0 0 0 -1 0 0 0 0 0 {max} {max} 0");
+        assert_eq!(parse_stat_cpu_ticks(&huge), None);
+    }
+
+    #[test]
+    fn status_rss() {
+        assert_eq!(
+            parse_status_rss_kib("Name:\tqemu\nVmRSS:\t  123456 kB\nThreads: 1\n"),
+            123456
+        );
+        assert_eq!(parse_status_rss_kib("Name:\tkthreadd\n"), 0);
+    }
+
+    /// The getdents64 listing sees what `read_dir` sees, over several
+    /// buffers' worth of entries.
+    #[test]
+    fn pids_list_every_numeric_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let proc_ = t.path().join("proc");
+        fs::create_dir_all(&proc_).unwrap();
+        for pid in (1..3000u32).step_by(3) {
+            fs::create_dir(proc_.join(pid.to_string())).unwrap();
+        }
+        for other in ["self", "meminfo", "12a", "-5", "4294967296", "0042"] {
+            fs::write(proc_.join(other), "").unwrap();
+        }
+        let mut want: Vec<u32> = fs::read_dir(&proc_)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        want.sort_unstable();
+        assert_eq!(pids(&Root::new(t.path())).unwrap(), want);
+        assert_eq!(want.len(), 1000 + 1, "1000 pids and 0042");
+        // The real /proc: this process is in it.
+        assert!(pids(&Root::default())
+            .unwrap()
+            .contains(&std::process::id()));
+    }
+
+    #[test]
+    fn tuners_on_another_root_do_not_count() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let cases: &[(&str, bool)] = &[
+            ("/bin/bash\0/usr/sbin/ksmtuned\0", true),
+            ("ksmtuned\0", true),
+            ("ksmtuned\0-v\0--root\0/\0", true),
+            ("ksmtuned\0--root=/\0", true),
+            ("ksmtuned\0--dry-run\0", false),
+            ("ksmtuned\0retune\0", false),
+            ("ksmtuned\0--root\0/tmp/fixture\0", false),
+            ("ksmtuned\0--root=/tmp/fixture\0-v\0", false),
+        ];
+        for (i, (cmdline, tuner)) in cases.iter().enumerate() {
+            let pid = 100 + i as u32;
+            let d = t.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+            assert_eq!(is_tuning_daemon(&root, pid), *tuner, "{cmdline:?}");
+        }
+        assert!(!is_tuning_daemon(&root, 99), "a vanished process");
+    }
+
+    #[test]
+    fn ksm_stat_forms() {
+        let new = "ksm_rmap_items 1026\nksm_zero_pages 0\nksm_merging_pages 1024\n\
+ksm_process_profit 4128768\nksm_merge_any: no\nksm_mergeable: yes\n";
+        let s = KsmStat::parse(new).unwrap();
+        assert_eq!(s.rmap_items, 1026);
+        assert_eq!(s.merging_pages, Some(1024));
+        assert_eq!(s.process_profit, Some(4128768));
+        assert_eq!(s.merge_any, Some(false));
+        assert_eq!(s.mergeable, Some(true));
+        let old = KsmStat::parse("ksm_rmap_items 5\n").unwrap();
+        assert_eq!(old.merging_pages, None);
+        let neg = KsmStat::parse("ksm_rmap_items 5\nksm_process_profit -320\n").unwrap();
+        assert_eq!(neg.process_profit, Some(-320));
+        assert!(KsmStat::parse("ksm_rmap_items x").is_err());
+        assert!(KsmStat::parse("").is_err());
+        assert!(KsmStat::parse("ksm_rmap_items 1\nksm_mergeable: maybe").is_err());
+    }
+}
