@@ -138,7 +138,8 @@ fn ours(
         let t0 = Instant::now();
         let c0 = thread_cpu_ms();
         let s = daemon::sample(root, ksm, table, census).expect("sampling");
-        let params = classic::Params::new(&config, s.mem.mem_total);
+        let params =
+            classic::Params::new(&config, ksmtuned::config::Flavour::Rhel, s.mem.mem_total);
         let d = classic::adjust(
             &params,
             &mut state,

@@ -60,7 +60,7 @@ pub fn config_file(data: &[u8]) {
     assert!(0 <= c.npages_min && c.npages_min <= c.npages_max, "{c:?}");
     assert!(c.npages_max <= i64::from(u32::MAX), "{c:?}");
     for total in [1, 4096, 16 << 20, u64::MAX] {
-        let p = classic::Params::new(c, total);
+        let p = classic::Params::new(c, c.flavour.unwrap_or_default(), total);
         assert!((10..=u64::from(u32::MAX)).contains(&p.sleep), "{p:?}");
         let mut st = classic::State::default();
         for (committed, free) in [(0, 0), (0, u64::MAX), (u64::MAX, 0), (total, total / 2)] {

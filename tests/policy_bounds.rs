@@ -73,7 +73,22 @@ fn samples(total: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
 }
 
 fn check(c: &Config, total: u64, npages0: i64, samples: &[(u64, u64)]) {
-    let p = classic::Params::new(c, total);
+    for flavour in [
+        ksmtuned::config::Flavour::Rhel,
+        ksmtuned::config::Flavour::Proxmox,
+    ] {
+        check_flavour(c, flavour, total, npages0, samples);
+    }
+}
+
+fn check_flavour(
+    c: &Config,
+    flavour: ksmtuned::config::Flavour,
+    total: u64,
+    npages0: i64,
+    samples: &[(u64, u64)],
+) {
+    let p = classic::Params::new(c, flavour, total);
     assert!(
         (10..=u64::from(u32::MAX)).contains(&p.sleep),
         "sleep {} for {c:?}, total {total}",

@@ -5,6 +5,7 @@
 //! a bad one is an error naming `file:line`, and unknown names are warned
 //! about (a typo would otherwise silently keep a default).
 
+pub mod flavour;
 pub mod shellvars;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::root::Root;
+pub use flavour::Flavour;
 use shellvars::{Assignment, Parsed};
 
 /// The default configuration file.
@@ -63,8 +65,9 @@ impl fmt::Display for PolicyKind {
 pub struct Config {
     /// KSM_MONITOR_INTERVAL: seconds between adjustments (> 0).
     pub monitor_interval: u64,
-    /// KSM_SLEEP_MSEC: sleep_millisecs for a 16 GiB host, scaled.
-    pub sleep_msec: u64,
+    /// KSM_SLEEP_MSEC: sleep_millisecs for a 16 GiB host, scaled; `None`
+    /// when unset: the flavour's default (see [`Config::sleep_msec`]).
+    pub sleep_msec: Option<u64>,
     /// KSM_NPAGES_BOOST: added to pages_to_scan when free memory is low.
     pub npages_boost: i64,
     /// KSM_NPAGES_DECAY: added otherwise (normally negative).
@@ -89,16 +92,29 @@ pub struct Config {
     /// KSM_METRICS_LISTEN: ADDRESS:PORT of the Prometheus endpoint (off
     /// when unset).
     pub metrics_listen: Option<String>,
+    /// KSM_FLAVOUR: whose ksmtuned classic reproduces; `None` = auto
+    /// (see [`flavour::resolve`]).
+    pub flavour: Option<Flavour>,
 }
 
 impl Config {
+    /// KSM_SLEEP_MSEC, or the flavour's default when it is unset.
+    pub fn sleep_msec(&self, flavour: Flavour) -> u64 {
+        self.sleep_msec
+            .unwrap_or_else(|| flavour.default_sleep_msec())
+    }
+
     /// Every variable with its value as a person reads it (`unset` for an
     /// absent path or address), in the order of [`VARIABLES`].
     pub fn values(&self) -> Vec<(&'static str, String)> {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "unset".to_string());
         vec![
             ("KSM_MONITOR_INTERVAL", self.monitor_interval.to_string()),
-            ("KSM_SLEEP_MSEC", self.sleep_msec.to_string()),
+            (
+                "KSM_SLEEP_MSEC",
+                self.sleep_msec
+                    .map_or_else(|| "unset".to_string(), |v| v.to_string()),
+            ),
             ("KSM_NPAGES_BOOST", self.npages_boost.to_string()),
             ("KSM_NPAGES_DECAY", self.npages_decay.to_string()),
             ("KSM_NPAGES_MIN", self.npages_min.to_string()),
@@ -113,6 +129,10 @@ impl Config {
             ("KSM_POLICY", self.policy.to_string()),
             ("KSM_MAX_CPU", self.max_cpu.to_string()),
             ("KSM_METRICS_LISTEN", opt(self.metrics_listen.clone())),
+            (
+                "KSM_FLAVOUR",
+                flavour::setting_name(self.flavour).to_string(),
+            ),
         ]
     }
 }
@@ -124,7 +144,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             monitor_interval: 60,
-            sleep_msec: 10,
+            sleep_msec: None,
             npages_boost: 300,
             npages_decay: -50,
             npages_min: 64,
@@ -136,6 +156,7 @@ impl Default for Config {
             policy: PolicyKind::Classic,
             max_cpu: DEFAULT_MAX_CPU,
             metrics_listen: None,
+            flavour: None,
         }
     }
 }
@@ -145,7 +166,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("KSM_MONITOR_INTERVAL", "seconds between adjustments (60)"),
     (
         "KSM_SLEEP_MSEC",
-        "sleep_millisecs for a 16 GiB host, scaled by MemTotal (10)",
+        "sleep_millisecs for a 16 GiB host, scaled by MemTotal (10; 100 on Proxmox VE)",
     ),
     (
         "KSM_NPAGES_BOOST",
@@ -172,6 +193,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "KSM_METRICS_LISTEN",
         "ADDRESS:PORT to serve Prometheus metrics on (off)",
+    ),
+    (
+        "KSM_FLAVOUR",
+        "classic: whose ksmtuned to reproduce: auto, rhel or proxmox (auto)",
     ),
 ];
 
@@ -384,7 +409,7 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     take("KSM_MONITOR_INTERVAL", 1, &mut |v| {
         c.monitor_interval = v as u64
     });
-    take("KSM_SLEEP_MSEC", 0, &mut |v| c.sleep_msec = v as u64);
+    take("KSM_SLEEP_MSEC", 0, &mut |v| c.sleep_msec = Some(v as u64));
     take("KSM_NPAGES_BOOST", 0, &mut |v| c.npages_boost = v);
     take("KSM_NPAGES_DECAY", -i64::from(u32::MAX), &mut |v| {
         c.npages_decay = v
@@ -424,6 +449,12 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
                 a,
                 "expected ADDRESS:PORT, e.g. 127.0.0.1:9926 or [::1]:9926".to_string(),
             )),
+        }
+    }
+    if let Some(a) = last("KSM_FLAVOUR") {
+        match flavour::parse_setting(a.value.trim()) {
+            Ok(f) => c.flavour = f,
+            Err(m) => errors.push(err(a, m)),
         }
     }
     if let Some(a) = last("KSM_POLICY") {
@@ -473,7 +504,22 @@ mod tests {
         assert!(l.is_ok(), "{:?}", l.errors);
         let c = l.config;
         assert_eq!(c.monitor_interval, 5);
-        assert_eq!(c.sleep_msec, 20);
+        assert_eq!(c.sleep_msec, Some(20));
+        assert_eq!(c.sleep_msec(Flavour::Proxmox), 20);
+        assert_eq!(Config::default().sleep_msec(Flavour::Proxmox), 100);
+        assert_eq!(Config::default().sleep_msec(Flavour::Rhel), 10);
+        assert_eq!(c.flavour, None);
+        assert_eq!(
+            conf("KSM_FLAVOUR=proxmox\n").config.flavour,
+            Some(Flavour::Proxmox)
+        );
+        assert_eq!(conf("KSM_FLAVOUR=auto\n").config.flavour, None);
+        let bad = conf("KSM_FLAVOUR=pve\n");
+        assert!(
+            bad.errors[0].to_string().contains(":1: KSM_FLAVOUR"),
+            "{:?}",
+            bad.errors
+        );
         assert_eq!(c.npages_boost, 1000);
         assert_eq!(c.npages_decay, -10);
         assert_eq!((c.npages_min, c.npages_max), (1, 5000));

@@ -305,11 +305,11 @@ struct AdaptiveRun {
 }
 
 impl Tuner {
-    fn new(kind: PolicyKind) -> Tuner {
+    fn new(kind: PolicyKind, flavour: config::Flavour) -> Tuner {
         match kind {
             PolicyKind::Classic => Tuner::Classic(
                 classic::State::default(),
-                ProcTable::new(Some(std::process::id())),
+                ProcTable::for_flavour(Some(std::process::id()), flavour),
             ),
             PolicyKind::Adaptive => Tuner::Adaptive(Box::new(AdaptiveRun {
                 state: adaptive::State::default(),
@@ -335,6 +335,8 @@ struct Step {
     ksm: KsmState,
     /// Other tuners seen running.
     tuners: Vec<u32>,
+    /// Proxmox flavour: a guest whose PSS could not be read (pid, why).
+    pss_unreadable: Option<(u32, String)>,
     /// Write every value every time (classic), or only what differs from
     /// the kernel's current value (adaptive).
     write_all: bool,
@@ -349,11 +351,12 @@ fn classic_step(
     census: &mut Census,
 ) -> anyhow::Result<Step> {
     let Sample { mem, procs, ksm } = sample(root, ksm, table, census)?;
-    let decision = classic::adjust(params, state, procs.qemu_rss_kib, mem.classic_free());
+    let decision = classic::adjust(params, state, procs.committed_kib, mem.classic_free());
     Ok(Step {
         decision,
         ksm,
         tuners: procs.tuner_pids,
+        pss_unreadable: procs.pss_unreadable,
         write_all: true,
     })
 }
@@ -412,6 +415,7 @@ fn adaptive_step(
         decision,
         ksm: state,
         tuners: change.tuners,
+        pss_unreadable: None,
         write_all: false,
     })
 }
@@ -466,6 +470,8 @@ struct Daemon {
     /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
     interval_override: Option<Duration>,
     params: classic::Params,
+    /// KSM_FLAVOUR resolved on this host, and why.
+    flavour: (config::Flavour, String),
     tuner: Tuner,
     /// Which processes changed between cycles.
     census: Census,
@@ -562,7 +568,8 @@ impl Daemon {
         let pid = PidFile::acquire(&pid_path)?;
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
-        let params = classic::Params::new(&config, mem.mem_total);
+        let flavour = config::flavour::resolve(root, config.flavour);
+        let params = classic::Params::new(&config, flavour.0, mem.mem_total);
         let debug_log = DebugLog::from_config(&config);
 
         let mut usec = 0;
@@ -577,9 +584,11 @@ impl Daemon {
             Source::Listing(why) => info!("listing /proc on every cycle: {why}"),
         }
         info!(
-            "ksmtuned {} started: policy {}, interval {}, sleep_millisecs {}, threshold {} KiB{}",
+            "ksmtuned {} started: policy {}, flavour {} ({}), interval {}, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
             config.policy,
+            flavour.0,
+            flavour.1,
             match interval_override {
                 Some(d) => format!("{} ms", d.as_millis()),
                 None => format!("{} s", config.monitor_interval),
@@ -598,7 +607,8 @@ impl Daemon {
             config_path: cli.config.clone(),
             trust,
             policy_override: cli.policy,
-            tuner: Tuner::new(config.policy),
+            tuner: Tuner::new(config.policy, flavour.0),
+            flavour,
             census,
             config,
             interval_override,
@@ -743,8 +753,15 @@ impl Daemon {
                 self.params.total
             }
         };
-        let params = classic::Params::new(&new, total);
+        let flavour = config::flavour::resolve(&self.root, new.flavour);
+        let params = classic::Params::new(&new, flavour.0, total);
         let mut changes = config_changes(&self.config, &new);
+        if flavour.0 != self.flavour.0 {
+            changes.push(format!(
+                "flavour {} -> {} ({})",
+                self.flavour.0, flavour.0, flavour.1
+            ));
+        }
         for (name, a, b) in [
             ("total", self.params.total, params.total),
             ("sleep", self.params.sleep, params.sleep),
@@ -759,9 +776,10 @@ impl Daemon {
         } else {
             info!("configuration reloaded: {}", changes.join(", "));
         }
-        if new.policy != self.config.policy {
-            self.tuner = Tuner::new(new.policy);
+        if new.policy != self.config.policy || flavour.0 != self.flavour.0 {
+            self.tuner = Tuner::new(new.policy, flavour.0);
         }
+        self.flavour = flavour;
         self.config = new;
         self.params = params;
         self.debug_log = DebugLog::from_config(&self.config);
@@ -888,6 +906,18 @@ impl Daemon {
         } else if !self.yielded_to.is_empty() {
             info!("the other tuner is gone: tuning again");
             self.yielded_to.clear();
+        }
+        match &step.pss_unreadable {
+            Some((pid, why)) => self.faults.fail(
+                "reading the guests' PSS",
+                format!(
+                    "cannot read the PSS of kvm process {pid} ({why}); counting its RSS instead. \
+                     Reading another root process's /proc/PID/smaps_rollup needs CAP_SYS_PTRACE \
+                     (see ksmtuned.conf(5), KSM_FLAVOUR)"
+                ),
+                &self.metrics,
+            ),
+            None => self.faults.ok("reading the guests' PSS"),
         }
         let decision = &step.decision;
         for l in &decision.debug_lines {

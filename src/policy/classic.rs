@@ -3,8 +3,15 @@
 //! All arithmetic is 64-bit integer arithmetic truncating toward zero, as
 //! in bash; sums that bash could overflow are done in 128 bits, so hosts
 //! with many TiB decide correctly (the original's awk failed above 2 TiB).
+//!
+//! The flavour ([`Flavour`]) decides what `committed` is and the default of
+//! KSM_SLEEP_MSEC; the decisions and debug lines are the same for both
+//! (Proxmox VE's script prints the same texts). Proxmox's script reacts to
+//! a retune (SIGUSR1) only at the end of the current interval, because it
+//! sleeps in the foreground; that is a defect we do not reproduce: a
+//! retune adjusts at once in every flavour (see ksmtuned.conf(5)).
 
-use crate::config::Config;
+use crate::config::{Config, Flavour};
 use crate::kernel::ksm::Run;
 
 use super::Decision;
@@ -22,14 +29,18 @@ pub struct Params {
     pub decay: i64,
     pub min: i64,
     pub max: i64,
+    /// Whose ksmtuned these decisions reproduce.
+    pub flavour: Flavour,
 }
 
 impl Params {
     /// `sleep = KSM_SLEEP_MSEC * 16 GiB / total`, at least 10;
     /// `thres = total * KSM_THRES_COEF / 100`, at least KSM_THRES_CONST.
-    pub fn new(config: &Config, total_kib: u64) -> Params {
+    /// KSM_SLEEP_MSEC defaults to the flavour's (10, or 100 on Proxmox).
+    pub fn new(config: &Config, flavour: Flavour, total_kib: u64) -> Params {
         let total = total_kib.max(1);
-        let sleep = u128::from(config.sleep_msec) * 16 * 1024 * 1024 / u128::from(total);
+        let sleep_msec = config.sleep_msec(flavour);
+        let sleep = u128::from(sleep_msec) * 16 * 1024 * 1024 / u128::from(total);
         let sleep = if sleep <= 10 {
             10
         } else {
@@ -49,6 +60,7 @@ impl Params {
             decay: config.npages_decay,
             min: config.npages_min,
             max: config.npages_max,
+            flavour,
         }
     }
 
@@ -62,14 +74,25 @@ impl Params {
     }
 }
 
+/// Proxmox's `committed`: the processes' PSS (KiB) summed as awk sums
+/// them (in double precision, in order) and printed with `%.0f` (rounded
+/// to the nearest integer, no exponent). Exact below 2^53 KiB.
+pub fn awk_sum_kib(values: impl IntoIterator<Item = u64>) -> u64 {
+    let sum: f64 = values.into_iter().fold(0.0, |acc, v| acc + v as f64);
+    // `as` saturates; a sum of u64 values cannot be negative or NaN.
+    sum.round_ties_even() as u64
+}
+
 /// The policy's memory between adjustments: `npages`, 0 at start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct State {
     pub npages: i64,
 }
 
-/// One adjustment. `committed` is the RSS of QEMU processes, `free` is
-/// MemFree + Buffers + Cached, both KiB.
+/// One adjustment. `committed` is the flavour's measure of the guests'
+/// memory (RSS of the QEMU processes; on Proxmox the PSS of the `kvm`
+/// processes, see [`awk_sum_kib`]), `free` is MemFree + Buffers + Cached,
+/// both KiB.
 pub fn adjust(p: &Params, state: &mut State, committed: u64, free: u64) -> Decision {
     let mut lines = vec![format!("committed {committed} free {free}")];
     let sum = u128::from(committed) + u128::from(p.thres);
@@ -127,7 +150,7 @@ mod tests {
     const GIB: u64 = 1024 * 1024; // KiB
 
     fn params(total: u64) -> Params {
-        Params::new(&Config::default(), total)
+        Params::new(&Config::default(), Flavour::Rhel, total)
     }
 
     #[test]
@@ -250,10 +273,45 @@ mod tests {
     #[test]
     fn sleep_msec_scaling_cannot_overflow() {
         let c = Config {
-            sleep_msec: u64::from(u32::MAX),
+            sleep_msec: Some(u64::from(u32::MAX)),
             ..Config::default()
         };
-        let p = Params::new(&c, 1);
+        let p = Params::new(&c, Flavour::Rhel, 1);
         assert_eq!(p.sleep, u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn proxmox_sleeps_ten_times_longer_by_default() {
+        // (MemTotal KiB, sleep): 100 * 16 GiB / total, at least 10.
+        for (total, sleep) in [
+            (4 * GIB, 400),
+            (8 * GIB, 200),
+            (16 * GIB, 100),
+            (24594036, 68),
+            (160 * GIB, 10),
+            (512 * GIB, 10),
+        ] {
+            let p = Params::new(&Config::default(), Flavour::Proxmox, total);
+            assert_eq!(p.sleep, sleep, "{total}");
+            assert_eq!(p.thres, params(total).thres, "the threshold is the same");
+        }
+        // An explicit value is the same in both flavours.
+        let c = Config {
+            sleep_msec: Some(10),
+            ..Config::default()
+        };
+        assert_eq!(Params::new(&c, Flavour::Proxmox, 4 * GIB).sleep, 40);
+    }
+
+    #[test]
+    fn awk_sums_like_printf_percent_dot_zero() {
+        assert_eq!(awk_sum_kib([]), 0);
+        assert_eq!(awk_sum_kib([1, 2, 3]), 6);
+        // Hosts with many TiB: exact (no exponent form, no 2^31 limit).
+        let tib = 1024 * GIB;
+        assert_eq!(awk_sum_kib([3 * tib, 5 * tib]), 8 * tib);
+        // Beyond 2^53 the double rounds, as awk's does: 2^53 + 1 is not
+        // representable and the sum stays 2^53.
+        assert_eq!(awk_sum_kib([1 << 53, 1]), 1 << 53);
     }
 }

@@ -8,18 +8,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 
-use crate::kernel::proc::{comm, is_mergeable, is_qemu_comm, is_tuning_daemon, rss_kib};
+use crate::config::Flavour;
+use crate::kernel::proc::{comm, is_mergeable, is_tuning_daemon, pss_kib, rss_kib};
+use crate::policy::classic::awk_sum_kib;
 use crate::root::Root;
 use crate::sample::census::{Census, Changes};
 
 /// What one look at the processes found, for the tuners.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcScan {
-    /// Sum of the resident set sizes of QEMU processes (KiB): classic
-    /// ksmtuned's "committed" memory.
+    /// Sum of the resident set sizes of the guest processes (KiB): QEMU's
+    /// by name, or on Proxmox VE the processes named `kvm`.
     pub qemu_rss_kib: u64,
-    /// The QEMU processes counted.
+    /// Classic ksmtuned's "committed" memory (KiB) in the table's flavour:
+    /// the RSS sum above, or on Proxmox the PSS of the `kvm` processes
+    /// summed as its awk does ([`awk_sum_kib`]).
+    pub committed_kib: u64,
+    /// The guest processes counted.
     pub qemu_pids: Vec<u32>,
+    /// A process whose PSS could not be read (Proxmox flavour; its RSS is
+    /// counted instead): pid and why. The first such process only.
+    pub pss_unreadable: Option<(u32, String)>,
     /// Processes named `ksmtuned` other than `exclude`.
     pub tuner_pids: Vec<u32>,
 }
@@ -42,6 +51,7 @@ pub struct ProcTable {
     tuners: BTreeSet<u32>,
     exclude: Option<u32>,
     primed: bool,
+    flavour: Flavour,
 }
 
 impl ProcTable {
@@ -50,6 +60,16 @@ impl ProcTable {
     pub fn new(exclude: Option<u32>) -> ProcTable {
         ProcTable {
             exclude,
+            ..Default::default()
+        }
+    }
+
+    /// A table of the guests as `flavour` counts them (see
+    /// [`Flavour::is_guest_comm`]).
+    pub fn for_flavour(exclude: Option<u32>, flavour: Flavour) -> ProcTable {
+        ProcTable {
+            exclude,
+            flavour,
             ..Default::default()
         }
     }
@@ -84,13 +104,29 @@ impl ProcTable {
         }
         self.primed = true;
         let mut out = ProcScan::default();
+        let mut pss = Vec::new();
         for &pid in &self.qemu {
             // Gone since (its exit is applied next time): skipped.
-            if let Some(rss) = rss_kib(root, pid) {
-                out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
-                out.qemu_pids.push(pid);
+            let Some(rss) = rss_kib(root, pid) else {
+                continue;
+            };
+            if self.flavour == Flavour::Proxmox {
+                match pss_kib(root, pid) {
+                    Ok(p) => pss.push(p),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        pss.push(rss);
+                        out.pss_unreadable.get_or_insert((pid, e.to_string()));
+                    }
+                }
             }
+            out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
+            out.qemu_pids.push(pid);
         }
+        out.committed_kib = match self.flavour {
+            Flavour::Rhel => out.qemu_rss_kib,
+            Flavour::Proxmox => awk_sum_kib(pss),
+        };
         out.tuner_pids = self.tuners.iter().copied().collect();
         Ok(out)
     }
@@ -115,7 +151,7 @@ impl ProcTable {
             return;
         };
         let comm = comm.trim_end_matches('\n');
-        if is_qemu_comm(comm) {
+        if self.flavour.is_guest_comm(comm) {
             self.qemu.insert(pid);
         } else if comm == "ksmtuned" && Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
             self.tuners.insert(pid);
@@ -299,6 +335,7 @@ impl ProcWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::proc::is_qemu_comm;
 
     fn fake_proc(root: &std::path::Path, pid: u32, comm: &str, ksm_stat: Option<&str>) {
         let d = root.join(format!("proc/{pid}"));
@@ -390,6 +427,7 @@ mod tests {
             if is_qemu_comm(&name) {
                 if let Some(rss) = rss_kib(&root, pid) {
                     want.qemu_rss_kib += rss;
+                    want.committed_kib += rss;
                     want.qemu_pids.push(pid);
                 }
             } else if name == "ksmtuned" && is_tuning_daemon(&root, pid) {
@@ -400,5 +438,42 @@ mod tests {
         assert_eq!(s.qemu_pids, vec![10, 11, 13, 14]);
         assert_eq!(s.qemu_rss_kib, 4000 + 2000 + 7 + 1);
         assert_eq!(s.tuner_pids, vec![16]);
+
+        // Proxmox: the processes named kvm, by PSS.
+        mk(
+            20,
+            b"kvm\n",
+            Some("VmRSS:\t5000 kB\n"),
+            "/usr/bin/kvm\0-id\0101\0",
+        );
+        fs::write(
+            proc_.join("20/smaps_rollup"),
+            "x [rollup]\nRss: 5000 kB\nPss: 3000 kB\n",
+        )
+        .unwrap();
+        mk(
+            21,
+            b"kvm\n",
+            Some("VmRSS:\t800 kB\n"),
+            "/usr/bin/kvm\0-id\0102\0",
+        );
+        fs::write(
+            proc_.join("21/smaps_rollup"),
+            "x [rollup]\nRss: 800 kB\nPss: 700 kB\n",
+        )
+        .unwrap();
+        mk(22, b"kvm\n", Some("VmRSS:\t900 kB\n"), "x\0"); // gone before smaps_rollup
+        let s = ProcTable::for_flavour(Some(1), Flavour::Proxmox)
+            .update(&root, &mut Census::listing(&root, "a test root"))
+            .unwrap();
+        assert_eq!(s.qemu_pids, vec![20, 21]);
+        assert_eq!((s.committed_kib, s.qemu_rss_kib), (3700, 5800));
+        assert_eq!(s.tuner_pids, vec![16]);
+        assert_eq!(s.pss_unreadable, None);
+        // The RHEL flavour does not count them.
+        assert_eq!(
+            scan(&root, Some(1)).unwrap().committed_kib,
+            4000 + 2000 + 7 + 1
+        );
     }
 }
