@@ -444,7 +444,7 @@ mod tests {
             20,
             b"kvm\n",
             Some("VmRSS:\t5000 kB\n"),
-            "/usr/bin/kvm\0-id\0101\0",
+            "/usr/bin/kvm\0-id\x00101\0",
         );
         fs::write(
             proc_.join("20/smaps_rollup"),
@@ -455,7 +455,7 @@ mod tests {
             21,
             b"kvm\n",
             Some("VmRSS:\t800 kB\n"),
-            "/usr/bin/kvm\0-id\0102\0",
+            "/usr/bin/kvm\0-id\x00102\0",
         );
         fs::write(
             proc_.join("21/smaps_rollup"),
