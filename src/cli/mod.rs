@@ -130,6 +130,10 @@ pub enum Command {
         /// Content seed: probes with the same seed have identical pages.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Ignored: after `--`, words that make the command line look like
+        /// a guest's (e.g. `-- -id 101 -name web`).
+        #[arg(last = true)]
+        ignored: Vec<String>,
     },
     /// Process churn for tests: start and reap RATE short-lived processes
     /// per second from THREADS threads until standard input closes (or
@@ -281,6 +285,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             merge,
             comm,
             seed,
+            ignored: _,
         } => probe(pages, &merge, comm.as_deref(), seed, &mut out),
         Command::Churn {
             rate,

@@ -3,7 +3,10 @@
 //! Every process's `/proc/PID/ksm_stat` is read; a process that exits
 //! between the listing of `/proc` and the read of its files is skipped.
 //! For QEMU processes the guest's name is taken from the command line
-//! (`-name guest=NAME,...` or `-name NAME`).
+//! (`-name guest=NAME,...` or `-name NAME`, and Proxmox VE's `-id VMID`).
+//! Every guest is listed, merged or not; one whose memory KSM cannot merge
+//! says why in the OPT-IN column (`no: mem-merge=off`, `no: nothing opted
+//! in`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -12,7 +15,7 @@ use serde::Serialize;
 
 use crate::human;
 use crate::root::Root;
-use crate::sample::processes::{opt_in_name, scan, ProcessKsm};
+use crate::sample::processes::{guest_label, opt_in_name, scan, ProcessKsm};
 
 /// One row of `ksmctl ps --json`: raw integers, units in the keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +23,12 @@ pub struct Row {
     pub pid: u32,
     pub comm: String,
     pub guest: Option<String>,
+    /// Proxmox VE's VMID.
+    pub vmid: Option<u64>,
+    /// A QEMU guest (listed even with nothing merged).
+    pub qemu: bool,
+    /// A guest whose memory KSM cannot merge: why.
+    pub not_mergeable: Option<String>,
     pub merging_pages: u64,
     pub zero_pages: i64,
     pub merged_bytes: u64,
@@ -69,6 +78,9 @@ impl Report {
                     pid: p.pid,
                     comm: p.comm.clone(),
                     guest: p.guest.clone(),
+                    vmid: p.vmid,
+                    qemu: p.qemu,
+                    not_mergeable: p.not_mergeable.clone(),
                     merging_pages: p.merging_pages,
                     zero_pages: p.zero_pages,
                     merged_bytes,
@@ -95,13 +107,16 @@ impl Report {
             "PID", "COMM", "GUEST", "MERGING", "ZERO", "MERGED", "PROFIT", "RMAP"
         );
         for r in &self.processes {
-            let opt = opt_in_name(r.merge_any, r.mergeable);
+            let opt = match &r.not_mergeable {
+                Some(why) => format!("no: {why}"),
+                None => opt_in_name(r.merge_any, r.mergeable).to_string(),
+            };
             let _ = writeln!(
                 o,
                 "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} {}",
                 r.pid,
                 r.comm,
-                r.guest.as_deref().unwrap_or("-"),
+                guest_label(r.vmid, r.guest.as_deref()).unwrap_or_else(|| "-".into()),
                 human::count(r.merging_pages),
                 r.zero_pages,
                 human::ubytes(r.merged_bytes),
@@ -175,6 +190,9 @@ mod tests {
             pid,
             comm: format!("p{pid}"),
             guest: None,
+            vmid: None,
+            qemu: false,
+            not_mergeable: None,
             merging_pages: merging,
             zero_pages: zero,
             rmap_items: rmap,
@@ -209,6 +227,21 @@ mod tests {
         let end = |l: &str, s: &str| l.find(s).map(|i| i + s.len());
         assert_eq!(end(lines[0], "MERGING"), end(lines[1], "1,000"));
         assert_eq!(end(lines[0], "MERGING"), end(lines[3], "1,000"));
+    }
+
+    #[test]
+    fn proxmox_guests_and_why_not() {
+        let mut a = p(20, 0, 0, 0, Some(0));
+        a.comm = "kvm".into();
+        a.qemu = true;
+        a.guest = Some("web".into());
+        a.vmid = Some(101);
+        a.not_mergeable = Some("mem-merge=off".into());
+        a.mergeable = Some(false);
+        let text = Report::build(&[a], 4096).render();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains(" kvm ") && row.contains("101 (web)"), "{row}");
+        assert!(row.ends_with("no: mem-merge=off"), "{row}");
     }
 
     #[test]

@@ -238,7 +238,11 @@ fn process_table(view: &View) -> Table<'static> {
             Row::new(vec![
                 format!("{:>7}", p.pid),
                 p.comm.clone(),
-                p.guest.clone().unwrap_or_else(|| "-".into()),
+                match (p.guest_label(), &p.not_mergeable) {
+                    (g, Some(why)) => format!("{} [no KSM: {why}]", g.as_deref().unwrap_or("-")),
+                    (Some(g), None) => g,
+                    (None, None) => "-".into(),
+                },
                 format!("{:>9}", human::count(p.merging_pages)),
                 format!("{:>9}", human::ubytes(p.saved_pages().saturating_mul(page))),
                 format!(

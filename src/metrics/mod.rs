@@ -467,6 +467,7 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
         )?;
     }
     render_processes(&fam, sample, top)?;
+    render_guests(&fam, sample)?;
     if let Some(t) = &sample.tuner {
         render_tuner(&fam, t)?;
     }
@@ -489,6 +490,37 @@ pub(crate) fn tuner_text(t: &TunerMetrics) -> Result<String> {
     fam.encode()
 }
 
+/// Every QEMU guest, merged or not, with its names and why KSM cannot
+/// merge it (empty when it can): `ksm_guest_info`, value 1.
+fn render_guests(fam: &Families, sample: &Sample) -> Result<()> {
+    let rows: Vec<(Vec<String>, f64)> = sample
+        .processes
+        .iter()
+        .filter(|p| p.qemu)
+        .map(|p| {
+            (
+                vec![
+                    p.pid.to_string(),
+                    p.comm.clone(),
+                    p.guest.clone().unwrap_or_default(),
+                    p.vmid.map(|v| v.to_string()).unwrap_or_default(),
+                    p.not_mergeable.clone().unwrap_or_default(),
+                ],
+                1.0,
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    fam.labelled(
+        "ksm_guest_info",
+        "Each QEMU guest (value 1): libvirt/QEMU name, Proxmox VE VMID, and why KSM cannot merge its memory (not_mergeable: mem-merge=off, nothing opted in; empty when it can).",
+        &["pid", "comm", "guest", "vmid", "not_mergeable"],
+        &rows,
+    )
+}
+
 fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
     let mut procs: Vec<&ProcessKsm> = sample
         .processes
@@ -504,6 +536,8 @@ fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
     if procs.is_empty() {
         return Ok(());
     }
+    // guest: the name, or on Proxmox VE "VMID (NAME)" (ksm_guest_info has
+    // both apart).
     let labels = ["pid", "comm", "guest"];
     let rows = |f: &dyn Fn(&ProcessKsm) -> Option<f64>| -> Vec<(Vec<String>, f64)> {
         procs
@@ -514,7 +548,7 @@ fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
                         vec![
                             p.pid.to_string(),
                             p.comm.clone(),
-                            p.guest.clone().unwrap_or_default(),
+                            p.guest_label().unwrap_or_default(),
                         ],
                         v,
                     )
@@ -693,6 +727,9 @@ pub(crate) mod tests {
             pid,
             comm: comm.into(),
             guest: None,
+            vmid: None,
+            qemu: false,
+            not_mergeable: None,
             merging_pages: merging,
             zero_pages: 0,
             rmap_items: merging + 3,

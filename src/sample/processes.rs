@@ -1,6 +1,11 @@
 //! Each process's use of KSM (`/proc/PID/ksm_stat`), with the guest's
 //! name for QEMU processes: what `ksmctl ps`, `ksmctl top` and the
 //! metrics list.
+//!
+//! A guest is named from QEMU's command line: libvirt's `-name guest=NAME`,
+//! a plain `-name NAME`, and on Proxmox VE (`/usr/bin/kvm -id VMID -name
+//! NAME`) the VMID too. Guests whose memory KSM cannot merge are listed
+//! with the reason ([`ProcessKsm::not_mergeable`]).
 
 use std::io;
 
@@ -16,6 +21,15 @@ pub struct ProcessKsm {
     pub comm: String,
     /// The guest's name, for QEMU processes that were given `-name`.
     pub guest: Option<String>,
+    /// Proxmox VE's VMID (`-id VMID` on the command line of its `kvm`).
+    pub vmid: Option<u64>,
+    /// Whether this is a QEMU guest (by its name or its program).
+    pub qemu: bool,
+    /// For a guest: why KSM cannot merge its memory, if it cannot:
+    /// `mem-merge=off` (QEMU was told not to opt guest memory in; Proxmox
+    /// VE's `allow-ksm: 0`), or `nothing opted in` (the kernel reports no
+    /// mergeable memory, Linux 6.14+).
+    pub not_mergeable: Option<String>,
     /// Pages of this process that are mapped to a KSM page.
     pub merging_pages: u64,
     /// Empty pages merged with the kernel's zero page (signed in the kernel).
@@ -45,6 +59,66 @@ impl ProcessKsm {
     pub fn has_merged(&self) -> bool {
         self.merging_pages > 0 || self.zero_pages > 0
     }
+
+    /// The guest as a person names it: `VMID (NAME)` on Proxmox VE, else
+    /// the name; `None` for unnamed processes.
+    pub fn guest_label(&self) -> Option<String> {
+        guest_label(self.vmid, self.guest.as_deref())
+    }
+}
+
+/// `VMID (NAME)`, `VMID`, `NAME` or nothing.
+pub fn guest_label(vmid: Option<u64>, name: Option<&str>) -> Option<String> {
+    match (vmid, name) {
+        (Some(id), Some(n)) => Some(format!("{id} ({n})")),
+        (Some(id), None) => Some(id.to_string()),
+        (None, Some(n)) => Some(n.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// Why KSM cannot merge a guest's memory: `mem-merge=off` on QEMU's
+/// command line, or (when the kernel says, Linux 6.14+) nothing of the
+/// process opted in and nothing scanned.
+pub fn not_mergeable_reason(args: &[String], stat: &proc::KsmStat) -> Option<String> {
+    if mem_merge_off(args) {
+        return Some("mem-merge=off".to_string());
+    }
+    let opted_in = stat.mergeable == Some(true) || stat.merge_any == Some(true);
+    if stat.mergeable == Some(false) && !opted_in && stat.rmap_items == 0 {
+        return Some("nothing opted in".to_string());
+    }
+    None
+}
+
+/// Whether a QEMU command line turns merging off: `mem-merge=off` in a
+/// `-machine`/`-M` option (the last setting wins, as in QEMU).
+pub fn mem_merge_off(args: &[String]) -> bool {
+    let mut off = false;
+    for w in args.windows(2) {
+        if matches!(w[0].as_str(), "-machine" | "--machine" | "-M") {
+            for part in split_qemu_opts(&w[1]) {
+                match part.as_str() {
+                    "mem-merge=off" | "mem-merge=no" | "mem-merge=false" => off = true,
+                    "mem-merge=on" | "mem-merge=yes" | "mem-merge=true" | "mem-merge" => {
+                        off = false
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    off
+}
+
+/// Proxmox VE's VMID: `-id VMID` (a whole number).
+pub fn vmid(args: &[String]) -> Option<u64> {
+    args.windows(2)
+        .filter(|w| w[0] == "-id")
+        .map(|w| w[1].as_str())
+        .next_back()?
+        .parse()
+        .ok()
 }
 
 /// How a process opted in, from its `ksm_merge_any` and `ksm_mergeable`:
@@ -64,15 +138,22 @@ pub fn opt_in_name(merge_any: Option<bool>, mergeable: Option<bool>) -> &'static
 pub fn read_process(root: &Root, pid: u32) -> Option<ProcessKsm> {
     let stat = proc::ksm_stat(root, pid)?;
     let comm = proc::comm(root, pid)?;
-    let guest = if looks_like_qemu(root, pid, &comm) {
-        proc::cmdline(root, pid).and_then(|args| guest_name(&args))
-    } else {
-        None
+    let qemu = looks_like_qemu(root, pid, &comm);
+    let (guest, vmid, not_mergeable) = match qemu.then(|| proc::cmdline(root, pid)).flatten() {
+        Some(args) => (
+            guest_name(&args),
+            vmid(&args),
+            not_mergeable_reason(&args, &stat),
+        ),
+        None => (None, None, None),
     };
     Some(ProcessKsm {
         pid,
         comm,
         guest,
+        vmid,
+        qemu,
+        not_mergeable,
         merging_pages: stat.merging_pages.unwrap_or(0),
         zero_pages: stat.zero_pages.unwrap_or(0),
         rmap_items: stat.rmap_items,
@@ -83,7 +164,8 @@ pub fn read_process(root: &Root, pid: u32) -> Option<ProcessKsm> {
 }
 
 fn looks_like_qemu(root: &Root, pid: u32, comm: &str) -> bool {
-    if proc::is_qemu_comm(comm) {
+    // QEMU by its name, as either flavour of ksmtuned counts it.
+    if proc::is_qemu_comm(comm) || comm == "kvm" {
         return true;
     }
     // A renamed QEMU (`-name x,process=NAME`) still runs a qemu binary.
@@ -97,13 +179,15 @@ fn looks_like_qemu(root: &Root, pid: u32, comm: &str) -> bool {
 }
 
 /// Every process that KSM merged pages of (with `all`: also those it only
-/// scanned, i.e. with rmap items), sorted by saving, largest first.
-/// Processes that vanish during the scan are skipped.
+/// scanned, i.e. with rmap items), and every QEMU guest (merged or not,
+/// so that guests KSM cannot merge show with the reason), sorted by
+/// saving, largest first. Processes that vanish during the scan are
+/// skipped.
 pub fn scan(root: &Root, all: bool) -> io::Result<Vec<ProcessKsm>> {
     let mut out: Vec<ProcessKsm> = proc::pids(root)?
         .into_iter()
         .filter_map(|pid| read_process(root, pid))
-        .filter(|p| p.has_merged() || (all && p.rmap_items > 0))
+        .filter(|p| p.has_merged() || p.qemu || (all && p.rmap_items > 0))
         .collect();
     sort(&mut out, SortKey::Saving);
     Ok(out)
@@ -238,6 +322,46 @@ mod tests {
         assert_eq!(guest_name(&args("qemu-kvm -m 1024")), None);
         assert_eq!(guest_name(&args("qemu-kvm -name")), None);
         assert_eq!(guest_name(&args("qemu-kvm -name process=x")), None);
+        // Proxmox VE.
+        let pve = args(
+            "/usr/bin/kvm -id 101 -name web,debug-threads=on -no-shutdown \
+             -machine type=pc-i440fx-8.1+pve0,mem-merge=off -m 2048",
+        );
+        assert_eq!(guest_name(&pve).as_deref(), Some("web"));
+        assert_eq!(vmid(&pve), Some(101));
+        assert!(mem_merge_off(&pve));
+        assert_eq!(vmid(&args("kvm -id x")), None);
+        assert_eq!(guest_label(Some(101), Some("web")).as_deref(), Some("101 (web)"));
+        assert_eq!(guest_label(Some(101), None).as_deref(), Some("101"));
+        assert_eq!(guest_label(None, None), None);
+    }
+
+    #[test]
+    fn why_a_guest_cannot_merge() {
+        let stat = |text: &str| proc::KsmStat::parse(text).unwrap();
+        let opted = stat("ksm_rmap_items 0\nksm_merge_any: no\nksm_mergeable: yes\n");
+        let none = stat("ksm_rmap_items 0\nksm_merge_any: no\nksm_mergeable: no\n");
+        let old = stat("ksm_rmap_items 0\n");
+        let off = args("kvm -id 100 -machine pc,mem-merge=off");
+        let on = args("kvm -machine pc,mem-merge=off -machine mem-merge=on");
+        assert_eq!(
+            not_mergeable_reason(&off, &none).as_deref(),
+            Some("mem-merge=off")
+        );
+        // Said by the command line even where the kernel does not tell.
+        assert_eq!(
+            not_mergeable_reason(&off, &old).as_deref(),
+            Some("mem-merge=off")
+        );
+        assert!(!mem_merge_off(&on), "the last setting wins");
+        assert_eq!(
+            not_mergeable_reason(&on, &none).as_deref(),
+            Some("nothing opted in")
+        );
+        assert_eq!(not_mergeable_reason(&on, &opted), None);
+        assert_eq!(not_mergeable_reason(&on, &old), None);
+        assert!(mem_merge_off(&args("qemu-system-x86_64 -M q35,mem-merge=off")));
+        assert!(!mem_merge_off(&args("qemu-system-x86_64 -name mem-merge=off")));
     }
 
     fn p(pid: u32, merging: u64, zero: i64, rmap: u64, profit: Option<i64>) -> ProcessKsm {
@@ -245,6 +369,9 @@ mod tests {
             pid,
             comm: format!("p{pid}"),
             guest: None,
+            vmid: None,
+            qemu: false,
+            not_mergeable: None,
             merging_pages: merging,
             zero_pages: zero,
             rmap_items: rmap,
