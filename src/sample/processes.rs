@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(vmid(&pve), Some(101));
         assert!(mem_merge_off(&pve));
         assert_eq!(vmid(&args("kvm -id x")), None);
-        assert_eq!(guest_label(Some(101), Some("web")).as_deref(), Some("101 (web)"));
+        assert_eq!(
+            guest_label(Some(101), Some("web")).as_deref(),
+            Some("101 (web)")
+        );
         assert_eq!(guest_label(Some(101), None).as_deref(), Some("101"));
         assert_eq!(guest_label(None, None), None);
     }
@@ -360,8 +363,12 @@ mod tests {
         );
         assert_eq!(not_mergeable_reason(&on, &opted), None);
         assert_eq!(not_mergeable_reason(&on, &old), None);
-        assert!(mem_merge_off(&args("qemu-system-x86_64 -M q35,mem-merge=off")));
-        assert!(!mem_merge_off(&args("qemu-system-x86_64 -name mem-merge=off")));
+        assert!(mem_merge_off(&args(
+            "qemu-system-x86_64 -M q35,mem-merge=off"
+        )));
+        assert!(!mem_merge_off(&args(
+            "qemu-system-x86_64 -name mem-merge=off"
+        )));
     }
 
     fn p(pid: u32, merging: u64, zero: i64, rmap: u64, profit: Option<i64>) -> ProcessKsm {
