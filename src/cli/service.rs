@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::config::shellvars;
+use crate::daemon::pidfile::TUNER_PID_FILE;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{Knob, Ksm, Run};
 use crate::kernel::proc;
@@ -17,9 +18,6 @@ pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";
 /// Files the service reads `KSM_MAX_KERNEL_PAGES` from, in order (the
 /// first that sets it wins): RHEL/Fedora's, then Debian's.
 pub const SERVICE_CONFIG_FILES: [&str; 2] = ["/etc/sysconfig/ksm", "/etc/default/ksm"];
-
-/// The pid file of ksmtuned.
-pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
 
 /// Where a `KSM_MAX_KERNEL_PAGES` value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
