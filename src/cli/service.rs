@@ -147,7 +147,7 @@ pub fn stop(ksm: &Ksm) -> Result<()> {
 
 /// A running tuner (ksmtuned, ours or the original).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Tuner {
+pub struct RunningTuner {
     pub pid: u32,
     /// Its process name.
     pub comm: String,
@@ -164,23 +164,23 @@ pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
 /// Tuners running on the host other than the calling process: the pid in
 /// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
 /// original bash script has that name too).
-pub fn running_tuners(root: &Root) -> Vec<Tuner> {
+pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
     let me = if root.is_host() {
         Some(std::process::id())
     } else {
         None
     };
-    let mut out: Vec<Tuner> = Vec::new();
+    let mut out: Vec<RunningTuner> = Vec::new();
     if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(Tuner { pid, comm });
+            out.push(RunningTuner { pid, comm });
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
         if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
         {
-            out.push(Tuner {
+            out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
             });

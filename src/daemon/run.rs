@@ -102,6 +102,31 @@ impl Policy {
     }
 }
 
+/// Read the configuration, logging its warnings and errors; `None` when
+/// it has errors. `--policy` overrides KSM_POLICY.
+fn load_config(
+    root: &Root,
+    path: Option<&Path>,
+    trust: config::Trust,
+    policy: Option<PolicyKind>,
+) -> Option<Config> {
+    let loaded = config::load(root, path, trust);
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    if !loaded.is_ok() {
+        for e in &loaded.errors {
+            error!("{e}");
+        }
+        return None;
+    }
+    let mut config = loaded.config;
+    if let Some(p) = policy {
+        config.policy = p;
+    }
+    Some(config)
+}
+
 enum Event {
     Retune,
     Reload,
@@ -192,20 +217,9 @@ impl Daemon {
         pid_path: PathBuf,
     ) -> anyhow::Result<Option<Daemon>> {
         let trust = config::Trust::for_this_process(cli.insecure_config);
-        let loaded = config::load(root, cli.config.as_deref(), trust);
-        for w in &loaded.warnings {
-            warn!("{w}");
-        }
-        if !loaded.is_ok() {
-            for e in &loaded.errors {
-                error!("{e}");
-            }
+        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy) else {
             bail!("invalid configuration: not starting (check it with `ksmtuned --check-config`)");
-        }
-        let mut config = loaded.config;
-        if let Some(p) = cli.policy {
-            config.policy = p;
-        }
+        };
         let ksm = Ksm::new(root);
         ksm.require()?;
         if let Some(unit) = masked_unit(root) {
@@ -378,21 +392,15 @@ impl Daemon {
     /// SIGHUP: read the configuration again; keep the old one if the new
     /// one has errors.
     fn reload(&mut self) {
-        let loaded = config::load(&self.root, self.config_path.as_deref(), self.trust);
-        for w in &loaded.warnings {
-            warn!("{w}");
-        }
-        if !loaded.is_ok() {
-            for e in &loaded.errors {
-                error!("{e}");
-            }
+        let Some(new) = load_config(
+            &self.root,
+            self.config_path.as_deref(),
+            self.trust,
+            self.policy_override,
+        ) else {
             error!("configuration not reloaded: keeping the previous one");
             return;
-        }
-        let mut new = loaded.config;
-        if let Some(p) = self.policy_override {
-            new.policy = p;
-        }
+        };
         let total = match MemInfo::read(&self.root) {
             Ok(m) => m.mem_total,
             Err(e) => {

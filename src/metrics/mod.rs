@@ -98,7 +98,7 @@ pub fn collect(root: &Root) -> Result<Sample> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum MetricType {
     Gauge,
     Counter,
 }
@@ -111,12 +111,12 @@ struct FileMetric {
     file: &'static str,
     name: &'static str,
     help: &'static str,
-    kind: Kind,
+    kind: MetricType,
     value: Option<f64>,
 }
 
 fn file_metrics(s: &KsmState) -> Vec<FileMetric> {
-    use Kind::{Counter as C, Gauge as G};
+    use MetricType::{Counter as C, Gauge as G};
     let f = |v: Option<u64>| v.map(|v| v as f64);
     let ms = |v: Option<u64>| v.map(|v| v as f64 / 1000.0);
     let m = |file, name, help, kind, value| FileMetric {
@@ -410,8 +410,8 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
         for m in file_metrics(s) {
             let Some(v) = m.value else { continue };
             match m.kind {
-                Kind::Gauge => fam.gauge(m.name, m.help, v)?,
-                Kind::Counter => fam.counter(m.name, m.help, v)?,
+                MetricType::Gauge => fam.gauge(m.name, m.help, v)?,
+                MetricType::Counter => fam.counter(m.name, m.help, v)?,
             }
         }
         if let Some(mode) = s.advisor_mode {
@@ -816,7 +816,7 @@ pub(crate) mod tests {
         }
         for m in file_metrics(&KsmState::default()) {
             assert_eq!(
-                m.kind == Kind::Counter,
+                m.kind == MetricType::Counter,
                 m.name.ends_with("_total"),
                 "{}",
                 m.name
