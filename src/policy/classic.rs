@@ -12,7 +12,9 @@
 //! retune adjusts at once in every flavour (see ksmtuned.conf(5)).
 
 use crate::config::{Config, Flavour};
+use crate::error::{Error, Result};
 use crate::kernel::ksm::Run;
+use crate::sample::Sample;
 
 use super::Decision;
 
@@ -74,25 +76,44 @@ impl Params {
     }
 }
 
-/// Proxmox's `committed`: the processes' PSS (KiB) summed as awk sums
-/// them (in double precision, in order) and printed with `%.0f` (rounded
-/// to the nearest integer, no exponent). Exact below 2^53 KiB.
-pub fn awk_sum_kib(values: impl IntoIterator<Item = u64>) -> u64 {
-    let sum: f64 = values.into_iter().fold(0.0, |acc, v| acc + v as f64);
-    // `as` saturates; a sum of u64 values cannot be negative or NaN.
-    sum.round_ties_even() as u64
-}
-
 /// The policy's memory between adjustments: `npages`, 0 at start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct State {
     pub npages: i64,
 }
 
+/// Proxmox's sum of the guests' PSS (see [`Input`]).
+pub use crate::config::flavour::awk_sum_kib;
+
+/// What the policy looks at, KiB: `committed` is the flavour's measure of
+/// the guests' memory (the RSS of the QEMU processes; on Proxmox the PSS
+/// of the `kvm` processes, see [`awk_sum_kib`]), `free` is MemFree +
+/// Buffers + Cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    pub committed: u64,
+    pub free: u64,
+}
+
+impl TryFrom<&Sample> for Input {
+    type Error = Error;
+
+    /// From a sample that followed the guests and read meminfo.
+    fn try_from(s: &Sample) -> Result<Input> {
+        let (Some(mem), Some(guests)) = (&s.mem, &s.guests) else {
+            return Err(Error::Other(
+                "the classic policy needs meminfo and the QEMU guests in its sample".into(),
+            ));
+        };
+        Ok(Input {
+            committed: guests.committed_kib,
+            free: mem.classic_free(),
+        })
+    }
+}
+
 /// One adjustment. `committed` is the flavour's measure of the guests'
-/// memory (RSS of the QEMU processes; on Proxmox the PSS of the `kvm`
-/// processes, see [`awk_sum_kib`]), `free` is MemFree + Buffers + Cached,
-/// both KiB.
+/// memory ([`Input`]), `free` is MemFree + Buffers + Cached, both KiB.
 pub fn adjust(p: &Params, state: &mut State, committed: u64, free: u64) -> Decision {
     let mut lines = vec![format!("committed {committed} free {free}")];
     let sum = u128::from(committed) + u128::from(p.thres);
@@ -301,17 +322,5 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(Params::new(&c, Flavour::Proxmox, 4 * GIB).sleep, 40);
-    }
-
-    #[test]
-    fn awk_sums_like_printf_percent_dot_zero() {
-        assert_eq!(awk_sum_kib([]), 0);
-        assert_eq!(awk_sum_kib([1, 2, 3]), 6);
-        // Hosts with many TiB: exact (no exponent form, no 2^31 limit).
-        let tib = 1024 * GIB;
-        assert_eq!(awk_sum_kib([3 * tib, 5 * tib]), 8 * tib);
-        // Beyond 2^53 the double rounds, as awk's does: 2^53 + 1 is not
-        // representable and the sum stays 2^53.
-        assert_eq!(awk_sum_kib([1 << 53, 1]), 1 << 53);
     }
 }

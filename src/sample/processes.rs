@@ -291,7 +291,7 @@ fn split_qemu_opts(s: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn args(s: &str) -> Vec<String> {
@@ -371,7 +371,14 @@ mod tests {
         )));
     }
 
-    fn p(pid: u32, merging: u64, zero: i64, rmap: u64, profit: Option<i64>) -> ProcessKsm {
+    /// A process with the given KSM figures, for the views' tests.
+    pub(crate) fn p(
+        pid: u32,
+        merging: u64,
+        zero: i64,
+        rmap: u64,
+        profit: Option<i64>,
+    ) -> ProcessKsm {
         ProcessKsm {
             pid,
             comm: format!("p{pid}"),

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 
+use crate::config::flavour::awk_sum_kib;
 use crate::config::Flavour;
 use crate::kernel::proc::{comm, is_mergeable, is_tuning_daemon, pss_kib, rss_kib};
-use crate::policy::classic::awk_sum_kib;
 use crate::root::Root;
 use crate::sample::census::{Census, Changes};
 
