@@ -130,6 +130,11 @@ pub enum Command {
         /// Content seed: probes with the same seed have identical pages.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also map and touch MIB MiB of shared memory (a memfd): it counts
+        /// in the probe's RSS and PSS but, being page cache, not against
+        /// MemFree + Buffers + Cached.
+        #[arg(long, value_name = "MIB", default_value_t = 0)]
+        shared_mib: usize,
         /// Ignored: after `--`, words that make the command line look like
         /// a guest's (e.g. `-- -id 101 -name web`).
         #[arg(last = true)]
@@ -287,8 +292,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             merge,
             comm,
             seed,
+            shared_mib,
             ignored: _,
-        } => probe(pages, &merge, comm.as_deref(), seed, &mut out),
+        } => probe(pages, &merge, comm.as_deref(), seed, shared_mib, &mut out),
         Command::Churn {
             rate,
             threads,
@@ -444,6 +450,7 @@ fn probe(
     merge: &str,
     comm: Option<&str>,
     seed: u64,
+    shared_mib: usize,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     use crate::kernel::mapping::{fill_identical, Mapping};
@@ -461,11 +468,22 @@ fn probe(
         other => bail!("--merge {other:?}: expected madvise, prctl or none"),
     }
     fill_identical(map.as_mut_slice(), page, seed);
+    let shared = if shared_mib > 0 {
+        let len = shared_mib
+            .checked_mul(1 << 20)
+            .context("--shared-mib is too large")?;
+        let mut m = Mapping::shared_memfd(len).context("mapping shared memory (memfd)")?;
+        fill_identical(m.as_mut_slice(), page, seed);
+        Some(m)
+    } else {
+        None
+    };
     writeln!(out, "ready {}", std::process::id())?;
     out.flush()?;
     let mut sink = String::new();
     let _ = std::io::stdin().read_line(&mut sink);
     drop(map);
+    drop(shared);
     Ok(0)
 }
 

@@ -179,6 +179,8 @@ pub fn check_config(root: &Root, explicit: Option<&Path>, trust: config::Trust) 
         } else {
             println!("{}: not present, defaults apply: OK", name.display());
         }
+        let (flavour, why) = config::flavour::resolve(root, loaded.config.flavour);
+        println!("classic policy: flavour {flavour} ({why})");
         0
     } else {
         eprintln!(

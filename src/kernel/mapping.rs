@@ -44,6 +44,58 @@ impl Mapping {
         })
     }
 
+    /// Map `len` bytes of shared memory backed by an anonymous memfd
+    /// (shmem: the kernel counts it in `Cached` and `Shmem` of
+    /// /proc/meminfo, and in the process's RSS and PSS), not yet touched.
+    pub fn shared_memfd(len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        let name = c"ksmctl-probe";
+        // SAFETY: a NUL-terminated name; the descriptor is closed below
+        // (the mapping keeps the memory).
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let close = |e: io::Error| {
+            // SAFETY: fd is ours and open.
+            unsafe { libc::close(fd) };
+            e
+        };
+        let size = libc::off_t::try_from(len).map_err(|_| {
+            close(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mapping too large",
+            ))
+        })?;
+        // SAFETY: fd is a valid memfd.
+        if unsafe { libc::ftruncate(fd, size) } != 0 {
+            return Err(close(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh shared mapping of our memfd, no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        let err = io::Error::last_os_error();
+        // SAFETY: fd is ours; the mapping holds its own reference.
+        unsafe { libc::close(fd) };
+        if p == libc::MAP_FAILED {
+            return Err(err);
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(p as *mut u8).expect("mmap returned NULL"),
+            len,
+        })
+    }
+
     /// `madvise(MADV_MERGEABLE)` on the whole mapping.
     pub fn merge(&self, on: bool) -> io::Result<()> {
         let advice = if on { MADV_MERGEABLE } else { MADV_UNMERGEABLE };
