@@ -314,3 +314,25 @@ fn ps_names_a_real_kvm_process() {
         "{row}"
     );
 }
+
+/// docs/migration.md shows `ksmctl ps` over the Proxmox fixture: it must be
+/// the real output.
+#[test]
+fn migration_guide_shows_the_real_ps_output() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migration.md"))
+        .unwrap();
+    let block = doc
+        .split("<!-- ksmctl-ps-pve: begin -->\n```\n")
+        .nth(1)
+        .and_then(|r| r.split("```\n<!-- ksmctl-ps-pve: end -->").next())
+        .expect("the ksmctl-ps-pve block in docs/migration.md");
+    let real = ksmctl(Some(&fixture()), &["ps"]);
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } != 4096 {
+        eprintln!("SKIPPED: migration_guide_shows_the_real_ps_output: the guide's figures are for 4 KiB pages");
+        return;
+    }
+    assert_eq!(
+        block, real,
+        "docs/migration.md's ksmctl ps block is not the real output"
+    );
+}
