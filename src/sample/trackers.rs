@@ -470,6 +470,15 @@ mod tests {
         assert_eq!((s.committed_kib, s.qemu_rss_kib), (3700, 5800));
         assert_eq!(s.tuner_pids, vec![16]);
         assert_eq!(s.pss_unreadable, None);
+        // A PSS that cannot be read (here: not a file) counts the RSS and
+        // says which process.
+        mk(23, b"kvm\n", Some("VmRSS:\t100 kB\n"), "x\0");
+        fs::create_dir_all(proc_.join("23/smaps_rollup")).unwrap();
+        let s = ProcTable::for_flavour(Some(1), Flavour::Proxmox)
+            .update(&root, &mut Census::listing(&root, "a test root"))
+            .unwrap();
+        assert_eq!(s.committed_kib, 3700 + 100);
+        assert_eq!(s.pss_unreadable.as_ref().map(|p| p.0), Some(23));
         // The RHEL flavour does not count them.
         assert_eq!(
             scan(&root, Some(1)).unwrap().committed_kib,
