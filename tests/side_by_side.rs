@@ -157,7 +157,7 @@ fn side_by_side(test: &str, script: &str, comm: &str, flavour: &str, other: &str
     // Not named ksmtuned: other tests' daemons must not take it for a tuner.
     let script_path = dir.path().join(format!("orig-{script}"));
     fs::write(&script_path, text).unwrap();
-    let st = Command::new("bash")
+    let mut st = Command::new("bash")
         .arg(&script_path)
         .env("PIDFILE", dir.path().join("script.pid"))
         .process_group(0)
@@ -165,6 +165,9 @@ fn side_by_side(test: &str, script: &str, comm: &str, flavour: &str, other: &str
         .spawn()
         .unwrap();
     let _group = Group(st.id() as i32);
+    // It forks its loop into the background (same process group) and exits.
+    let status = st.wait().unwrap();
+    assert!(status.success(), "the original script exited {status}");
 
     let (_a, ours_log) = ours(
         dir.path(),
