@@ -336,3 +336,76 @@ fn migration_guide_shows_the_real_ps_output() {
         "docs/migration.md's ksmctl ps block is not the real output"
     );
 }
+
+/// ksmtuned under the unit's capability bounding set: with
+/// CAP_DAC_READ_SEARCH only (ksmtuned.service) the PSS of a root `kvm`
+/// process cannot be read: its RSS is counted and an error says so; with
+/// CAP_SYS_PTRACE added (the package's drop-in on Proxmox VE) the PSS is
+/// read. setpriv drops the capabilities as systemd does.
+#[test]
+fn pss_needs_cap_sys_ptrace_and_falls_back_to_rss() {
+    let test = "pss_needs_cap_sys_ptrace_and_falls_back_to_rss";
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {test}: needs root");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: {test}: setpriv is missing (util-linux)");
+        return;
+    }
+    // A kvm process of root's, with all of root's capabilities.
+    let guest = Kvm::start("none", &["-id", "900", "-name", "captest"]);
+    let pss = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", guest.pid)).unwrap();
+    assert!(pss.contains("Pss:"), "{pss}");
+    for (caps, readable) in [
+        ("+dac_read_search", false),
+        ("+dac_read_search,+sys_ptrace", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("debug.log");
+        let conf = dir.path().join("k.conf");
+        fs::write(
+            &conf,
+            format!("KSM_FLAVOUR=proxmox\nDEBUG=1\nLOGFILE={}\n", log.display()),
+        )
+        .unwrap();
+        let mut child = Command::new("setpriv")
+            .args([
+                "--inh-caps=-all",
+                &format!("--bounding-set=-all,{caps}"),
+                "--",
+            ])
+            .arg(KSMTUNED)
+            .args(["--dry-run", "--policy", "classic", "--config"])
+            .arg(&conf)
+            .arg("--pid-file")
+            .arg(dir.path().join("pid"))
+            .env_remove("KSM_ROOT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while !fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("committed ")
+        {
+            assert!(Instant::now() < end, "no adjustment logged with {caps}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let said = stderr.contains("cannot read the PSS of kvm process");
+        assert_eq!(said, !readable, "{caps}: {stderr}");
+        if !readable {
+            assert!(stderr.contains("CAP_SYS_PTRACE"), "{stderr}");
+        }
+    }
+}
