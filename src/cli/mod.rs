@@ -99,6 +99,11 @@ pub enum Command {
         top: usize,
     },
     /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    ///
+    /// Every QEMU guest is listed, merged or not, named by its libvirt or
+    /// QEMU name (-name) and on Proxmox VE by VMID and name (-id, -name);
+    /// a guest whose memory KSM cannot merge says why in OPT-IN
+    /// (mem-merge=off, nothing opted in).
     Ps {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
