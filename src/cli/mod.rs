@@ -98,12 +98,9 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
         top: usize,
     },
-    /// Show which processes KSM merges pages of, sorted by saving, with totals.
-    ///
-    /// Every QEMU guest is listed, merged or not, named by its libvirt or
-    /// QEMU name (-name) and on Proxmox VE by VMID and name (-id, -name);
-    /// a guest whose memory KSM cannot merge says why in OPT-IN
-    /// (mem-merge=off, nothing opted in).
+    /// Show which processes KSM merges pages of, and every guest (by -name
+    /// and Proxmox VE's -id) with why KSM cannot merge it, sorted by
+    /// saving, with totals.
     Ps {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
