@@ -5,10 +5,7 @@ mod obs_support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::{Duration, UNIX_EPOCH};
 
-use ksmtuned::metrics::{render, Sample, TunerMetrics, DEFAULT_TOP};
-use ksmtuned::Root;
 use obs_support::*;
 use serde_json::Value;
 
@@ -36,61 +33,6 @@ fn expressions(v: &Value, exprs: &mut Vec<String>, queries: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|x| expressions(x, exprs, queries)),
         _ => {}
     }
-}
-
-/// The `ksm_` identifiers of an expression (quoted strings skipped).
-fn metric_names(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = expr.chars().peekable();
-    let mut word = String::new();
-    let mut in_quote = None;
-    while let Some(c) = chars.next() {
-        if let Some(q) = in_quote {
-            if c == '\\' {
-                chars.next();
-            } else if c == q {
-                in_quote = None;
-            }
-            continue;
-        }
-        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-            word.push(c);
-            continue;
-        }
-        if word.starts_with("ksm_") {
-            out.push(word.clone());
-        }
-        word.clear();
-        if c == '"' || c == '\'' || c == '`' {
-            in_quote = Some(c);
-        }
-    }
-    if word.starts_with("ksm_") {
-        out.push(word);
-    }
-    out
-}
-
-fn full_rendering() -> String {
-    let tuner = TunerMetrics {
-        policy: "classic".into(),
-        state: "running".into(),
-        pages_to_scan: Some(1250),
-        sleep_ms: Some(10),
-        adjustments: 3,
-        retunes: 1,
-        reloads: 1,
-        errors: 0,
-        last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
-        cycles: 40,
-        cycles_skipped: 0,
-        interval: Some(Duration::from_secs(60)),
-        cycle_delay: Some(Duration::from_millis(1)),
-        cycle_delay_max: Duration::from_millis(3),
-        cycle_duration: Some(Duration::from_millis(2)),
-    };
-    let sample = Sample::collect(&Root::new(fixture_root()), Some(tuner)).unwrap();
-    render(&sample, DEFAULT_TOP).unwrap()
 }
 
 #[test]
