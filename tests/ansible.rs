@@ -1,0 +1,449 @@
+//! contrib/ansible: the ksmtuned role run for real by ansible-playbook
+//! against this machine (`connection: local`), and ansible-lint.
+//!
+//! The role installs the package made by scripts/build-deb (or the one
+//! $KSMTUNED_DEB names), writes /etc/ksmtuned.conf, and writes and removes
+//! MemoryKSM= drop-ins. Checked: the first run changes things, the second
+//! changes nothing, bad values are refused by `validate: ksmtuned
+//! --check-config` with the live file untouched, and the role's own
+//! refusals (a wrong type, MemoryKSM= on an old systemd) say why. The
+//! machine is left as it was (a guard purges the package and removes what
+//! the runs left, also when an assertion fails), as scripts/package-test
+//! does; the two take the same lock so that they never overlap.
+//!
+//! The services are not started on this machine: the role's service tasks
+//! are turned off here (they would start ksmtuned on the real KSM, and PID
+//! 1 may not be systemd). The test says so on stderr.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+const PKG: &str = "ksmtuned";
+const CONF: &str = "/etc/ksmtuned.conf";
+const POLICY_RC: &str = "/usr/sbin/policy-rc.d";
+const CACHE_DIR: &str = "/var/cache/ksmtuned";
+/// A unit that exists nowhere: the role only writes its drop-in.
+const TEST_UNIT: &str = "ksmtuned-ansible-test.service";
+const DROPIN_NAME: &str = "50-ksmtuned-memory-ksm.conf";
+/// Shared with scripts/package-test: one package test at a time.
+const PACKAGE_LOCK: &str = "/run/lock/ksmtuned-package.lock";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dropin_dir() -> PathBuf {
+    Path::new("/etc/systemd/system").join(format!("{TEST_UNIT}.d"))
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            fs::metadata(d.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn skip_without(test: &str, tool: &str, how: &str) -> bool {
+    if on_path(tool) {
+        return false;
+    }
+    eprintln!("SKIPPED: {test}: {tool} is not installed ({how}; scripts/test installs it)");
+    true
+}
+
+/// dpkg's state of the package: "" when unknown, "ii", "rc", ...
+fn pkg_state() -> String {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", PKG])
+        .output()
+        .expect("running dpkg-query");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn package_installed() -> bool {
+    !matches!(pkg_state().as_str(), "" | "un")
+}
+
+/// Everything the test may leave on the machine, put back on drop.
+struct HostGuard {
+    _lock: fs::File,
+    made_policy_rc: bool,
+    made_cache_dir: bool,
+    /// /etc/ksmtuned.conf as it was before (not from the package).
+    conf_before: Option<(Vec<u8>, u32)>,
+}
+
+impl HostGuard {
+    fn new() -> HostGuard {
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PACKAGE_LOCK)
+            .unwrap_or_else(|e| panic!("opening {PACKAGE_LOCK}: {e}"));
+        eprintln!("ansible: waiting for {PACKAGE_LOCK} (scripts/package-test holds it while it runs)");
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {PACKAGE_LOCK}: {}", std::io::Error::last_os_error());
+        let made_policy_rc = !Path::new(POLICY_RC).exists();
+        if made_policy_rc {
+            fs::write(POLICY_RC, "#!/bin/sh\n# tests/ansible.rs: start no services\nexit 101\n")
+                .unwrap();
+            fs::set_permissions(POLICY_RC, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let conf_before = fs::read(CONF).ok().map(|b| {
+            let mode = fs::metadata(CONF).unwrap().permissions().mode();
+            (b, mode)
+        });
+        HostGuard {
+            _lock: lock,
+            made_policy_rc,
+            made_cache_dir: !Path::new(CACHE_DIR).exists(),
+            conf_before,
+        }
+    }
+}
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        if package_installed() {
+            eprintln!("ansible: cleaning up: dpkg --purge {PKG}");
+            let st = Command::new("dpkg").args(["--purge", PKG]).status();
+            if !matches!(st, Ok(s) if s.success()) {
+                eprintln!("ansible: dpkg --purge {PKG} failed: {st:?}");
+            }
+        }
+        if self.made_cache_dir {
+            let _ = fs::remove_dir_all(CACHE_DIR);
+        }
+        let _ = fs::remove_dir_all(dropin_dir());
+        if let Some((bytes, mode)) = &self.conf_before {
+            let _ = fs::write(CONF, bytes);
+            let _ = fs::set_permissions(CONF, fs::Permissions::from_mode(*mode));
+        }
+        if self.made_policy_rc {
+            let _ = fs::remove_file(POLICY_RC);
+        }
+    }
+}
+
+/// The .deb: $KSMTUNED_DEB, or what scripts/build-deb makes.
+fn deb() -> PathBuf {
+    if let Some(p) = std::env::var_os("KSMTUNED_DEB") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "KSMTUNED_DEB={} is not a file", p.display());
+        return p;
+    }
+    eprintln!("ansible: building the package (scripts/build-deb; set KSMTUNED_DEB to reuse one)");
+    let out = Command::new(repo().join("scripts/build-deb"))
+        .current_dir(repo())
+        .output()
+        .expect("running scripts/build-deb");
+    assert!(
+        out.status.success(),
+        "scripts/build-deb failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = repo().join(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(path.is_file(), "scripts/build-deb printed {}", path.display());
+    path
+}
+
+/// One ansible-playbook run of the role on this machine.
+struct Run {
+    ok: bool,
+    changed: u64,
+    failed: u64,
+    output: String,
+}
+
+struct Ansible {
+    dir: tempfile::TempDir,
+    runs: u32,
+}
+
+impl Ansible {
+    fn new() -> Ansible {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("inventory"),
+            "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("play.yml"),
+            "- name: ksmtuned on this machine\n  hosts: localhost\n  gather_facts: false\n  \
+             roles:\n    - role: ksmtuned\n",
+        )
+        .unwrap();
+        Ansible { dir, runs: 0 }
+    }
+
+    fn run(&mut self, what: &str, vars: &Value) -> Run {
+        self.runs += 1;
+        let d = self.dir.path();
+        let vars_file = d.join(format!("vars-{}.json", self.runs));
+        fs::write(&vars_file, serde_json::to_string_pretty(vars).unwrap()).unwrap();
+        let out = Command::new("ansible-playbook")
+            .arg("-i")
+            .arg(d.join("inventory"))
+            .arg("-e")
+            .arg(format!("@{}", vars_file.display()))
+            .arg(d.join("play.yml"))
+            .env("ANSIBLE_ROLES_PATH", repo().join("contrib/ansible/roles"))
+            .env("ANSIBLE_HOME", d.join("home"))
+            .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
+            .env("ANSIBLE_REMOTE_TEMP", d.join("remote-tmp"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("ANSIBLE_CONFIG", d.join("no-ansible.cfg"))
+            .output()
+            .expect("running ansible-playbook");
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recap = output
+            .lines()
+            .find(|l| l.starts_with("localhost") && l.contains(" ok="))
+            .unwrap_or_else(|| panic!("{what}: no PLAY RECAP line in:\n{output}"))
+            .to_string();
+        let count = |key: &str| -> u64 {
+            recap
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.parse().ok())
+                .unwrap_or_else(|| panic!("{what}: no {key} in {recap:?}"))
+        };
+        let run = Run {
+            ok: out.status.success(),
+            changed: count("changed="),
+            failed: count("failed="),
+            output,
+        };
+        eprintln!(
+            "ansible: {what}: exit {:?}, {}",
+            out.status.code(),
+            recap.split_once(':').map_or(recap.as_str(), |x| x.1.trim())
+        );
+        run
+    }
+}
+
+fn systemd_version() -> u32 {
+    let out = Command::new("systemctl").arg("--version").output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The file and when it was last written.
+fn snapshot(path: &str) -> (Vec<u8>, std::time::SystemTime) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    (bytes, fs::metadata(path).unwrap().modified().unwrap())
+}
+
+fn assert_refused(run: &Run, what: &str, needles: &[&str], before: &(Vec<u8>, std::time::SystemTime)) {
+    assert!(!run.ok && run.failed > 0, "{what}: the run did not fail:\n{}", run.output);
+    for n in needles {
+        assert!(run.output.contains(n), "{what}: no {n:?} in the output:\n{}", run.output);
+    }
+    assert!(snapshot(CONF) == *before, "{what}: {CONF} was changed although the run failed");
+}
+
+#[test]
+fn role_installs_configures_and_is_idempotent_on_this_machine() {
+    let test = "role_installs_configures_and_is_idempotent_on_this_machine";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {test}: needs root (it installs the package)");
+        return;
+    }
+    if skip_without(test, "ansible-playbook", "pip package ansible-core")
+        || skip_without(test, "dpkg-deb", "Debian package dpkg")
+    {
+        return;
+    }
+    let deb = deb();
+    let guard = HostGuard::new();
+    if package_installed() {
+        eprintln!(
+            "SKIPPED: {test}: the package {PKG} is on this machine ({}); this test installs and \
+             purges it, so it leaves it alone",
+            pkg_state()
+        );
+        return;
+    }
+    if dropin_dir().exists() {
+        panic!("{} exists before the test: a run before this one did not clean up", dropin_dir().display());
+    }
+    let old_systemd = systemd_version() < 254;
+    let mut ansible = Ansible::new();
+    let good = json!({
+        "ksmtuned_deb": deb,
+        "ksmtuned_policy": "adaptive",
+        "ksmtuned_max_cpu": 30,
+        "ksmtuned_metrics_listen": "127.0.0.1:9926",
+        "ksmtuned_config": {"KSM_MONITOR_INTERVAL": 30, "KSM_NPAGES_MAX": 2500},
+        "ksmtuned_manage_services": "false",
+        "ksmtuned_memory_ksm_services": [TEST_UNIT],
+        "ksmtuned_memory_ksm_old_systemd": "write",
+    });
+    let with = |extra: Value| {
+        let mut v = good.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+
+    // --- First run: installs, writes, changes.
+    let first = ansible.run("first run", &good);
+    assert!(first.ok, "first run failed:\n{}", first.output);
+    assert!(first.changed >= 4, "first run changed only {}:\n{}", first.changed, first.output);
+    assert_eq!(pkg_state(), "ii", "the package is not installed after the first run");
+    let conf = fs::read_to_string(CONF).unwrap();
+    for line in [
+        "KSM_POLICY='adaptive'",
+        "KSM_MAX_CPU='30'",
+        "KSM_METRICS_LISTEN='127.0.0.1:9926'",
+        "KSM_MONITOR_INTERVAL='30'",
+        "KSM_NPAGES_MAX='2500'",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "no {line:?} in {CONF}:\n{conf}");
+    }
+    let mode = fs::metadata(CONF).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o644, "{CONF} has mode {mode:o}");
+    let check = Command::new("/usr/sbin/ksmtuned")
+        .args(["--check-config", CONF])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stderr.is_empty(),
+        "the installed ksmtuned does not accept the written file without a word:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dropin = dropin_dir().join(DROPIN_NAME);
+    let text = fs::read_to_string(&dropin)
+        .unwrap_or_else(|e| panic!("the drop-in {} was not written: {e}", dropin.display()));
+    assert!(text.contains("[Service]\nMemoryKSM=yes\n"), "{text}");
+
+    // --- Second run: nothing to do.
+    let second = ansible.run("second run (idempotence)", &good);
+    assert!(second.ok, "second run failed:\n{}", second.output);
+    assert_eq!(second.changed, 0, "the second run changed things:\n{}", second.output);
+    let before = snapshot(CONF);
+
+    // --- Bad values: refused by ksmtuned --check-config, file untouched.
+    let r = ansible.run("KSM_MAX_CPU=500", &with(json!({"ksmtuned_max_cpu": 500})));
+    assert_refused(&r, "KSM_MAX_CPU=500", &["failed to validate", "KSM_MAX_CPU=\"500\"", "at most 100"], &before);
+    let r = ansible.run(
+        "KSM_MAX_CPU=abc",
+        &with(json!({"ksmtuned_config": {"KSM_MAX_CPU": "abc"}})),
+    );
+    assert_refused(&r, "KSM_MAX_CPU=abc", &["failed to validate", "KSM_MAX_CPU=\"abc\"", "not a whole number"], &before);
+    let r = ansible.run("KSM_POLICY=fast", &with(json!({"ksmtuned_policy": "fast"})));
+    assert_refused(&r, "KSM_POLICY=fast", &["failed to validate", "KSM_POLICY"], &before);
+    // A wrong type is refused by the role's argument spec, before anything.
+    let r = ansible.run("ksmtuned_max_cpu: abc", &with(json!({"ksmtuned_max_cpu": "abc"})));
+    assert_refused(&r, "ksmtuned_max_cpu: abc", &["ksmtuned_max_cpu"], &before);
+
+    // --- A misspelt variable: an error where ksmtuned has --strict.
+    let help = Command::new("/usr/sbin/ksmtuned").arg("--help").output().unwrap();
+    let has_strict = String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .any(|w| w == "--strict");
+    let typo = with(json!({"ksmtuned_config": {"KSM_NPAGE_MAX": 10}}));
+    let r = ansible.run("misspelt KSM_NPAGE_MAX", &typo);
+    if has_strict {
+        assert_refused(&r, "misspelt KSM_NPAGE_MAX (--strict)", &["failed to validate", "KSM_NPAGE_MAX"], &before);
+    } else {
+        eprintln!(
+            "NOTE: {test}: this ksmtuned has no --check-config --strict yet: a misspelt variable \
+             is a warning only, and the role (strict: auto) accepted it"
+        );
+        assert!(r.ok, "misspelt variable without --strict:\n{}", r.output);
+        // Asking for --strict where ksmtuned lacks it is refused, loudly.
+        let r = ansible.run(
+            "strict forced without --strict",
+            &with(json!({"ksmtuned_check_config_strict": "true"})),
+        );
+        assert!(!r.ok && r.output.contains("--strict"), "{}", r.output);
+        // Back to the good file.
+        let r = ansible.run("back to the good variables", &good);
+        assert!(r.ok && r.changed == 1, "{}", r.output);
+    }
+    let after = ansible.run("third run (idempotence)", &good);
+    assert!(after.ok && after.changed == 0, "{}", after.output);
+
+    // --- MemoryKSM= drop-ins: removed when the unit leaves the list.
+    let r = ansible.run(
+        "no MemoryKSM services",
+        &with(json!({"ksmtuned_memory_ksm_services": []})),
+    );
+    assert!(r.ok && r.changed == 1, "{}", r.output);
+    assert!(!dropin.exists(), "{} is still there", dropin.display());
+    if old_systemd {
+        // The default refuses to write what this systemd would ignore.
+        let mut v = good.clone();
+        v.as_object_mut().unwrap().remove("ksmtuned_memory_ksm_old_systemd");
+        let r = ansible.run("MemoryKSM= on systemd < 254", &v);
+        assert_refused(&r, "MemoryKSM= on systemd < 254", &["MemoryKSM= needs systemd 254"], &before);
+        assert!(!dropin.exists(), "{} was written although the role refused", dropin.display());
+        let r = ansible.run(
+            "MemoryKSM= on systemd < 254, skip",
+            &with(json!({"ksmtuned_memory_ksm_old_systemd": "skip"})),
+        );
+        assert!(r.ok && r.changed == 0 && !dropin.exists(), "{}", r.output);
+    }
+    eprintln!(
+        "NOT EXERCISED on this machine: the service tasks (enable/start ksm.service and \
+         ksmtuned.service, reload on change, daemon-reload): ksmtuned_manage_services=false here, \
+         so that nothing starts ksmtuned on the real KSM{}",
+        if Path::new("/run/systemd/system").exists() {
+            ""
+        } else {
+            " (and systemd is not PID 1 here)"
+        }
+    );
+
+    // --- Purge and put everything back; then check that it is so.
+    drop(guard);
+    assert!(!package_installed(), "{PKG} is still installed: {}", pkg_state());
+    assert!(!dropin_dir().exists());
+}
+
+#[test]
+fn ansible_lint_passes() {
+    let test = "ansible_lint_passes";
+    if skip_without(test, "ansible-lint", "pip package ansible-lint") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("ansible-lint")
+        .arg("--offline")
+        .current_dir(repo().join("contrib/ansible"))
+        .env("ANSIBLE_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running ansible-lint");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ansible-lint:\n{text}");
+    assert!(text.contains("0 failure(s), 0 warning(s)"), "ansible-lint:\n{text}");
+}
