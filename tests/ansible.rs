@@ -447,3 +447,29 @@ fn ansible_lint_passes() {
     assert!(out.status.success(), "ansible-lint:\n{text}");
     assert!(text.contains("0 failure(s), 0 warning(s)"), "ansible-lint:\n{text}");
 }
+
+#[test]
+fn every_role_variable_has_a_type_and_is_documented() {
+    let role = repo().join("contrib/ansible/roles/ksmtuned");
+    let defaults = fs::read_to_string(role.join("defaults/main.yml")).unwrap();
+    let specs = fs::read_to_string(role.join("meta/argument_specs.yml")).unwrap();
+    let docs = fs::read_to_string(repo().join("docs/fleet.md")).unwrap();
+    let names = |text: &str, indent: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(indent))
+            .filter(|l| l.starts_with("ksmtuned_"))
+            .filter_map(|l| l.split(':').next())
+            .map(String::from)
+            .collect()
+    };
+    let vars = names(&defaults, "");
+    assert!(vars.len() >= 10, "{vars:?}");
+    let typed = names(&specs, "      ");
+    assert_eq!(vars, typed, "defaults/main.yml and meta/argument_specs.yml list different variables");
+    for v in &vars {
+        assert!(
+            docs.contains(&format!("| `{v}` |")),
+            "{v} is not in the variables table of docs/fleet.md"
+        );
+    }
+}
