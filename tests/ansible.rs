@@ -44,7 +44,8 @@ fn dropin_dir() -> PathBuf {
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|d| {
-            fs::metadata(d.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            fs::metadata(d.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }
@@ -66,13 +67,28 @@ fn pkg_state() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The version dpkg knows of the package ("" when none).
+fn installed_version() -> String {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", PKG])
+        .output()
+        .expect("running dpkg-query");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn package_installed() -> bool {
     !matches!(pkg_state().as_str(), "" | "un")
 }
 
-/// Everything the test may leave on the machine, put back on drop.
+/// Everything the test may leave on the machine, put back on drop. Until
+/// [`HostGuard::arm`] it only holds the lock: a test that skips (the
+/// package was already there, someone else's) leaves everything alone.
 struct HostGuard {
     _lock: fs::File,
+    armed: bool,
+    /// The version of the .deb this test installs: only that is purged
+    /// (another session on this machine may install its own meanwhile).
+    version: String,
     made_policy_rc: bool,
     made_cache_dir: bool,
     /// /etc/ksmtuned.conf as it was before (not from the package).
@@ -87,32 +103,68 @@ impl HostGuard {
             .write(true)
             .open(PACKAGE_LOCK)
             .unwrap_or_else(|e| panic!("opening {PACKAGE_LOCK}: {e}"));
-        eprintln!("ansible: waiting for {PACKAGE_LOCK} (scripts/package-test holds it while it runs)");
+        eprintln!(
+            "ansible: waiting for {PACKAGE_LOCK} (scripts/package-test holds it while it runs)"
+        );
         // SAFETY: flock on a descriptor this function owns.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {PACKAGE_LOCK}: {}", std::io::Error::last_os_error());
-        let made_policy_rc = !Path::new(POLICY_RC).exists();
-        if made_policy_rc {
-            fs::write(POLICY_RC, "#!/bin/sh\n# tests/ansible.rs: start no services\nexit 101\n")
-                .unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "flock {PACKAGE_LOCK}: {}",
+            std::io::Error::last_os_error()
+        );
+        HostGuard {
+            _lock: lock,
+            armed: false,
+            version: String::new(),
+            made_policy_rc: false,
+            made_cache_dir: false,
+            conf_before: None,
+        }
+    }
+
+    /// Note what is there, keep dpkg from starting services, and from now
+    /// on put everything back on drop.
+    fn arm(&mut self, deb: &Path) {
+        let out = Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(deb)
+            .arg("Version")
+            .output()
+            .expect("running dpkg-deb -f");
+        self.version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!self.version.is_empty(), "no Version in {}", deb.display());
+        self.made_policy_rc = !Path::new(POLICY_RC).exists();
+        if self.made_policy_rc {
+            fs::write(
+                POLICY_RC,
+                "#!/bin/sh\n# tests/ansible.rs: start no services\nexit 101\n",
+            )
+            .unwrap();
             fs::set_permissions(POLICY_RC, fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let conf_before = fs::read(CONF).ok().map(|b| {
+        self.conf_before = fs::read(CONF).ok().map(|b| {
             let mode = fs::metadata(CONF).unwrap().permissions().mode();
             (b, mode)
         });
-        HostGuard {
-            _lock: lock,
-            made_policy_rc,
-            made_cache_dir: !Path::new(CACHE_DIR).exists(),
-            conf_before,
-        }
+        self.made_cache_dir = !Path::new(CACHE_DIR).exists();
+        self.armed = true;
     }
 }
 
 impl Drop for HostGuard {
     fn drop(&mut self) {
-        if package_installed() {
+        if !self.armed {
+            return;
+        }
+        let installed = installed_version();
+        if package_installed() && installed != self.version {
+            eprintln!(
+                "ansible: NOT purging {PKG} {installed}: this test installed {} (someone else's?)",
+                self.version
+            );
+        } else if package_installed() {
             eprintln!("ansible: cleaning up: dpkg --purge {PKG}");
             let st = Command::new("dpkg").args(["--purge", PKG]).status();
             if !matches!(st, Ok(s) if s.success()) {
@@ -151,7 +203,11 @@ fn deb() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let path = repo().join(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(path.is_file(), "scripts/build-deb printed {}", path.display());
+    assert!(
+        path.is_file(),
+        "scripts/build-deb printed {}",
+        path.display()
+    );
     path
 }
 
@@ -254,12 +310,28 @@ fn snapshot(path: &str) -> (Vec<u8>, std::time::SystemTime) {
     (bytes, fs::metadata(path).unwrap().modified().unwrap())
 }
 
-fn assert_refused(run: &Run, what: &str, needles: &[&str], before: &(Vec<u8>, std::time::SystemTime)) {
-    assert!(!run.ok && run.failed > 0, "{what}: the run did not fail:\n{}", run.output);
+fn assert_refused(
+    run: &Run,
+    what: &str,
+    needles: &[&str],
+    before: &(Vec<u8>, std::time::SystemTime),
+) {
+    assert!(
+        !run.ok && run.failed > 0,
+        "{what}: the run did not fail:\n{}",
+        run.output
+    );
     for n in needles {
-        assert!(run.output.contains(n), "{what}: no {n:?} in the output:\n{}", run.output);
+        assert!(
+            run.output.contains(n),
+            "{what}: no {n:?} in the output:\n{}",
+            run.output
+        );
     }
-    assert!(snapshot(CONF) == *before, "{what}: {CONF} was changed although the run failed");
+    assert!(
+        snapshot(CONF) == *before,
+        "{what}: {CONF} was changed although the run failed"
+    );
 }
 
 #[test]
@@ -276,7 +348,7 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         return;
     }
     let deb = deb();
-    let guard = HostGuard::new();
+    let mut guard = HostGuard::new();
     if package_installed() {
         eprintln!(
             "SKIPPED: {test}: the package {PKG} is on this machine ({}); this test installs and \
@@ -286,8 +358,12 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         return;
     }
     if dropin_dir().exists() {
-        panic!("{} exists before the test: a run before this one did not clean up", dropin_dir().display());
+        panic!(
+            "{} exists before the test: a run before this one did not clean up",
+            dropin_dir().display()
+        );
     }
+    guard.arm(&deb);
     let old_systemd = systemd_version() < 254;
     let mut ansible = Ansible::new();
     let good = json!({
@@ -311,8 +387,17 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
     // --- First run: installs, writes, changes.
     let first = ansible.run("first run", &good);
     assert!(first.ok, "first run failed:\n{}", first.output);
-    assert!(first.changed >= 4, "first run changed only {}:\n{}", first.changed, first.output);
-    assert_eq!(pkg_state(), "ii", "the package is not installed after the first run");
+    assert!(
+        first.changed >= 4,
+        "first run changed only {}:\n{}",
+        first.changed,
+        first.output
+    );
+    assert_eq!(
+        pkg_state(),
+        "ii",
+        "the package is not installed after the first run"
+    );
     let conf = fs::read_to_string(CONF).unwrap();
     for line in [
         "KSM_POLICY='adaptive'",
@@ -321,7 +406,10 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         "KSM_MONITOR_INTERVAL='30'",
         "KSM_NPAGES_MAX='2500'",
     ] {
-        assert!(conf.lines().any(|l| l == line), "no {line:?} in {CONF}:\n{conf}");
+        assert!(
+            conf.lines().any(|l| l == line),
+            "no {line:?} in {CONF}:\n{conf}"
+        );
     }
     let mode = fs::metadata(CONF).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o644, "{CONF} has mode {mode:o}");
@@ -343,32 +431,67 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
     // --- Second run: nothing to do.
     let second = ansible.run("second run (idempotence)", &good);
     assert!(second.ok, "second run failed:\n{}", second.output);
-    assert_eq!(second.changed, 0, "the second run changed things:\n{}", second.output);
+    assert_eq!(
+        second.changed, 0,
+        "the second run changed things:\n{}",
+        second.output
+    );
     let before = snapshot(CONF);
 
     // --- Bad values: refused by ksmtuned --check-config, file untouched.
     let r = ansible.run("KSM_MAX_CPU=500", &with(json!({"ksmtuned_max_cpu": 500})));
-    assert_refused(&r, "KSM_MAX_CPU=500", &["failed to validate", "KSM_MAX_CPU=\"500\"", "at most 100"], &before);
+    assert_refused(
+        &r,
+        "KSM_MAX_CPU=500",
+        &["failed to validate", "KSM_MAX_CPU=", "500", "at most 100"],
+        &before,
+    );
     let r = ansible.run(
         "KSM_MAX_CPU=abc",
         &with(json!({"ksmtuned_config": {"KSM_MAX_CPU": "abc"}})),
     );
-    assert_refused(&r, "KSM_MAX_CPU=abc", &["failed to validate", "KSM_MAX_CPU=\"abc\"", "not a whole number"], &before);
+    assert_refused(
+        &r,
+        "KSM_MAX_CPU=abc",
+        &[
+            "failed to validate",
+            "KSM_MAX_CPU=",
+            "abc",
+            "not a whole number",
+        ],
+        &before,
+    );
     let r = ansible.run("KSM_POLICY=fast", &with(json!({"ksmtuned_policy": "fast"})));
-    assert_refused(&r, "KSM_POLICY=fast", &["failed to validate", "KSM_POLICY"], &before);
+    assert_refused(
+        &r,
+        "KSM_POLICY=fast",
+        &["failed to validate", "KSM_POLICY"],
+        &before,
+    );
     // A wrong type is refused by the role's argument spec, before anything.
-    let r = ansible.run("ksmtuned_max_cpu: abc", &with(json!({"ksmtuned_max_cpu": "abc"})));
+    let r = ansible.run(
+        "ksmtuned_max_cpu: abc",
+        &with(json!({"ksmtuned_max_cpu": "abc"})),
+    );
     assert_refused(&r, "ksmtuned_max_cpu: abc", &["ksmtuned_max_cpu"], &before);
 
     // --- A misspelt variable: an error where ksmtuned has --strict.
-    let help = Command::new("/usr/sbin/ksmtuned").arg("--help").output().unwrap();
+    let help = Command::new("/usr/sbin/ksmtuned")
+        .arg("--help")
+        .output()
+        .unwrap();
     let has_strict = String::from_utf8_lossy(&help.stdout)
         .split_whitespace()
         .any(|w| w == "--strict");
     let typo = with(json!({"ksmtuned_config": {"KSM_NPAGE_MAX": 10}}));
     let r = ansible.run("misspelt KSM_NPAGE_MAX", &typo);
     if has_strict {
-        assert_refused(&r, "misspelt KSM_NPAGE_MAX (--strict)", &["failed to validate", "KSM_NPAGE_MAX"], &before);
+        assert_refused(
+            &r,
+            "misspelt KSM_NPAGE_MAX (--strict)",
+            &["failed to validate", "KSM_NPAGE_MAX"],
+            &before,
+        );
     } else {
         eprintln!(
             "NOTE: {test}: this ksmtuned has no --check-config --strict yet: a misspelt variable \
@@ -387,6 +510,8 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
     }
     let after = ansible.run("third run (idempotence)", &good);
     assert!(after.ok && after.changed == 0, "{}", after.output);
+    // The misspelt run rewrote the file and the next one wrote it back.
+    let before = snapshot(CONF);
 
     // --- MemoryKSM= drop-ins: removed when the unit leaves the list.
     let r = ansible.run(
@@ -398,10 +523,21 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
     if old_systemd {
         // The default refuses to write what this systemd would ignore.
         let mut v = good.clone();
-        v.as_object_mut().unwrap().remove("ksmtuned_memory_ksm_old_systemd");
+        v.as_object_mut()
+            .unwrap()
+            .remove("ksmtuned_memory_ksm_old_systemd");
         let r = ansible.run("MemoryKSM= on systemd < 254", &v);
-        assert_refused(&r, "MemoryKSM= on systemd < 254", &["MemoryKSM= needs systemd 254"], &before);
-        assert!(!dropin.exists(), "{} was written although the role refused", dropin.display());
+        assert_refused(
+            &r,
+            "MemoryKSM= on systemd < 254",
+            &["MemoryKSM= needs systemd 254"],
+            &before,
+        );
+        assert!(
+            !dropin.exists(),
+            "{} was written although the role refused",
+            dropin.display()
+        );
         let r = ansible.run(
             "MemoryKSM= on systemd < 254, skip",
             &with(json!({"ksmtuned_memory_ksm_old_systemd": "skip"})),
@@ -421,7 +557,11 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
 
     // --- Purge and put everything back; then check that it is so.
     drop(guard);
-    assert!(!package_installed(), "{PKG} is still installed: {}", pkg_state());
+    assert!(
+        !package_installed(),
+        "{PKG} is still installed: {}",
+        pkg_state()
+    );
     assert!(!dropin_dir().exists());
 }
 
@@ -445,7 +585,10 @@ fn ansible_lint_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "ansible-lint:\n{text}");
-    assert!(text.contains("0 failure(s), 0 warning(s)"), "ansible-lint:\n{text}");
+    assert!(
+        text.contains("0 failure(s), 0 warning(s)"),
+        "ansible-lint:\n{text}"
+    );
 }
 
 #[test]
@@ -465,7 +608,10 @@ fn every_role_variable_has_a_type_and_is_documented() {
     let vars = names(&defaults, "");
     assert!(vars.len() >= 10, "{vars:?}");
     let typed = names(&specs, "      ");
-    assert_eq!(vars, typed, "defaults/main.yml and meta/argument_specs.yml list different variables");
+    assert_eq!(
+        vars, typed,
+        "defaults/main.yml and meta/argument_specs.yml list different variables"
+    );
     for v in &vars {
         assert!(
             docs.contains(&format!("| `{v}` |")),
