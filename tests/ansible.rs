@@ -185,8 +185,14 @@ impl Drop for HostGuard {
     }
 }
 
-/// The .deb: $KSMTUNED_DEB, or what scripts/build-deb makes.
+/// The .deb: $KSMTUNED_DEB, or what scripts/build-deb makes (once for
+/// all the tests here).
 fn deb() -> PathBuf {
+    static DEB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEB.get_or_init(build_deb).clone()
+}
+
+fn build_deb() -> PathBuf {
     if let Some(p) = std::env::var_os("KSMTUNED_DEB") {
         let p = PathBuf::from(p);
         assert!(p.is_file(), "KSMTUNED_DEB={} is not a file", p.display());
@@ -547,7 +553,8 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
     eprintln!(
         "NOT EXERCISED on this machine: the service tasks (enable/start ksm.service and \
          ksmtuned.service, reload on change, daemon-reload): ksmtuned_manage_services=false here, \
-         so that nothing starts ksmtuned on the real KSM{}",
+         so that nothing starts ksmtuned on the real KSM{}; \
+         role_manages_the_services_under_systemd_in_a_container runs them",
         if Path::new("/run/systemd/system").exists() {
             ""
         } else {
@@ -588,6 +595,40 @@ fn ansible_lint_passes() {
     assert!(
         text.contains("0 failure(s), 0 warning(s)"),
         "ansible-lint:\n{text}"
+    );
+}
+
+/// The service tasks for real: scripts/ansible-sandbox-test boots systemd
+/// in a container (over the KSM fixture tree, not the real ksmd) and runs
+/// the role there with ksmtuned_manage_services=true.
+#[test]
+fn role_manages_the_services_under_systemd_in_a_container() {
+    let test = "role_manages_the_services_under_systemd_in_a_container";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {test}: needs root (systemd-nspawn)");
+        return;
+    }
+    if skip_without(test, "ansible-playbook", "pip package ansible-core")
+        || skip_without(test, "systemd-nspawn", "Debian package systemd-container")
+    {
+        return;
+    }
+    let out = Command::new(repo().join("scripts/ansible-sandbox-test"))
+        .arg(deb())
+        .current_dir(repo())
+        .output()
+        .expect("running scripts/ansible-sandbox-test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for l in err
+        .lines()
+        .filter(|l| l.starts_with("ansible-sandbox-test: "))
+    {
+        eprintln!("{l}");
+    }
+    assert!(
+        out.status.success(),
+        "scripts/ansible-sandbox-test failed:\n{err}"
     );
 }
 

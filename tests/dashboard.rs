@@ -167,10 +167,22 @@ fn dashboard_serves_one_host_and_many() {
     }
     // Fleet totals, and the top hosts by savings and by ksmd CPU.
     let has = |needle: &str| exprs.iter().any(|e| e.contains(needle));
-    assert!(has("sum(instance:ksm_memory_saved_bytes:max"), "no fleet total of memory saved");
-    assert!(has("sum(instance:ksm_ksmd_cpu_seconds:rate5m"), "no fleet total of ksmd CPU");
-    assert!(has("topk(10, instance:ksm_memory_saved_bytes:max"), "no top hosts by savings");
-    assert!(has("topk(10, instance:ksm_ksmd_cpu_seconds:rate5m"), "no top hosts by ksmd CPU");
+    assert!(
+        has("sum(instance:ksm_memory_saved_bytes:max"),
+        "no fleet total of memory saved"
+    );
+    assert!(
+        has("sum(instance:ksm_ksmd_cpu_seconds:rate5m"),
+        "no fleet total of ksmd CPU"
+    );
+    assert!(
+        has("topk(10, instance:ksm_memory_saved_bytes:max"),
+        "no top hosts by savings"
+    );
+    assert!(
+        has("topk(10, instance:ksm_ksmd_cpu_seconds:rate5m"),
+        "no top hosts by ksmd CPU"
+    );
     // The first row is the fleet's.
     let panels = d["panels"].as_array().unwrap();
     assert_eq!(panels[0]["type"], "row");

@@ -90,12 +90,23 @@ fn every_alert_is_tested_firing_and_not_firing() {
     }
     // Every alert waits (`for:`), has a severity and runbook text.
     let text = std::fs::read_to_string(rules_path()).unwrap();
-    for key in ["for: ", "severity: ", "summary: ", "description: ", "runbook: "] {
+    for key in [
+        "for: ",
+        "severity: ",
+        "summary: ",
+        "description: ",
+        "runbook: ",
+    ] {
         let n = text
             .lines()
             .filter(|l| l.trim_start().starts_with(key))
             .count();
-        assert_eq!(n, alerts.len(), "{} alerts but {n} {key:?} lines", alerts.len());
+        assert_eq!(
+            n,
+            alerts.len(),
+            "{} alerts but {n} {key:?} lines",
+            alerts.len()
+        );
     }
 }
 
@@ -177,7 +188,8 @@ fn node_exporter_exposes_the_node_metrics_the_rules_use() {
         }
     }
     assert!(
-        used.contains("node_memory_MemAvailable_bytes") && used.contains("node_textfile_mtime_seconds"),
+        used.contains("node_memory_MemAvailable_bytes")
+            && used.contains("node_textfile_mtime_seconds"),
         "{used:?}"
     );
     // KsmMetricsStale matches the file label with (.*/)?ksm\.prom: this
@@ -192,7 +204,11 @@ fn node_exporter_exposes_the_node_metrics_the_rules_use() {
         "node_exporter labels the file {file:?}"
     );
     // And the ksm_ series come through it.
-    assert_eq!(value_of(&body, "node_textfile_scrape_error"), Some(0.0), "{body}");
+    assert_eq!(
+        value_of(&body, "node_textfile_scrape_error"),
+        Some(0.0),
+        "{body}"
+    );
     assert!(exposed.contains("ksm_memory_saved_bytes"));
 }
 
@@ -221,7 +237,8 @@ fn prom_query(port: u16, query: &str) -> Result<Vec<serde_json::Value>, String> 
         }
     }
     let r = http_get(addr, &format!("/api/v1/query?query={enc}")).map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
     if v["status"] != "success" {
         return Err(r.body);
     }
@@ -241,7 +258,11 @@ fn sample_value(v: &serde_json::Value) -> f64 {
 fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
     let test = "prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row";
     if !have_tool(test, "prometheus", "Debian package prometheus")
-        || !have_tool(test, "prometheus-node-exporter", "Debian package prometheus-node-exporter")
+        || !have_tool(
+            test,
+            "prometheus-node-exporter",
+            "Debian package prometheus-node-exporter",
+        )
     {
         return;
     }
@@ -295,7 +316,10 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
     // The docs' configuration: targets here, everything every second.
     let mut config = docs_scrape_config()
         .replace("/etc/prometheus/ksm-rules.yml", "ksm-rules.yml")
-        .replace("scrape_interval: 30s", "scrape_interval: 1s\n  evaluation_interval: 1s")
+        .replace(
+            "scrape_interval: 30s",
+            "scrape_interval: 1s\n  evaluation_interval: 1s",
+        )
         .replace(
             "['kvm1.example.org:9926', 'kvm2.example.org:9926']",
             &format!("['127.0.0.1:{tuned_port}']"),
@@ -304,7 +328,10 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
             "['kvm1.example.org:9100', 'kvm2.example.org:9100']",
             &format!("['127.0.0.1:{node_port}']"),
         );
-    assert!(!config.contains("example.org"), "targets left in:\n{config}");
+    assert!(
+        !config.contains("example.org"),
+        "targets left in:\n{config}"
+    );
     config = config.replacen("global:\n", "global:\n  scrape_timeout: 1s\n", 1);
     std::fs::write(dir.path().join("prometheus.yml"), &config).unwrap();
     let rules = std::fs::read_to_string(rules_path())
@@ -344,11 +371,18 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
     })
     .unwrap_or_else(|| panic!("no instance:ksm_unmerge_headroom_bytes in 60 s\n{}", logs()));
     assert_eq!(headroom.len(), 1, "{headroom:?}");
-    assert_eq!(headroom[0]["metric"]["instance"], "127.0.0.1", "{headroom:?}");
+    assert_eq!(
+        headroom[0]["metric"]["instance"], "127.0.0.1",
+        "{headroom:?}"
+    );
     let saved = prom_query(port, "fleet:ksm_memory_saved_bytes:sum").unwrap();
     let rendered = value_of(&full_rendering(), "ksm_memory_saved_bytes").unwrap();
     assert_eq!(saved.len(), 1);
-    assert_eq!(sample_value(&saved[0]), rendered, "the fixture host's memory saved");
+    assert_eq!(
+        sample_value(&saved[0]),
+        rendered,
+        "the fixture host's memory saved"
+    );
     let up = prom_query(port, r#"up{job="ksmtuned"}"#).unwrap();
     assert_eq!(up.len(), 1);
     assert_eq!(sample_value(&up[0]), 1.0);
@@ -378,7 +412,12 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
                 .replace("$instance", ".*");
             let r = prom_query(port, &e).unwrap_or_else(|err| panic!("{e}: {err}"));
             if !recorded_names(&e).is_empty() {
-                assert!(!r.is_empty(), "panel {} ({e}) has no data\n{}", p["title"], logs());
+                assert!(
+                    !r.is_empty(),
+                    "panel {} ({e}) has no data\n{}",
+                    p["title"],
+                    logs()
+                );
                 checked += 1;
             }
         }

@@ -327,7 +327,9 @@ pub fn rules() -> Vec<(String, String, String)> {
                 let body_indent = indent(lines[i + 2]);
                 let mut parts = Vec::new();
                 let mut j = i + 2;
-                while j < lines.len() && indent(lines[j]) == body_indent && !lines[j].trim().is_empty()
+                while j < lines.len()
+                    && indent(lines[j]) == body_indent
+                    && !lines[j].trim().is_empty()
                 {
                     parts.push(lines[j].trim());
                     j += 1;
