@@ -264,7 +264,8 @@ pub fn full_rendering() -> String {
 /// collector reading `textfile_dir`) once, and stop it.
 pub fn node_exporter_scrape(textfile_dir: &std::path::Path, collectors: &[&str]) -> String {
     let port = free_port();
-    let log_path = textfile_dir.with_extension("node_exporter.log");
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("node_exporter.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut cmd = Command::new("prometheus-node-exporter");
     cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -292,7 +293,6 @@ pub fn node_exporter_scrape(textfile_dir: &std::path::Path, collectors: &[&str])
             std::fs::read_to_string(&log_path).unwrap_or_default()
         )
     });
-    let _ = std::fs::remove_file(&log_path);
     scraped.body
 }
 
