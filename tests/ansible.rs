@@ -33,6 +33,10 @@ const DROPIN_NAME: &str = "50-ksmtuned-memory-ksm.conf";
 /// Shared with scripts/package-test: one package test at a time.
 const PACKAGE_LOCK: &str = "/run/lock/ksmtuned-package.lock";
 
+/// The tests that run the role on this machine, one at a time: each run
+/// removes the MemoryKSM= drop-ins it was not asked for, the other's too.
+static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -178,6 +182,9 @@ impl Drop for HostGuard {
         if let Some((bytes, mode)) = &self.conf_before {
             let _ = fs::write(CONF, bytes);
             let _ = fs::set_permissions(CONF, fs::Permissions::from_mode(*mode));
+        } else if !package_installed() {
+            // Written by a run without the package (it was not there before).
+            let _ = fs::remove_file(CONF);
         }
         if self.made_policy_rc {
             let _ = fs::remove_file(POLICY_RC);
@@ -248,11 +255,23 @@ impl Ansible {
     }
 
     fn run(&mut self, what: &str, vars: &Value) -> Run {
+        self.run_with_path(what, vars, None)
+    }
+
+    /// A run with `bin` first on PATH.
+    fn run_with_path(&mut self, what: &str, vars: &Value, bin: Option<&Path>) -> Run {
         self.runs += 1;
         let d = self.dir.path();
         let vars_file = d.join(format!("vars-{}.json", self.runs));
         fs::write(&vars_file, serde_json::to_string_pretty(vars).unwrap()).unwrap();
-        let out = Command::new("ansible-playbook")
+        let mut cmd = Command::new("ansible-playbook");
+        if let Some(bin) = bin {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![bin.to_path_buf()];
+            dirs.extend(std::env::split_paths(&path));
+            cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+        }
+        let out = cmd
             .arg("-i")
             .arg(d.join("inventory"))
             .arg("-e")
@@ -354,6 +373,7 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         return;
     }
     let deb = deb();
+    let _host = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let mut guard = HostGuard::new();
     if package_installed() {
         eprintln!(
@@ -389,6 +409,22 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         }
         v
     };
+
+    // --- Without the package the role says so and writes nothing.
+    if !on_path("ksmtuned") {
+        let r = ansible.run(
+            "ksmtuned not installed, ksmtuned_install=false",
+            &with(json!({"ksmtuned_install": false})),
+        );
+        assert!(
+            !r.ok
+                && r.output
+                    .contains("ksmtuned is not installed or does not run"),
+            "{}",
+            r.output
+        );
+        assert!(!Path::new(CONF).exists() || guard.conf_before.is_some());
+    }
 
     // --- First run: installs, writes, changes.
     let first = ansible.run("first run", &good);
@@ -630,6 +666,67 @@ fn role_manages_the_services_under_systemd_in_a_container() {
         out.status.success(),
         "scripts/ansible-sandbox-test failed:\n{err}"
     );
+}
+
+/// Where `ksmtuned --help` lists `--strict` (another branch adds it), the
+/// role checks with it; `ksmtuned_check_config_strict: "false"` turns it
+/// off. A stand-in ksmtuned first on PATH records how it is called; the
+/// file goes to a temporary directory, nothing is installed.
+#[test]
+fn strict_check_is_used_where_ksmtuned_has_it() {
+    let test = "strict_check_is_used_where_ksmtuned_has_it";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {test}: needs root (the role writes root-owned files)");
+        return;
+    }
+    if skip_without(test, "ansible-playbook", "pip package ansible-core") {
+        return;
+    }
+    let _host = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("calls");
+    let fake = bin.join("ksmtuned");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --help ]; then\n  echo '      --check-config [<FILE>]  Check the configuration'\n  \
+             echo '      --strict                 Unknown variables are errors'\n  exit 0\nfi\n\
+             echo \"$*\" >>{}\nexit 0\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = dir.path().join("ksmtuned.conf");
+    let mut ansible = Ansible::new();
+    let vars = |strict: &str, cpu: u32| {
+        json!({
+            "ksmtuned_install": false,
+            "ksmtuned_manage_services": "false",
+            "ksmtuned_config_file": conf,
+            "ksmtuned_check_config_strict": strict,
+            "ksmtuned_max_cpu": cpu,
+        })
+    };
+    let r = ansible.run_with_path(
+        "strict: auto, ksmtuned has --strict",
+        &vars("auto", 20),
+        Some(&bin),
+    );
+    assert!(r.ok, "{}", r.output);
+    let r = ansible.run_with_path("strict: false", &vars("false", 30), Some(&bin));
+    assert!(r.ok, "{}", r.output);
+    let log = fs::read_to_string(&calls).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].starts_with("--strict --check-config /"), "{log}");
+    assert!(lines[1].starts_with("--check-config /"), "{log}");
+    assert!(fs::read_to_string(&conf)
+        .unwrap()
+        .contains("KSM_MAX_CPU='30'"));
 }
 
 #[test]
