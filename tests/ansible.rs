@@ -235,6 +235,7 @@ struct Run {
 struct Ansible {
     dir: tempfile::TempDir,
     runs: u32,
+    check_mode: bool,
 }
 
 impl Ansible {
@@ -251,11 +252,23 @@ impl Ansible {
              roles:\n    - role: ksmtuned\n",
         )
         .unwrap();
-        Ansible { dir, runs: 0 }
+        Ansible {
+            dir,
+            runs: 0,
+            check_mode: false,
+        }
     }
 
     fn run(&mut self, what: &str, vars: &Value) -> Run {
         self.run_with_path(what, vars, None)
+    }
+
+    /// A run in check mode (`--check`): it reports, changes nothing.
+    fn check(&mut self, what: &str, vars: &Value) -> Run {
+        self.check_mode = true;
+        let r = self.run_with_path(what, vars, None);
+        self.check_mode = false;
+        r
     }
 
     /// A run with `bin` first on PATH.
@@ -270,6 +283,9 @@ impl Ansible {
             let mut dirs = vec![bin.to_path_buf()];
             dirs.extend(std::env::split_paths(&path));
             cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+        }
+        if self.check_mode {
+            cmd.arg("--check");
         }
         let out = cmd
             .arg("-i")
@@ -426,6 +442,26 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         assert!(!Path::new(CONF).exists() || guard.conf_before.is_some());
     }
 
+    // --- Check mode first: reports what it would do, does nothing.
+    let r = ansible.check("--check before the package", &good);
+    assert!(r.ok && r.changed >= 1, "{}", r.output);
+    assert!(
+        r.output
+            .contains("Check mode: ksmtuned is not installed yet"),
+        "{}",
+        r.output
+    );
+    assert!(!package_installed(), "--check installed the package");
+    assert!(
+        !guard.made_cache_dir || !Path::new(CACHE_DIR).exists(),
+        "--check made {CACHE_DIR}"
+    );
+    assert_eq!(
+        Path::new(CONF).exists(),
+        guard.conf_before.is_some(),
+        "--check touched {CONF}"
+    );
+
     // --- First run: installs, writes, changes.
     let first = ansible.run("first run", &good);
     assert!(first.ok, "first run failed:\n{}", first.output);
@@ -478,6 +514,8 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         "the second run changed things:\n{}",
         second.output
     );
+    let r = ansible.check("--check when all is done", &good);
+    assert!(r.ok && r.changed == 0, "{}", r.output);
     let before = snapshot(CONF);
 
     // --- Bad values: refused by ksmtuned --check-config, file untouched.
