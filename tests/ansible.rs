@@ -740,7 +740,7 @@ fn strict_check_is_used_where_ksmtuned_has_it() {
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
     let conf = dir.path().join("ksmtuned.conf");
     let mut ansible = Ansible::new();
-    let vars = |strict: &str, cpu: u32| {
+    let vars = |strict: &str, cpu: u32| -> Value {
         json!({
             "ksmtuned_install": false,
             "ksmtuned_manage_services": "false",
@@ -755,7 +755,10 @@ fn strict_check_is_used_where_ksmtuned_has_it() {
         Some(&bin),
     );
     assert!(r.ok, "{}", r.output);
-    let r = ansible.run_with_path("strict: false", &vars("false", 30), Some(&bin));
+    // YAML booleans work as well as the strings.
+    let mut v = vars("", 30);
+    v["ksmtuned_check_config_strict"] = json!(false);
+    let r = ansible.run_with_path("strict: false", &v, Some(&bin));
     assert!(r.ok, "{}", r.output);
     let log = fs::read_to_string(&calls).unwrap();
     let lines: Vec<&str> = log.lines().collect();
