@@ -170,9 +170,22 @@ impl Drop for HostGuard {
             );
         } else if package_installed() {
             eprintln!("ansible: cleaning up: dpkg --purge {PKG}");
-            let st = Command::new("dpkg").args(["--purge", PKG]).status();
-            if !matches!(st, Ok(s) if s.success()) {
-                eprintln!("ansible: dpkg --purge {PKG} failed: {st:?}");
+            // dpkg's lock may be held a while by apt elsewhere on the
+            // machine: try for up to two minutes.
+            let mut last = String::new();
+            for _ in 0..60 {
+                match Command::new("dpkg").args(["--purge", PKG]).output() {
+                    Ok(o) if o.status.success() => {
+                        last.clear();
+                        break;
+                    }
+                    Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => last = e.to_string(),
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            if !last.is_empty() {
+                eprintln!("ansible: dpkg --purge {PKG} failed: {last}");
             }
         }
         if self.made_cache_dir {
