@@ -168,7 +168,11 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ksmctl: {}", message(&e));
+            eprintln!(
+                "{}ksmctl: {}",
+                crate::journal::when_journal(crate::journal::ERR),
+                message(&e)
+            );
             if e.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -203,7 +207,10 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             let env = std::env::var(service::MAX_KERNEL_PAGES_VAR).ok();
             let report = service::start(root, &ksm, env)?;
             if let Some(note) = report.note {
-                eprintln!("ksmctl: {note}");
+                eprintln!(
+                    "{}ksmctl: {note}",
+                    crate::journal::when_journal(crate::journal::NOTICE)
+                );
             }
             if let Some(n) = report.max_kernel_pages {
                 let what = if n == 0 {
@@ -244,11 +251,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                Status::build(
-                    Some(&state),
-                    sys::page_size(),
-                    service::running_tuners(root),
-                )
+                let mut tuners = service::running_tuners(root);
+                tuners.extend(service::dry_run_tuners(root));
+                Status::build(Some(&state), sys::page_size(), tuners)
             } else {
                 Status::unsupported(sys::page_size())
             };
@@ -306,21 +311,24 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
         }
         keys.iter().map(String::as_str).collect()
     };
-    let mut values = Vec::new();
+    // A file this kernel does not have is absent, not an error: `null` in
+    // JSON, "absent" in text (named keys only; the listing of all keys
+    // shows what the kernel has).
+    let mut values: Vec<(&str, Option<String>)> = Vec::new();
     for name in names {
         match ksm.read_raw(name)? {
-            Some(v) => values.push((name, v)),
+            Some(v) => values.push((name, Some(v))),
             None if keys.is_empty() => {}
-            None => bail!(
-                "this kernel has no {name} ({} does not exist)",
-                ksm.path(name).display()
-            ),
+            None => values.push((name, None)),
         }
     }
     if json {
         let map: serde_json::Map<String, serde_json::Value> = values
             .into_iter()
             .map(|(k, v)| {
+                let Some(v) = v else {
+                    return (k.to_string(), serde_json::Value::Null);
+                };
                 let val = match v.parse::<i64>() {
                     Ok(n) => n.into(),
                     Err(_) => match k {
@@ -339,7 +347,10 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     } else {
         let width = values.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (k, v) in values {
-            writeln!(out, "{k:<width$} = {v}")?;
+            match v {
+                Some(v) => writeln!(out, "{k:<width$} = {v}")?,
+                None => writeln!(out, "{k:<width$}   absent (this kernel has no such file)")?,
+            }
         }
     }
     Ok(0)
