@@ -585,14 +585,9 @@ fn listen_problem(value: &str) -> String {
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
             && host.chars().any(|ch| ch.is_ascii_alphabetic());
         if named && port.parse::<u16>().is_ok() {
-            let hint = if host.eq_ignore_ascii_case("localhost") {
-                format!(" (for {host}: 127.0.0.1:{port} or [::1]:{port})")
-            } else {
-                String::new()
-            };
             return format!(
-                "{host:?} is a host name; ksmtuned resolves no names: give an IP address and \
-                 port{hint}, {example}"
+                "{host:?} is a host name, and ksmtuned resolves no names: give an IP address, \
+                 e.g. 127.0.0.1:{port} or [::1]:{port}"
             );
         }
         if port.parse::<u16>().is_err() {
