@@ -50,7 +50,27 @@ use pidfile::PidFile;
 
 /// Tune Kernel Samepage Merging to the host's memory pressure.
 #[derive(Debug, Parser)]
-#[command(name = "ksmtuned", version)]
+#[command(
+    name = "ksmtuned",
+    version,
+    after_long_help = "Signals: SIGUSR1 (ksmtuned retune, ksmctl retune) adjusts now; SIGHUP \
+                       (systemctl reload ksmtuned) re-reads the configuration, keeping the old \
+                       one if the new one is bad; SIGTERM and SIGINT exit at once, leaving run \
+                       as it is.\n\n\
+                       Logs go to standard error without time stamps: info by default, -v for \
+                       every decision with its reason, RUST_LOG overrides. When standard error \
+                       is the journal (JOURNAL_STREAM), each line carries its syslog priority, \
+                       so journalctl -p warning -u ksmtuned shows warnings and errors only. A \
+                       fault that repeats is logged when it starts and when it clears. With \
+                       DEBUG set, the original's debug lines go to LOGFILE or standard output.\n\n\
+                       Exit status: 0 after SIGTERM, or when ksm.service is masked; 1 a runtime \
+                       error (no KSM, another ksmtuned running); 2 a usage error; 78 (EX_CONFIG) \
+                       an invalid configuration, which the shipped unit does not restart on \
+                       (RestartPreventExitStatus=78). --check-config exits 0 or 1.\n\n\
+                       Files: /etc/ksmtuned.conf and /etc/ksmtuned.conf.d/*.conf \
+                       (ksmtuned.conf(5)); /run/ksmtuned.pid (/run/ksmtuned.dry-run.pid with \
+                       --dry-run), which ksmtuned holds locked."
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].
     #[arg(long, short = 'c', value_name = "FILE")]
