@@ -188,10 +188,20 @@ fn top_screen(root: &Path) -> Vec<String> {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     let root = ksmtuned::Root::new(root);
-    // Two refreshes, 2 s apart (the default), of the same fixture.
+    // Two refreshes, 2 s apart (the default), of the same fixture, read as
+    // `ksmctl top` reads it.
+    use ksmtuned::sample::{Parts, Sampler};
+    let mut sampler = Sampler::new(
+        &root,
+        Parts {
+            ksmd: true,
+            processes: true,
+            ..Parts::default()
+        },
+    );
     let mut view = View::new(Duration::from_secs(2));
     for at in [0.0, 2.0] {
-        view.push(at, ksmtuned::metrics::Sample::collect(&root, None).unwrap());
+        view.push(at, sampler.take().unwrap());
     }
     let (w, h) = (80u16, 24u16);
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
