@@ -88,3 +88,39 @@ fn check_config_names_the_file_it_checked() {
     );
     assert!(!err.contains("/etc/ksmtuned.conf"), "{err}");
 }
+
+#[test]
+fn strict_makes_warnings_errors_and_a_bad_configuration_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("k.conf");
+    std::fs::write(&conf, "KSM_NPAGE_MAX=2000\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
+            .args(args)
+            .arg("--root")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/linux-6.18"
+            ))
+            .arg("--pid-file")
+            .arg(dir.path().join("pid"))
+            .output()
+            .unwrap()
+    };
+    let c = conf.to_str().unwrap();
+    // --check-config: a warning passes, --strict fails.
+    let out = run(&["--check-config", c]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["--strict", "--check-config", c]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("did you mean KSM_NPAGES_MAX?"),
+        "{err}"
+    );
+    // The daemon with --strict does not start: EX_CONFIG.
+    let out = run(&["--strict", "--dry-run", "--config", c]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("--check-config --strict"), "{err}");
+}

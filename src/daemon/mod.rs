@@ -250,7 +250,7 @@ pub fn check_config(
         let also = if read.is_empty() {
             String::new()
         } else {
-            format!(" (read after {})", read.join(", "))
+            format!(" (drop-ins read before it: {})", read.join(", "))
         };
         println!("{}: {what}{also}", name.display());
         let origin = match &loaded.policy_origin {
