@@ -124,3 +124,31 @@ fn strict_makes_warnings_errors_and_a_bad_configuration_exits_78() {
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("--check-config --strict"), "{err}");
 }
+
+#[test]
+fn experiments_refuse_a_host_with_merged_memory() {
+    // obs-6.18 is a host with 250,000 pages sharing: not the test's. (The
+    // check comes before any write, so the fixture is not touched.)
+    use ksmtuned::kernel::ksm::{Experiment, Ksm};
+    if std::env::var(ksmtuned::kernel::ksm::HOST_IN_USE_OK).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: experiments_refuse_a_host_with_merged_memory: the opt-in is set");
+        return;
+    }
+    let root = ksmtuned::Root::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/obs-6.18"
+    ));
+    let ksm = Ksm::new(&root);
+    match Experiment::begin(&ksm) {
+        Err(e @ ksmtuned::Error::HostInUse { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("pages_sharing 250000") && m.contains("KSMTUNED_TEST_HOST_IN_USE_OK=1"),
+                "{m}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an experiment began on a host with merged memory"),
+    }
+    assert!(Experiment::begin_or_skip(&ksm).is_none());
+}
