@@ -514,7 +514,9 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
     let Some(ksm) = real_ksm("prometheus_scrapes_pages_sharing_equal_to_the_kernel") else {
         return;
     };
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let probe = Probe::start("obs-prom-probe", 512, "madvise", 61);
     if !exp.before().advisor_active() {
         ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();
