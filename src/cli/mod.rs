@@ -25,9 +25,10 @@ use crate::root::Root;
 #[command(
     name = "ksmctl",
     version,
-    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
-                  2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
-                  1 not supported."
+    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused, \
+                  an unmerge refused), 2 usage error (unknown key, invalid value); `status`: \
+                  0 running, 3 stopped, 1 not supported; `doctor`: 0 nothing needs attention, \
+                  4 a finding needs attention, 1 the check failed."
 )]
 pub struct Cli {
     /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
@@ -46,7 +47,26 @@ pub enum Command {
     /// Stop ksmd (run=0); merged pages stay merged.
     Stop,
     /// Stop ksmd and unmerge every merged page (run=2); can take a while.
-    Unmerge,
+    /// Refused when the memory that comes back (what KSM saves now) exceeds
+    /// MemAvailable plus free swap, unless --force.
+    Unmerge {
+        /// Unmerge even when the host cannot take the memory back (the
+        /// out-of-memory killer makes up the difference).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check why KSM is or is not merging here, what it costs, and how
+    /// risky an unmerge would be; each finding says what was seen (with the
+    /// numbers), why it matters and what to do (see
+    /// docs/troubleshooting.md, one section per finding).
+    /// Exit status: 0 nothing needs attention, 4 a finding needs attention
+    /// (a warning), 1 the check itself failed.
+    Doctor {
+        /// Print JSON: {"attention": bool, "findings": [{"id", "severity",
+        /// "seen", "why", "what_to_do", "numbers"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether KSM runs, what it saves and how it is set.
     /// Exit status: 0 running, 3 stopped, 1 not supported.
     Status {
@@ -68,9 +88,15 @@ pub enum Command {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
         /// For merge_across_nodes and max_page_sharing: unmerge all pages
-        /// first (run=2), set the value, then restore run.
+        /// first (run=2), set the value, then restore run. Refused when the
+        /// memory that comes back exceeds MemAvailable plus free swap,
+        /// unless --force.
         #[arg(long)]
         unmerge: bool,
+        /// With --unmerge: unmerge even when the host cannot take the
+        /// memory back.
+        #[arg(long, requires = "unmerge")]
+        force: bool,
     },
     /// Run a program with its whole memory opted in to KSM
     /// (prctl PR_SET_MEMORY_MERGE, Linux 6.4+).
@@ -219,8 +245,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             service::stop(&ksm)?;
             Ok(0)
         }
-        Command::Unmerge => {
+        Command::Unmerge { force } => {
             let state = ksm.read()?;
+            unmerge_rail(root, &state, force)?;
             let saved = state.saved_bytes(sys::page_size());
             let merged = state.saved_pages() > 0 || state.pages_shared.unwrap_or(0) > 0;
             if merged {
@@ -268,7 +295,12 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             Ok(status.exit_code())
         }
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
-        Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
+        Command::Set {
+            settings,
+            unmerge,
+            force,
+        } => set(root, &ksm, &settings, (unmerge, force), &mut out),
+        Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
         Command::Retune { pid_file } => Ok(crate::daemon::retune(
             &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
@@ -345,7 +377,31 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     Ok(0)
 }
 
-fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+/// The rail: refuse to unmerge when the memory that would come back does
+/// not fit in MemAvailable + free swap (see [`crate::doctor::rails`]),
+/// unless forced. Also refused when /proc/meminfo cannot be read.
+fn unmerge_rail(root: &Root, state: &crate::kernel::ksm::KsmState, force: bool) -> anyhow::Result<()> {
+    use crate::doctor::rails::{refuse_unmerge, Headroom};
+    if force {
+        return Ok(());
+    }
+    let mem = crate::kernel::meminfo::MemInfo::read(root).context(
+        "refusing to unmerge without knowing whether the memory fits (add --force to unmerge anyway)",
+    )?;
+    let h = Headroom::new(state, &mem, sys::page_size());
+    match refuse_unmerge(&h) {
+        Some(msg) => bail!("{msg}"),
+        None => Ok(()),
+    }
+}
+
+fn set(
+    root: &Root,
+    ksm: &Ksm,
+    raw: &[String],
+    (unmerge, force): (bool, bool),
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
     ksm.require()?;
     // Validate everything before writing anything.
     let mut settings = Vec::new();
@@ -395,6 +451,9 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
                  add advisor_mode=none to the same command to take it over; nothing was written"
             );
         }
+    }
+    if unmerge && settings.iter().any(|s| s.knob.needs_unmerge()) {
+        unmerge_rail(root, &ksm.read()?, force)?;
     }
     for setting in settings {
         if unmerge && setting.knob.needs_unmerge() {

@@ -2,7 +2,7 @@
 //! find out whether a tuner is running.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::shellvars;
 use crate::error::{Error, Result};
@@ -189,6 +189,20 @@ pub fn running_tuners(root: &Root) -> Vec<Tuner> {
         }
     }
     out
+}
+
+/// A masked `ksm.service` or `ksmtuned.service` (a link to /dev/null, as
+/// tuned's realtime and cpu-partitioning profiles leave them).
+pub fn masked_unit(root: &Root) -> Option<PathBuf> {
+    for dir in ["/etc/systemd/system", "/run/systemd/system"] {
+        for unit in ["ksm.service", "ksmtuned.service"] {
+            let p = root.join(format!("{dir}/{unit}"));
+            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
