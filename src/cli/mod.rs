@@ -156,6 +156,17 @@ pub enum Command {
         /// Content seed: probes with the same seed have identical pages.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// What backs the memory: private, shared (MAP_SHARED) or hugetlb
+        /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages).
+        #[arg(long, default_value = "private")]
+        backing: String,
+        /// Lock the memory (mlock).
+        #[arg(long)]
+        lock: bool,
+        /// Words after `--` only show in the command line (e.g. a QEMU
+        /// option a test wants seen).
+        #[arg(last = true)]
+        label: Vec<String>,
     },
     /// Process churn for tests: start and reap RATE short-lived processes
     /// per second from THREADS threads until standard input closes (or
@@ -313,7 +324,17 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             merge,
             comm,
             seed,
-        } => probe(pages, &merge, comm.as_deref(), seed, &mut out),
+            backing,
+            lock,
+            label: _,
+        } => probe(
+            pages,
+            &merge,
+            comm.as_deref(),
+            seed,
+            (&backing, lock),
+            &mut out,
+        ),
         Command::Churn {
             rate,
             threads,
@@ -496,9 +517,10 @@ fn probe(
     merge: &str,
     comm: Option<&str>,
     seed: u64,
+    (backing, lock): (&str, bool),
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    use crate::kernel::mapping::{fill_identical, Mapping};
+    use crate::kernel::mapping::{fill_identical, Backing, Mapping};
     if let Some(name) = comm {
         sys::set_comm(name).context("setting the process name")?;
     }
@@ -506,13 +528,28 @@ fn probe(
         sys::set_memory_merge(true).context("prctl(PR_SET_MEMORY_MERGE)")?;
     }
     let page = sys::page_size() as usize;
-    let mut map = Mapping::anonymous(pages.max(1) * page).context("mapping probe memory")?;
+    let mut len = pages.max(1) * page;
+    let backing = match backing {
+        "private" => Backing::Private,
+        "shared" => Backing::Shared,
+        "hugetlb" => {
+            const HUGE: usize = 2 << 20;
+            len = len.div_ceil(HUGE) * HUGE;
+            Backing::HugeTlb
+        }
+        other => bail!("--backing {other:?}: expected private, shared or hugetlb"),
+    };
+    let mut map = Mapping::with_backing(len, backing)
+        .with_context(|| format!("mapping {len} bytes of {backing:?} probe memory"))?;
     match merge {
         "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
         "prctl" | "none" => {}
         other => bail!("--merge {other:?}: expected madvise, prctl or none"),
     }
     fill_identical(map.as_mut_slice(), page, seed);
+    if lock {
+        map.lock().context("mlock")?;
+    }
     writeln!(out, "ready {}", std::process::id())?;
     out.flush()?;
     let mut sink = String::new();

@@ -23,6 +23,7 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, Ksm, KsmState};
+use crate::kernel::meminfo::MemInfo;
 use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::root::Root;
@@ -95,6 +96,8 @@ pub struct Sample {
     /// Processes with merged pages, any order.
     pub processes: Vec<ProcessKsm>,
     pub tuner: Option<TunerMetrics>,
+    /// `/proc/meminfo`, for the unmerge rail (`None`: unreadable).
+    pub mem: Option<MemInfo>,
 }
 
 impl Sample {
@@ -120,6 +123,7 @@ impl Sample {
             ksmd_cpu_seconds,
             processes,
             tuner,
+            mem: MemInfo::read(root).ok(),
         })
     }
 }
@@ -336,6 +340,7 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_supported",
         "ksm_advisor_mode",
         "ksm_memory_saved_bytes",
+        "ksm_unmerge_headroom_bytes",
         "ksm_page_size_bytes",
         "ksm_ksmd_cpu_seconds_total",
         "ksm_process_merging_pages",
@@ -458,6 +463,15 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
             "Memory KSM saves: (pages_sharing + ksm_zero_pages) * page size.",
             s.saved_bytes(sample.page_size) as f64,
         )?;
+        if let Some(mem) = &sample.mem {
+            let h = crate::doctor::rails::Headroom::new(s, mem, sample.page_size);
+            fam.gauge(
+                "ksm_unmerge_headroom_bytes",
+                "What the host could still take after unmerging everything: MemAvailable + \
+                 SwapFree - memory saved. Below 0, ksmctl unmerge refuses without --force.",
+                h.headroom_bytes() as f64,
+            )?;
+        }
     }
     if let Some(cpu) = sample.ksmd_cpu_seconds {
         fam.counter(
@@ -729,6 +743,15 @@ pub(crate) mod tests {
                 cycle_delay_max: Duration::from_millis(250),
                 cycle_duration: Some(Duration::from_micros(4250)),
             }),
+            mem: Some(MemInfo {
+                mem_total: 4 << 20,
+                mem_free: 1 << 20,
+                mem_available: Some(2 << 20),
+                buffers: 0,
+                cached: 0,
+                swap_total: 1 << 20,
+                swap_free: 512 << 10,
+            }),
         }
     }
 
@@ -751,6 +774,11 @@ pub(crate) mod tests {
             Some("8171520")
         );
         assert_eq!(value(&text, "ksm_full_scans_total").as_deref(), Some("17"));
+        // 2 GiB available + 512 MiB swap - 1995 pages saved.
+        assert_eq!(
+            value(&text, "ksm_unmerge_headroom_bytes").as_deref(),
+            Some(((2i64 << 30) + (512 << 20) - 1995 * 4096).to_string().as_str())
+        );
         assert_eq!(
             value(&text, "ksm_pages_scanned_total").as_deref(),
             Some("123456789")
@@ -936,6 +964,7 @@ pub(crate) mod tests {
             ksmd_cpu_seconds: None,
             processes: vec![],
             tuner: None,
+            mem: None,
         };
         let text = render(&s, DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_supported").as_deref(), Some("0"));
