@@ -400,10 +400,11 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
 
 /// The rail: refuse to unmerge when the memory that would come back does
 /// not fit in MemAvailable + free swap (see [`crate::doctor::rails`]),
-/// unless forced. Also refused when /proc/meminfo cannot be read.
+/// unless forced. Also refused when /proc/meminfo cannot be read; nothing
+/// saved, nothing to refuse.
 fn unmerge_rail(root: &Root, state: &crate::kernel::ksm::KsmState, force: bool) -> anyhow::Result<()> {
     use crate::doctor::rails::{refuse_unmerge, Headroom};
-    if force {
+    if force || state.saved_pages() == 0 {
         return Ok(());
     }
     let mem = crate::kernel::meminfo::MemInfo::read(root).context(
