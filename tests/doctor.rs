@@ -597,3 +597,57 @@ fn real_read_only_ksm_as_in_a_container() {
     let (_, v) = doctor(None);
     assert!(finding(&v, "ksm-read-only").is_none());
 }
+
+// ------------------------------------------------------------------- docs
+
+fn troubleshooting() -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/troubleshooting.md"))
+        .unwrap()
+}
+
+/// docs/troubleshooting.md has one section per finding, in the checks'
+/// order, and no section for a finding that does not exist.
+#[test]
+fn troubleshooting_has_a_section_per_finding() {
+    let doc = troubleshooting();
+    let sections: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .collect();
+    assert_eq!(sections, IDS, "sections of docs/troubleshooting.md");
+}
+
+/// The outputs the page shows are the real ones.
+#[test]
+fn troubleshooting_examples_are_real_output() {
+    if ksmtuned::kernel::sys::euid() != 0 || ksmtuned::kernel::sys::page_size() != 4096 {
+        eprintln!("SKIPPED: the example was taken as root with 4 KiB pages");
+        return;
+    }
+    let doc = troubleshooting();
+    let example = doc
+        .split("<!-- doctor-example -->\n```\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the doctor example block");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
+    let o = ksmctl(Some(&fixture), &["doctor"]);
+    assert_eq!(o.code, 4);
+    assert_eq!(o.stdout, example, "regenerate the example in docs/troubleshooting.md");
+    // The rail's refusal, up to the "..." the page cuts it at.
+    let shown = doc
+        .lines()
+        .find(|l| l.starts_with("ksmctl: refusing to unmerge: "))
+        .and_then(|l| l.strip_suffix("; ..."))
+        .expect("the refusal line");
+    let dir = fixture_copy_with_meminfo(100, 0);
+    let o = ksmctl(Some(dir.path()), &["unmerge"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.starts_with(shown), "{}\nvs\n{shown}", o.stderr);
+}
+
+fn fixture_copy_with_meminfo(avail_kib: u64, swap_free_kib: u64) -> TempDir {
+    let dir = fixture("linux-6.18");
+    write(dir.path(), "proc/meminfo", &meminfo(avail_kib, swap_free_kib));
+    dir
+}

@@ -558,8 +558,18 @@ fn paying(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
                 "the kernel's documentation: a high ratio of pages_unshared to \
                  pages_sharing means wasted effort; ksmd keeps checksumming pages that \
                  never find a twin, and each costs an rmap item",
-                "opt in less (only guests that run the same OS), or let ksmd skip such \
-                 pages: ksmctl set smart_scan=1 (Linux 6.7+)",
+                match state.smart_scan {
+                    Some(1) => "opt in less (only guests that run the same OS); smart_scan \
+                                is already on, so ksmd already skips pages that keep failing"
+                        .to_string(),
+                    Some(_) => "let ksmd skip pages that keep failing: ksmctl set \
+                                smart_scan=1; and opt in less (only guests that run the \
+                                same OS)"
+                        .to_string(),
+                    None => "opt in less (only guests that run the same OS); from Linux \
+                             6.7 ksmd can skip such pages itself (smart_scan)"
+                        .to_string(),
+                },
             )
             .num("pages_unshared", unshared)
             .num("pages_sharing", sharing),
