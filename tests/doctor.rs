@@ -5,11 +5,11 @@
 //! over fixture trees where it cannot (old kernels, NUMA, tight memory,
 //! a masked unit). A healthy host gets no warning; bad files never panic.
 
+mod support;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -17,8 +17,8 @@ use tempfile::TempDir;
 use ksmtuned::doctor::checks::IDS;
 use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
 use ksmtuned::Root;
+use support::{real_ksm, wait_for, Kill, Probe, KSMCTL};
 
-const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
 const KSM: &str = "sys/kernel/mm/ksm";
 
 struct Out {
@@ -51,8 +51,8 @@ fn doctor(root: Option<&Path>) -> (i32, Value) {
         o.stdout,
         o.stderr
     );
-    let v: Value = serde_json::from_str(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", o.stdout));
+    let v: Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", o.stdout));
     assert_eq!(v["attention"], o.code == 4, "{}", o.stdout);
     for f in v["findings"].as_array().unwrap() {
         let id = f["id"].as_str().unwrap();
@@ -158,7 +158,11 @@ fn old_kernels_and_bad_files_never_panic() {
     let root = dir.path();
     write(root, "proc/meminfo", "MemTotal: lots\n");
     write(root, "proc/4242/ksm_stat", "ksm_rmap_items x\n");
-    write(root, "proc/4242/smaps", "zz-yy rw-s\nSize: huge kB\nVmFlags: ht\n");
+    write(
+        root,
+        "proc/4242/smaps",
+        "zz-yy rw-s\nSize: huge kB\nVmFlags: ht\n",
+    );
     write(root, "proc/4242/cmdline", "\u{0}\u{0}");
     write(root, "sys/devices/system/node/online", "0-x\n");
     write(root, "etc/ksmtuned.conf", "KSM_THRES_COEF=abc\n");
@@ -185,7 +189,10 @@ fn numa_host_merging_across_nodes() {
     assert!(finding(&v, "merge-across-nodes-numa").is_none());
     write(dir.path(), "sys/devices/system/node/online", "0-1\n");
     let (_, v) = doctor(Some(dir.path()));
-    assert_eq!(must(&v, "merge-across-nodes-numa")["numbers"]["numa_nodes"], 2);
+    assert_eq!(
+        must(&v, "merge-across-nodes-numa")["numbers"]["numa_nodes"],
+        2
+    );
     // The fixture's own setting (0): nothing to say.
     write(dir.path(), &format!("{KSM}/merge_across_nodes"), "0\n");
     let (_, v) = doctor(Some(dir.path()));
@@ -223,10 +230,16 @@ fn stopped_by_masked_unit_or_by_the_classic_rule() {
     let f = must(&v, "ksmd-stopped-by-tuner");
     assert_eq!(f["severity"], "info");
     assert_eq!(f["numbers"]["total_bytes"], 24594036u64 * 1024);
-    assert_eq!(f["numbers"]["threshold_bytes"], 24594036u64 * 20 / 100 * 1024);
+    assert_eq!(
+        f["numbers"]["threshold_bytes"],
+        24594036u64 * 20 / 100 * 1024
+    );
     assert_eq!(f["numbers"]["tuner_pid"], 4242);
     let seen = f["seen"].as_str().unwrap();
-    assert!(seen.contains("< total 23.5 GiB, and free 20.1 GiB > threshold"), "{seen}");
+    assert!(
+        seen.contains("< total 23.5 GiB, and free 20.1 GiB > threshold"),
+        "{seen}"
+    );
     // Masked: that is the reason, whatever runs.
     let unit = root.join("etc/systemd/system/ksm.service");
     fs::create_dir_all(unit.parent().unwrap()).unwrap();
@@ -261,18 +274,26 @@ fn unmerge_refused_when_memory_is_tight() {
         let o = ksmctl(Some(root), args);
         assert_eq!(o.code, 1, "{args:?}: {}", o.stderr);
         assert!(
-            o.stderr.starts_with("ksmctl: refusing to unmerge: unmerging would give back"),
+            o.stderr
+                .starts_with("ksmctl: refusing to unmerge: unmerging would give back"),
             "{}",
             o.stderr
         );
         assert!(
-            o.stderr.contains("(100 KiB MemAvailable + 0 B free swap)") && o.stderr.contains("--force"),
+            o.stderr.contains("(100 KiB MemAvailable + 0 B free swap)")
+                && o.stderr.contains("--force"),
             "{}",
             o.stderr
         );
-        assert_eq!(fs::read_to_string(&run_file).unwrap().trim(), "1", "{args:?} wrote run");
         assert_eq!(
-            fs::read_to_string(root.join(KSM).join("max_page_sharing")).unwrap().trim(),
+            fs::read_to_string(&run_file).unwrap().trim(),
+            "1",
+            "{args:?} wrote run"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join(KSM).join("max_page_sharing"))
+                .unwrap()
+                .trim(),
             "256"
         );
     }
@@ -282,10 +303,15 @@ fn unmerge_refused_when_memory_is_tight() {
     assert!(finding(&v, "unmerge-risk").is_none());
     write(root, "proc/meminfo", &meminfo(100, 0));
     // --force goes ahead.
-    let o = ksmctl(Some(root), &["set", "--unmerge", "--force", "max_page_sharing=512"]);
+    let o = ksmctl(
+        Some(root),
+        &["set", "--unmerge", "--force", "max_page_sharing=512"],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(
-        fs::read_to_string(root.join(KSM).join("max_page_sharing")).unwrap().trim(),
+        fs::read_to_string(root.join(KSM).join("max_page_sharing"))
+            .unwrap()
+            .trim(),
         "512"
     );
     let o = ksmctl(Some(root), &["unmerge", "--force"]);
@@ -296,62 +322,22 @@ fn unmerge_refused_when_memory_is_tight() {
     fs::remove_file(root.join("proc/meminfo")).unwrap();
     let o = ksmctl(Some(root), &["unmerge"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("refusing to unmerge without knowing"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("refusing to unmerge without knowing"),
+        "{}",
+        o.stderr
+    );
     // --force needs --unmerge on set.
     assert_eq!(ksmctl(Some(root), &["set", "--force", "run=1"]).code, 2);
 }
 
 // ---------------------------------------------------------- the real kernel
 
-fn real_ksm() -> Option<Ksm> {
-    let ksm = Ksm::new(&Root::default());
-    let ok = fs::OpenOptions::new()
-        .write(true)
-        .open(ksm.path("run"))
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: /sys/kernel/mm/ksm/run is not writable (not root, or no KSM)");
-        return None;
-    }
-    Some(ksm)
-}
-
-/// A `ksmctl probe`, killed on drop.
-struct Probe {
-    child: Child,
-    pid: u32,
-}
-
-impl Probe {
-    fn start(args: &[&str]) -> std::io::Result<Probe> {
-        let mut child = Command::new(KSMCTL)
-            .arg("probe")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-        match line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()) {
-            Some(pid) => Ok(Probe { child, pid }),
-            None => {
-                let _ = child.kill();
-                let out = child.wait_with_output()?;
-                Err(std::io::Error::other(format!(
-                    "probe {args:?} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )))
-            }
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `ksmctl probe` with extra arguments (backing, locking, a label).
+fn probe(args: &[&str]) -> Probe {
+    let mut cmd = Command::new(KSMCTL);
+    cmd.arg("probe").args(args);
+    Probe::spawn(cmd)
 }
 
 fn pids_of(f: &Value) -> Vec<u64> {
@@ -365,14 +351,22 @@ fn pids_of(f: &Value) -> Vec<u64> {
 
 #[test]
 fn real_guest_memory_ksm_cannot_merge() {
-    let Some(ksm) = real_ksm() else { return };
+    let Some(ksm) = real_ksm("real_guest_memory_ksm_cannot_merge") else {
+        return;
+    };
     // Reading only, but under the lock: the other real tests must not see
     // these probes (nor these tests theirs).
     let _exp = Experiment::begin(&ksm).unwrap();
-    let shared = Probe::start(&["--comm", "qemu-kvm", "--pages", "8192", "--backing", "shared"])
-        .unwrap();
-    let locked = Probe::start(&["--comm", "qemu-kvm", "--pages", "8192", "--lock"]).unwrap();
-    let off = Probe::start(&[
+    let shared = probe(&[
+        "--comm",
+        "qemu-kvm",
+        "--pages",
+        "8192",
+        "--backing",
+        "shared",
+    ]);
+    let locked = probe(&["--comm", "qemu-kvm", "--pages", "8192", "--lock"]);
+    let off = probe(&[
         "--comm",
         "qemu-kvm",
         "--merge",
@@ -382,8 +376,7 @@ fn real_guest_memory_ksm_cannot_merge() {
         "--",
         "-machine",
         "pc,mem-merge=off",
-    ])
-    .unwrap();
+    ]);
     let (_, v) = doctor(None);
     let f = must(&v, "guest-memory-shared");
     assert!(pids_of(f).contains(&u64::from(shared.pid)), "{f:#}");
@@ -393,7 +386,10 @@ fn real_guest_memory_ksm_cannot_merge() {
     assert!(!pids_of(f).contains(&u64::from(shared.pid)));
     let f = must(&v, "guest-merge-off");
     assert!(pids_of(f).contains(&u64::from(off.pid)), "{f:#}");
-    assert!(!pids_of(f).contains(&u64::from(shared.pid)), "shared memory explains it");
+    assert!(
+        !pids_of(f).contains(&u64::from(shared.pid)),
+        "shared memory explains it"
+    );
     assert!(!pids_of(f).contains(&u64::from(locked.pid)));
 }
 
@@ -403,43 +399,57 @@ struct HugePages(String);
 impl Drop for HugePages {
     fn drop(&mut self) {
         if let Err(e) = fs::write("/proc/sys/vm/nr_hugepages", &self.0) {
-            eprintln!("warning: could not restore nr_hugepages to {}: {e}", self.0.trim());
+            eprintln!(
+                "warning: could not restore nr_hugepages to {}: {e}",
+                self.0.trim()
+            );
         }
     }
 }
 
 #[test]
 fn real_hugetlb_guest_memory() {
-    let Some(ksm) = real_ksm() else { return };
+    let Some(ksm) = real_ksm("real_hugetlb_guest_memory") else {
+        return;
+    };
     let _exp = Experiment::begin(&ksm).unwrap();
     let path = "/proc/sys/vm/nr_hugepages";
     let Ok(before) = fs::read_to_string(path) else {
-        eprintln!("SKIPPED: no {path} (kernel without hugetlbfs)");
+        eprintln!("SKIPPED: real_hugetlb_guest_memory: no {path} (kernel without hugetlbfs)");
         return;
     };
     let _restore = HugePages(before.clone());
     let want = before.trim().parse::<u64>().unwrap_or(0) + 16;
     if fs::write(path, want.to_string()).is_err() {
-        eprintln!("SKIPPED: cannot reserve huge pages in {path}");
+        eprintln!("SKIPPED: real_hugetlb_guest_memory: cannot reserve huge pages in {path}");
         return;
     }
-    let probe = match Probe::start(&[
+    let free = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("HugePages_Free:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    if free < 16 {
+        eprintln!(
+            "SKIPPED: real_hugetlb_guest_memory: only {free} free huge pages after asking \
+             for {want} (memory fragmented)"
+        );
+        return;
+    }
+    let p = probe(&[
         "--comm",
         "qemu-kvm",
         "--pages",
         "8192",
         "--backing",
         "hugetlb",
-    ]) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("SKIPPED: no 16 free huge pages for the probe ({e})");
-            return;
-        }
-    };
+    ]);
     let (_, v) = doctor(None);
     let f = must(&v, "guest-memory-hugetlb");
-    assert!(pids_of(f).contains(&u64::from(probe.pid)), "{f:#}");
+    assert!(pids_of(f).contains(&u64::from(p.pid)), "{f:#}");
     assert!(f["numbers"]["bytes"].as_u64().unwrap() >= 32 << 20, "{f:#}");
 }
 
@@ -450,23 +460,14 @@ fn set(ksm: &Ksm, pairs: &[(Knob, &str)]) {
     }
 }
 
-fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if pred() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
-}
-
 /// A healthy host: ksmd running at a sane rate, a probe merged, nothing
 /// else wrong: no warning, exit 0. Then the same host with ksmd stopped,
 /// and with ksmd crawling.
 #[test]
 fn real_healthy_then_stopped_then_slow() {
-    let Some(ksm) = real_ksm() else { return };
+    let Some(ksm) = real_ksm("real_healthy_then_stopped_then_slow") else {
+        return;
+    };
     let exp = Experiment::begin(&ksm).unwrap();
     if exp.before().advisor_mode.is_some() {
         set(&ksm, &[(Knob::AdvisorMode, "none")]);
@@ -479,19 +480,17 @@ fn real_healthy_then_stopped_then_slow() {
             (Knob::Run, "1"),
         ],
     );
-    let probe = Probe::start(&["--comm", "qemu-kvm", "--pages", "4096"]).unwrap();
-    let stat = format!("/proc/{}/ksm_stat", probe.pid);
-    wait_for("the probe's pages to merge", 60, || {
-        fs::read_to_string(&stat).is_ok_and(|s| {
-            ksmtuned::kernel::proc::KsmStat::parse(&s)
-                .is_ok_and(|k| k.merging_pages.unwrap_or(0) > 1000)
-        })
-    });
+    let probe = Probe::start("qemu-kvm", 4096, "madvise", 1);
+    wait_for("the probe's pages to merge", 60, || probe.merging() > 1000);
     let (code, v) = doctor(None);
     assert_eq!(warnings(&v), Vec::<String>::new(), "{v:#}");
     assert_eq!(code, 0);
     let text = ksmctl(None, &["doctor"]);
-    assert!(text.stdout.starts_with("Nothing needs attention"), "{}", text.stdout);
+    assert!(
+        text.stdout.starts_with("Nothing needs attention"),
+        "{}",
+        text.stdout
+    );
     assert_eq!(text.code, 0);
 
     // Stopped, no tuner: the guest's memory waits for nothing.
@@ -514,7 +513,10 @@ fn real_healthy_then_stopped_then_slow() {
     let (code, v) = doctor(None);
     let f = must(&v, "scan-too-slow");
     assert_eq!(f["numbers"]["pages_per_second"], 1);
-    assert!(f["numbers"]["full_scan_seconds"].as_u64().unwrap() >= 4096, "{f:#}");
+    assert!(
+        f["numbers"]["full_scan_seconds"].as_u64().unwrap() >= 4096,
+        "{f:#}"
+    );
     assert_eq!(code, 4);
     drop(probe);
     exp.restore().unwrap();
@@ -525,10 +527,15 @@ fn real_healthy_then_stopped_then_slow() {
 /// numbers for this host.
 #[test]
 fn real_advisor_against_the_original_script() {
-    let Some(ksm) = real_ksm() else { return };
+    let Some(ksm) = real_ksm("real_advisor_against_the_original_script") else {
+        return;
+    };
     let exp = Experiment::begin(&ksm).unwrap();
     if exp.before().advisor_mode.is_none() {
-        eprintln!("SKIPPED: this kernel has no scan-time advisor (Linux 6.8+)");
+        eprintln!(
+            "SKIPPED: real_advisor_against_the_original_script: this kernel has no \
+             scan-time advisor (Linux 6.8+)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -536,18 +543,25 @@ fn real_advisor_against_the_original_script() {
     fs::write(&script, "#!/bin/sh\nread x\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut tuner = Command::new(&script)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = tuner.id();
+    // The configuration it names (the host's /etc/ksmtuned.conf is
+    // not this test's): the defaults, classic.
+    let conf = dir.path().join("ksmtuned.conf");
+    fs::write(&conf, "# defaults\n").unwrap();
+    let tuner = Kill(
+        Command::new(&script)
+            .arg("--config")
+            .arg(&conf)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = tuner.0.id();
     wait_for("the script to be named ksmtuned", 10, || {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ksmtuned")
     });
     set(&ksm, &[(Knob::AdvisorMode, "scan-time"), (Knob::Run, "0")]);
     let (code, v) = doctor(None);
-    let _ = tuner.kill();
-    let _ = tuner.wait();
+    drop(tuner);
     exp.restore().unwrap();
     let f = must(&v, "advisor-fights-tuner");
     assert_eq!(f["numbers"]["tuner_pid"], pid);
@@ -567,7 +581,9 @@ fn real_advisor_against_the_original_script() {
 /// private mount namespace (nothing changes for the rest of the host).
 #[test]
 fn real_read_only_ksm_as_in_a_container() {
-    let Some(ksm) = real_ksm() else { return };
+    let Some(ksm) = real_ksm("real_read_only_ksm_as_in_a_container") else {
+        return;
+    };
     let _exp = Experiment::begin(&ksm).unwrap();
     let o = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
@@ -579,20 +595,24 @@ fn real_read_only_ksm_as_in_a_container() {
         Ok(o) if o.status.code().is_some_and(|c| c == 0 || c == 4) => o,
         Ok(o) => {
             eprintln!(
-                "SKIPPED: cannot bind-mount /sys/kernel/mm/ksm read-only in a mount namespace: {}",
+                "SKIPPED: real_read_only_ksm_as_in_a_container: cannot bind-mount \
+                 /sys/kernel/mm/ksm read-only in a mount namespace: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
             return;
         }
         Err(e) => {
-            eprintln!("SKIPPED: no unshare(1): {e}");
+            eprintln!("SKIPPED: real_read_only_ksm_as_in_a_container: no unshare(1): {e}");
             return;
         }
     };
     assert_eq!(o.status.code(), Some(4));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let f = must(&v, "ksm-read-only");
-    assert!(f["seen"].as_str().unwrap().contains("/sys/kernel/mm/ksm/run cannot be written"));
+    assert!(f["seen"]
+        .as_str()
+        .unwrap()
+        .contains("/sys/kernel/mm/ksm/run cannot be written"));
     // Outside, the host's KSM is writable as before.
     let (_, v) = doctor(None);
     assert!(finding(&v, "ksm-read-only").is_none());
@@ -610,10 +630,7 @@ fn troubleshooting() -> String {
 #[test]
 fn troubleshooting_has_a_section_per_finding() {
     let doc = troubleshooting();
-    let sections: Vec<&str> = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("### "))
-        .collect();
+    let sections: Vec<&str> = doc.lines().filter_map(|l| l.strip_prefix("### ")).collect();
     assert_eq!(sections, IDS, "sections of docs/troubleshooting.md");
 }
 
@@ -633,7 +650,10 @@ fn troubleshooting_examples_are_real_output() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
     let o = ksmctl(Some(&fixture), &["doctor"]);
     assert_eq!(o.code, 4);
-    assert_eq!(o.stdout, example, "regenerate the example in docs/troubleshooting.md");
+    assert_eq!(
+        o.stdout, example,
+        "regenerate the example in docs/troubleshooting.md"
+    );
     // The rail's refusal, up to the "..." the page cuts it at.
     let shown = doc
         .lines()
@@ -648,6 +668,10 @@ fn troubleshooting_examples_are_real_output() {
 
 fn fixture_copy_with_meminfo(avail_kib: u64, swap_free_kib: u64) -> TempDir {
     let dir = fixture("linux-6.18");
-    write(dir.path(), "proc/meminfo", &meminfo(avail_kib, swap_free_kib));
+    write(
+        dir.path(),
+        "proc/meminfo",
+        &meminfo(avail_kib, swap_free_kib),
+    );
     dir
 }

@@ -313,9 +313,11 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         } => set(root, &ksm, &settings, (unmerge, force), &mut out),
         Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
-        Command::Retune { pid_file } => Ok(crate::daemon::retune(
-            &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
-        )),
+        Command::Retune { pid_file } => {
+            Ok(crate::daemon::retune(&pid_file.unwrap_or_else(|| {
+                root.join(crate::daemon::pidfile::TUNER_PID_FILE)
+            })))
+        }
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
         Command::Top { interval } => crate::cli::top::command(root, interval),
@@ -402,7 +404,11 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
 /// not fit in MemAvailable + free swap (see [`crate::doctor::rails`]),
 /// unless forced. Also refused when /proc/meminfo cannot be read; nothing
 /// saved, nothing to refuse.
-fn unmerge_rail(root: &Root, state: &crate::kernel::ksm::KsmState, force: bool) -> anyhow::Result<()> {
+fn unmerge_rail(
+    root: &Root,
+    state: &crate::kernel::ksm::KsmState,
+    force: bool,
+) -> anyhow::Result<()> {
     use crate::doctor::rails::{refuse_unmerge, Headroom};
     if force || state.saved_pages() == 0 {
         return Ok(());

@@ -289,9 +289,9 @@ fn opt_in(f: &Facts, out: &mut Vec<Finding>) {
         .filter(|p| {
             p.merge_off_arg
                 || (!unmergeable(p)
-                    && p.ksm_stat.as_ref().is_some_and(|s| {
-                        s.mergeable == Some(false) && s.merge_any != Some(true)
-                    }))
+                    && p.ksm_stat
+                        .as_ref()
+                        .is_some_and(|s| s.mergeable == Some(false) && s.merge_any != Some(true)))
         })
         .collect();
     if !off.is_empty() {
@@ -341,7 +341,13 @@ fn unmergeable(f: &Facts, out: &mut Vec<Finding>) {
     let sum = |v: &[&ProcFacts], field: fn(&ProcFacts) -> u64| -> u64 {
         v.iter().fold(0u64, |a, p| a.saturating_add(field(p)))
     };
-    type Kind = (&'static str, fn(&ProcFacts) -> u64, &'static str, &'static str, &'static str);
+    type Kind = (
+        &'static str,
+        fn(&ProcFacts) -> u64,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
     let kinds: [Kind; 3] = [
         (
             "guest-memory-shared",

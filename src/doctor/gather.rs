@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cli::service::{self, Tuner};
-use crate::config::{self, Config, Trust};
+use crate::config::{self, Config, PolicyKind, Trust};
 use crate::kernel::host;
 use crate::kernel::ksm::{Ksm, KsmState};
 use crate::kernel::meminfo::MemInfo;
@@ -16,6 +15,7 @@ use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
 use crate::root::Root;
 use crate::sample::processes;
+use crate::sample::services::{self, RunningTuner};
 
 /// One process the checks look at: QEMU guests, and processes with
 /// memory opted in to KSM.
@@ -68,7 +68,7 @@ pub struct TunerFacts {
 }
 
 impl TunerFacts {
-    fn read(root: &Root, t: Tuner) -> TunerFacts {
+    fn read(root: &Root, t: RunningTuner) -> TunerFacts {
         let script = proc::exe(root, t.pid)
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .is_some_and(|n| matches!(n.as_str(), "bash" | "sh" | "dash" | "busybox"));
@@ -132,6 +132,30 @@ impl Facts {
     }
 }
 
+/// A tuner's `--config FILE` (`-c FILE`, `--config=FILE`, `-cFILE`) and
+/// `--policy NAME` from its command line (argv[0] first).
+pub fn tuner_options(args: &[String]) -> (Option<PathBuf>, Option<PolicyKind>) {
+    let (mut config, mut policy) = (None, None);
+    let mut words = args.iter().skip(1);
+    while let Some(a) = words.next() {
+        if a == "--config" || a == "-c" {
+            config = words.next().map(PathBuf::from);
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(v));
+        } else if let Some(v) = a
+            .strip_prefix("-c")
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            config = Some(PathBuf::from(v));
+        } else if a == "--policy" {
+            policy = words.next().and_then(|v| v.parse().ok());
+        } else if let Some(v) = a.strip_prefix("--policy=") {
+            policy = v.parse().ok();
+        }
+    }
+    (config, policy)
+}
+
 fn is_merge_off(args: &[String]) -> bool {
     args.iter()
         .any(|a| a.split(',').any(|opt| opt == "mem-merge=off"))
@@ -185,11 +209,11 @@ pub fn gather(root: &Root) -> Facts {
         page_size: sys::page_size(),
         in_vm: host::in_virtual_machine(root),
         numa_nodes: host::numa_nodes(root),
-        tuners: service::running_tuners(root)
+        tuners: services::running_tuners(root)
             .into_iter()
             .map(|t| TunerFacts::read(root, t))
             .collect(),
-        masked_unit: service::masked_unit(root),
+        masked_unit: services::masked_unit(root),
         ..Default::default()
     };
     if f.ksm_present {
@@ -203,10 +227,22 @@ pub fn gather(root: &Root) -> Facts {
         Ok(m) => f.mem = Some(m),
         Err(e) => f.mem_error = Some(e.to_string()),
     }
-    let loaded = config::load(root, None, Trust::Insecure);
+    // The configuration the running tuner reads (its --config, else the
+    // default file), and its --policy when given.
+    let args = f
+        .tuners
+        .first()
+        .and_then(|t| proc::cmdline(root, t.pid))
+        .unwrap_or_default();
+    let (explicit, policy) = tuner_options(&args);
+    let explicit = explicit.map(|p| if p.is_absolute() { root.join(&p) } else { p });
+    let mut loaded = config::load(root, explicit.as_deref(), Trust::Insecure);
+    if let Some(p) = policy {
+        loaded.config.policy = p;
+    }
     f.tuner_config = Some(TunerConfig {
+        path: loaded.path.or(explicit),
         config: loaded.config,
-        path: loaded.path,
         errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
     });
     let me = root.is_host().then(std::process::id);
@@ -224,10 +260,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tuner_command_lines() {
+        let a = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(tuner_options(&a("ksmtuned")), (None, None));
+        assert_eq!(
+            tuner_options(&a("ksmtuned -c /x.conf --policy adaptive")),
+            (Some("/x.conf".into()), Some(PolicyKind::Adaptive))
+        );
+        assert_eq!(
+            tuner_options(&a("ksmtuned --config=/y --policy=classic")),
+            (Some("/y".into()), Some(PolicyKind::Classic))
+        );
+        assert_eq!(tuner_options(&a("ksmtuned -c/z")).0, Some("/z".into()));
+        assert_eq!(
+            tuner_options(&a("ksmtuned --policy bogus --config")),
+            (None, None)
+        );
+        assert_eq!(tuner_options(&[]), (None, None));
+    }
+
+    #[test]
     fn merge_off_forms() {
         let a = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(is_merge_off(&a(&["qemu", "-machine", "pc-q35-8.2,mem-merge=off"])));
-        assert!(is_merge_off(&a(&["kvm", "-machine", "mem-merge=off,accel=kvm"])));
+        assert!(is_merge_off(&a(&[
+            "qemu",
+            "-machine",
+            "pc-q35-8.2,mem-merge=off"
+        ])));
+        assert!(is_merge_off(&a(&[
+            "kvm",
+            "-machine",
+            "mem-merge=off,accel=kvm"
+        ])));
         assert!(!is_merge_off(&a(&["qemu", "-machine", "pc,mem-merge=on"])));
         assert!(!is_merge_off(&a(&["qemu", "-name", "mem-merge=offish"])));
     }

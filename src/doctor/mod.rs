@@ -119,9 +119,8 @@ impl Report {
             .filter(|f| f.severity >= Severity::Warning)
             .count();
         let notes = self.findings.len() - warnings;
-        let plural = |n: usize, one: &str, many: &str| {
-            format!("{n} {}", if n == 1 { one } else { many })
-        };
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let mut out = if warnings == 0 {
             format!(
                 "Nothing needs attention ({}).\n",
@@ -189,11 +188,19 @@ mod tests {
         assert_eq!(r.findings[0].id, "b");
         assert_eq!(r.exit_code(), EXIT_ATTENTION);
         let text = r.render();
-        assert!(text.starts_with("1 finding needs attention, 1 note.\n"), "{text}");
-        assert!(text.contains("\nWARNING b\n  seen  x\n  why   y\n  do    z\n"), "{text}");
+        assert!(
+            text.starts_with("1 finding needs attention, 1 note.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nWARNING b\n  seen  x\n  why   y\n  do    z\n"),
+            "{text}"
+        );
         let none = Report::new(vec![Finding::new("a", Severity::Info, "x", "y", "z")]);
         assert_eq!(none.exit_code(), 0);
-        assert!(none.render().starts_with("Nothing needs attention (1 note).\n"));
+        assert!(none
+            .render()
+            .starts_with("Nothing needs attention (1 note).\n"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["findings"][0]["numbers"]["n_bytes"], 5);
         assert_eq!(json["findings"][0]["severity"], "warning");

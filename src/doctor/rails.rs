@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(h.headroom_bytes(), -(1 << 30));
         let msg = refuse_unmerge(&h).unwrap();
         assert!(msg.contains("2.00 GiB (saved now)"), "{msg}");
-        assert!(msg.contains("only 1.00 GiB (1.00 GiB MemAvailable + 0 B free swap)"), "{msg}");
+        assert!(
+            msg.contains("only 1.00 GiB (1.00 GiB MemAvailable + 0 B free swap)"),
+            "{msg}"
+        );
         assert!(msg.contains("--force"), "{msg}");
     }
 

@@ -21,6 +21,6 @@ pub mod ksmd;
 pub mod mapping;
 pub mod meminfo;
 pub mod proc;
-pub mod smaps;
 pub mod procevents;
+pub mod smaps;
 pub mod sys;

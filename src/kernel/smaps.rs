@@ -119,9 +119,8 @@ pub fn uses_vfio(root: &Root, pid: u32) -> bool {
     let Ok(dir) = fs::read_dir(root.join(format!("/proc/{pid}/fd"))) else {
         return false;
     };
-    dir.flatten().any(|e| {
-        fs::read_link(e.path()).is_ok_and(|t| t.starts_with("/dev/vfio/"))
-    })
+    dir.flatten()
+        .any(|e| fs::read_link(e.path()).is_ok_and(|t| t.starts_with("/dev/vfio/")))
 }
 
 #[cfg(test)]
@@ -185,7 +184,8 @@ VmFlags: rd wr mr mw me lo ac mg
         ] {
             let _ = parse(t);
         }
-        let s = parse("1-2 rw-s 0 0 0\nSize: 18446744073709551615 kB\n3-4 rw-s 0 0 0\nSize: 5 kB\n");
+        let s =
+            parse("1-2 rw-s 0 0 0\nSize: 18446744073709551615 kB\n3-4 rw-s 0 0 0\nSize: 5 kB\n");
         assert_eq!(s.shared_writable_kib, u64::MAX, "saturates");
     }
 

@@ -162,7 +162,11 @@ fn stopped_by_masked_unit() {
     ksm(&mut f).run = Some(Run::Stop);
     f.masked_unit = Some("/etc/systemd/system/ksm.service".into());
     let x = find(&f, "ksm-unit-masked");
-    assert!(x.what_to_do.contains("systemctl unmask ksm.service"), "{}", x.what_to_do);
+    assert!(
+        x.what_to_do.contains("systemctl unmask ksm.service"),
+        "{}",
+        x.what_to_do
+    );
     assert!(!ids(&f).contains(&"ksmd-stopped"));
 }
 
@@ -189,14 +193,19 @@ fn stopped_by_classic_arithmetic() {
     assert!(x.what_to_do.contains("60 s"), "{}", x.what_to_do);
     // Adaptive: its own reasons.
     f.tuner_config.as_mut().unwrap().config.policy = PolicyKind::Adaptive;
-    assert!(find(&f, "ksmd-stopped-by-tuner").seen.contains("adaptive policy"));
+    assert!(find(&f, "ksmd-stopped-by-tuner")
+        .seen
+        .contains("adaptive policy"));
 }
 
 #[test]
 fn invalid_tuner_config() {
     let mut f = healthy();
     f.tuner_config.as_mut().unwrap().errors = vec!["/etc/ksmtuned.conf:3: bad".into()];
-    assert_eq!(find(&f, "tuner-config-invalid").seen, "/etc/ksmtuned.conf:3: bad");
+    assert_eq!(
+        find(&f, "tuner-config-invalid").seen,
+        "/etc/ksmtuned.conf:3: bad"
+    );
 }
 
 #[test]
@@ -210,9 +219,16 @@ fn nothing_opted_in_and_merge_off() {
     });
     g.smaps = Some(SmapsSummary::default());
     let found = ids(&f);
-    assert!(found.contains(&"guest-merge-off") && found.contains(&"no-mergeable-memory"), "{found:?}");
+    assert!(
+        found.contains(&"guest-merge-off") && found.contains(&"no-mergeable-memory"),
+        "{found:?}"
+    );
     let x = find(&f, "guest-merge-off");
-    assert!(x.seen.contains("guest vm1 (qemu-system-x86, pid 100)"), "{}", x.seen);
+    assert!(
+        x.seen.contains("guest vm1 (qemu-system-x86, pid 100)"),
+        "{}",
+        x.seen
+    );
     // Older kernels: only the command line says so.
     let g = &mut f.processes[0];
     g.ksm_stat = None;
@@ -249,11 +265,18 @@ fn unmergeable_guest_memory() {
     g.smaps.as_mut().unwrap().locked_kib = GIB_KIB;
     g.vfio = true;
     let found = ids(&f);
-    for id in ["guest-memory-hugetlb", "guest-memory-locked", "guest-memory-pinned"] {
+    for id in [
+        "guest-memory-hugetlb",
+        "guest-memory-locked",
+        "guest-memory-pinned",
+    ] {
         assert!(found.contains(&id), "{id} not in {found:?}");
     }
     assert_eq!(find(&f, "guest-memory-locked").severity, Severity::Info);
-    assert_eq!(find(&f, "guest-memory-hugetlb").numbers["bytes"], 2u64 << 30);
+    assert_eq!(
+        find(&f, "guest-memory-hugetlb").numbers["bytes"],
+        2u64 << 30
+    );
 }
 
 #[test]
@@ -266,7 +289,13 @@ fn slow_scan() {
     // 64 GiB at 5000 pages/s: 3355 s, 56 min.
     f.processes[0].smaps.as_mut().unwrap().mergeable_rss_kib = 64 * GIB_KIB;
     let x = find(&f, "scan-too-slow");
-    assert!(x.seen.contains("takes 56 min at pages_to_scan = 100 per sleep_millisecs = 20 (5000 pages/s)"), "{}", x.seen);
+    assert!(
+        x.seen.contains(
+            "takes 56 min at pages_to_scan = 100 per sleep_millisecs = 20 (5000 pages/s)"
+        ),
+        "{}",
+        x.seen
+    );
     assert_eq!(x.numbers["full_scan_seconds"], 3355);
     ksm(&mut f).pages_to_scan = Some(0);
     assert!(find(&f, "scan-too-slow").seen.contains("forever"));
@@ -308,14 +337,21 @@ fn not_paying() {
     let mut f = healthy();
     ksm(&mut f).general_profit = Some(-20 << 20);
     let x = find(&f, "negative-profit");
-    assert!(x.seen.starts_with("general_profit = -20.0 MiB"), "{}", x.seen);
+    assert!(
+        x.seen.starts_with("general_profit = -20.0 MiB"),
+        "{}",
+        x.seen
+    );
     let mut f = healthy();
     // 1,000,000 unshared (3.8 GiB) against 50,000 sharing: 20 to 1.
     ksm(&mut f).pages_unshared = Some(1_000_000);
     ksm(&mut f).pages_sharing = Some(50_000);
     assert!(ids(&f).contains(&"wasted-scanning"));
     ksm(&mut f).pages_sharing = Some(100_000);
-    assert!(!ids(&f).contains(&"wasted-scanning"), "10 to 1 is the limit");
+    assert!(
+        !ids(&f).contains(&"wasted-scanning"),
+        "10 to 1 is the limit"
+    );
     // Small numbers are noise: 10,000 pages (39 MiB) against 0.
     ksm(&mut f).pages_unshared = Some(10_000);
     ksm(&mut f).pages_sharing = Some(0);
