@@ -249,6 +249,33 @@ fn stopped_by_masked_unit_or_by_the_classic_rule() {
     assert!(finding(&v, "ksmd-stopped-by-tuner").is_none());
 }
 
+/// PCI passthrough cannot be produced here (no device to assign): a QEMU
+/// process in a fixture whose command line assigns one.
+#[test]
+fn passthrough_guest_is_pinned() {
+    let dir = fixture("linux-6.18");
+    let root = dir.path();
+    write(root, "proc/777/comm", "qemu-system-x86\n");
+    write(
+        root,
+        "proc/777/cmdline",
+        "/usr/bin/qemu-system-x86_64\0-name\0guest=gpu-vm\0-device\0vfio-pci,host=0000:01:00.0\0",
+    );
+    write(
+        root,
+        "proc/777/status",
+        "Name:\tqemu-system-x86\nVmRSS:\t8388608 kB\n",
+    );
+    let (code, v) = doctor(Some(root));
+    assert_eq!(code, 4);
+    let f = must(&v, "guest-memory-pinned");
+    assert_eq!(f["numbers"]["pids"], serde_json::json!([777]));
+    assert!(
+        f["seen"].as_str().unwrap().contains("guest gpu-vm"),
+        "{f:#}"
+    );
+}
+
 /// The rail over a fixture: 214 pages saved (856 KiB with 4 KiB pages)
 /// against 100 KiB available and no swap.
 #[test]

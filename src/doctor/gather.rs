@@ -31,7 +31,8 @@ pub struct ProcFacts {
     pub ksm_stat: Option<KsmStat>,
     /// Its command line turns merging off (`mem-merge=off`).
     pub merge_off_arg: bool,
-    /// It holds a VFIO device (memory pinned).
+    /// It holds a VFIO device, or its command line assigns one (`-device
+    /// vfio-pci,...`): memory pinned.
     pub vfio: bool,
     /// Its mappings by kind (`None`: gone or unreadable).
     pub smaps: Option<SmapsSummary>,
@@ -192,7 +193,13 @@ pub fn read_process(root: &Root, pid: u32) -> Option<ProcFacts> {
         None
     };
     p.merge_off_arg = is_merge_off(&args);
-    p.vfio = smaps::uses_vfio(root, pid);
+    // An open /dev/vfio device, or (for users who cannot read the fds) a
+    // passthrough device on QEMU's command line.
+    p.vfio = smaps::uses_vfio(root, pid)
+        || (qemu
+            && args
+                .iter()
+                .any(|a| a.starts_with("vfio-pci") || a.contains(",vfio-pci")));
     p.smaps = smaps::read(root, pid);
     p.rss_kib = proc::rss_kib(root, pid).unwrap_or(0);
     p.comm = comm;
