@@ -56,11 +56,12 @@ pub enum Command {
         force: bool,
     },
     /// Check why KSM is or is not merging here, what it costs, and how
-    /// risky an unmerge would be; each finding says what was seen (with the
-    /// numbers), why it matters and what to do (see
-    /// docs/troubleshooting.md, one section per finding).
-    /// Exit status: 0 nothing needs attention, 4 a finding needs attention
-    /// (a warning), 1 the check itself failed.
+    /// risky an unmerge would be.
+    ///
+    /// Each finding says what was seen (with the numbers), why it matters
+    /// and what to do; its identifier names a section of
+    /// docs/troubleshooting.md. Exit status: 0 nothing needs attention,
+    /// 4 a finding needs attention (a warning), 1 the check itself failed.
     Doctor {
         /// Print JSON: {"attention": bool, "findings": [{"id", "severity",
         /// "seen", "why", "what_to_do", "numbers"}]}.
