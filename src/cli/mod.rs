@@ -55,13 +55,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Check why KSM is or is not merging here, what it costs, and how
-    /// risky an unmerge would be.
-    ///
-    /// Each finding says what was seen (with the numbers), why it matters
-    /// and what to do; its identifier names a section of
-    /// docs/troubleshooting.md. Exit status: 0 nothing needs attention,
-    /// 4 a finding needs attention (a warning), 1 the check itself failed.
+    /// Check why KSM is or is not merging here, what it costs and how risky
+    /// an unmerge would be (each finding: what was seen, why, what to do;
+    /// see docs/troubleshooting.md). Exit status: 0 nothing needs
+    /// attention, 4 a finding needs attention, 1 the check failed.
     Doctor {
         /// Print JSON: {"attention": bool, "findings": [{"id", "severity",
         /// "seen", "why", "what_to_do", "numbers"}]}.
