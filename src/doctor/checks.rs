@@ -315,7 +315,8 @@ fn opt_in(f: &Facts, out: &mut Vec<Finding>) {
             .num("pids", pids(&off)),
         );
     }
-    if !any_opted_in(f) && f.ksm_present {
+    // Without root the other processes' ksm_stat is hidden: no conclusion.
+    if f.root_user && !any_opted_in(f) {
         out.push(Finding::new(
             "no-mergeable-memory",
             Severity::Info,

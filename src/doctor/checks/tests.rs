@@ -142,6 +142,9 @@ fn read_only_and_guest_and_not_root() {
     f.root_user = false;
     // Not root: the read-only finding is not root's fault to report.
     assert_eq!(ids(&f), ["not-root", "running-in-guest"]);
+    // Nor is "nothing opted in" a conclusion it can draw.
+    f.processes.clear();
+    assert_eq!(ids(&f), ["not-root", "running-in-guest"]);
 }
 
 #[test]
