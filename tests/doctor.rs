@@ -354,8 +354,21 @@ fn unmerge_refused_when_memory_is_tight() {
         "{}",
         o.stderr
     );
-    // --force needs --unmerge on set.
-    assert_eq!(ksmctl(Some(root), &["set", "--force", "run=1"]).code, 2);
+    // run=2 written with set is the same unmerge.
+    write(root, "proc/meminfo", &meminfo(100, 0));
+    for v in ["run=2", "run=unmerge"] {
+        let o = ksmctl(Some(root), &["set", v]);
+        assert_eq!(o.code, 1, "{v}: {}", o.stderr);
+        assert!(
+            o.stderr.starts_with("ksmctl: refusing to unmerge"),
+            "{}",
+            o.stderr
+        );
+        assert_eq!(fs::read_to_string(&run_file).unwrap().trim(), "1");
+    }
+    let o = ksmctl(Some(root), &["set", "--force", "run=2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(fs::read_to_string(&run_file).unwrap().trim(), "2");
 }
 
 // ---------------------------------------------------------- the real kernel

@@ -91,9 +91,9 @@ pub enum Command {
         /// unless --force.
         #[arg(long)]
         unmerge: bool,
-        /// With --unmerge: unmerge even when the host cannot take the
-        /// memory back.
-        #[arg(long, requires = "unmerge")]
+        /// With --unmerge or run=2: unmerge even when the host cannot take
+        /// the memory back (run=2 is refused like --unmerge otherwise).
+        #[arg(long)]
         force: bool,
     },
     /// Run a program with its whole memory opted in to KSM
@@ -478,7 +478,10 @@ fn set(
             );
         }
     }
-    if unmerge && settings.iter().any(|s| s.knob.needs_unmerge()) {
+    let unmerges = settings
+        .iter()
+        .any(|s| (unmerge && s.knob.needs_unmerge()) || *s == Setting::run(Run::Unmerge));
+    if unmerges {
         unmerge_rail(root, &ksm.read()?, force)?;
     }
     for setting in settings {
