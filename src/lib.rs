@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod human;
+pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;

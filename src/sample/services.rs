@@ -18,6 +18,8 @@ pub struct RunningTuner {
     pub pid: u32,
     /// Its process name.
     pub comm: String,
+    /// A `ksmtuned --dry-run`: it decides and logs but writes nothing.
+    pub dry_run: bool,
 }
 
 /// Read a pid file: `Some(pid)` only when the process still exists
@@ -41,7 +43,11 @@ pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
     if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(RunningTuner { pid, comm });
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: false,
+            });
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
@@ -50,6 +56,7 @@ pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
             out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
+                dry_run: false,
             });
         }
     }
