@@ -6,7 +6,7 @@
 //! writing /sys/kernel/mm/ksm under the ksmd lock, restored afterwards);
 //! ours runs `--dry-run` at the same time from the same configuration.
 //!
-//! The guest holds shared memory (a memfd: page cache, so it is counted in
+//! The guest holds shared memory (MAP_SHARED: shmem, page cache, so it is counted in
 //! the guest's RSS and PSS but not taken from MemFree + Buffers + Cached)
 //! of more than the memory the host uses, and the threshold is set just
 //! below free memory: counting the guest flips the decision from "stop"
@@ -133,8 +133,17 @@ fn side_by_side(test: &str, script: &str, comm: &str, flavour: &str, other: &str
         return;
     }
     let mut cmd = ksmctl();
-    cmd.args(["probe", "--comm", comm, "--merge", "none", "--pages", "1"])
-        .args(["--shared-mib", &(shared_kib / 1024).to_string()]);
+    let pages = shared_kib * 1024 / ksmtuned::kernel::sys::page_size();
+    cmd.args([
+        "probe",
+        "--comm",
+        comm,
+        "--merge",
+        "none",
+        "--backing",
+        "shared",
+    ])
+    .args(["--pages", &pages.to_string()]);
     let guest = Probe::spawn(cmd);
 
     // The threshold 1 GiB below free memory: "stop" unless the guest counts.
