@@ -258,8 +258,10 @@ pub fn check_config(
             None => "the default: KSM_POLICY is not set".to_string(),
         };
         println!("policy: {} ({origin})", loaded.config.policy);
-        let (flavour, why) = config::flavour::resolve(root, loaded.config.flavour);
-        println!("classic policy: flavour {flavour} ({why})");
+        if loaded.config.policy == PolicyKind::Classic {
+            let (flavour, why) = config::flavour::resolve(root, loaded.config.flavour);
+            println!("classic policy: flavour {flavour} ({why})");
+        }
         0
     } else {
         let warnings = if warned > 0 {
