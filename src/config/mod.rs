@@ -6,6 +6,7 @@
 //! about (a typo would otherwise silently keep a default).
 
 pub mod shellvars;
+pub mod web;
 
 use std::fmt;
 use std::fs;
@@ -89,6 +90,10 @@ pub struct Config {
     /// KSM_METRICS_LISTEN: ADDRESS:PORT of the Prometheus endpoint (off
     /// when unset).
     pub metrics_listen: Option<String>,
+    /// KSM_METRICS_WEB_CONFIG: the endpoint's TLS and basic authentication
+    /// ([`web`]); relative to the configuration file's directory. Plain
+    /// HTTP without authentication when unset.
+    pub metrics_web_config: Option<PathBuf>,
 }
 
 impl Config {
@@ -113,6 +118,13 @@ impl Config {
             ("KSM_POLICY", self.policy.to_string()),
             ("KSM_MAX_CPU", self.max_cpu.to_string()),
             ("KSM_METRICS_LISTEN", opt(self.metrics_listen.clone())),
+            (
+                "KSM_METRICS_WEB_CONFIG",
+                opt(self
+                    .metrics_web_config
+                    .as_ref()
+                    .map(|p| p.display().to_string())),
+            ),
         ]
     }
 }
@@ -136,6 +148,7 @@ impl Default for Config {
             policy: PolicyKind::Classic,
             max_cpu: DEFAULT_MAX_CPU,
             metrics_listen: None,
+            metrics_web_config: None,
         }
     }
 }
@@ -172,6 +185,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "KSM_METRICS_LISTEN",
         "ADDRESS:PORT to serve Prometheus metrics on (off)",
+    ),
+    (
+        "KSM_METRICS_WEB_CONFIG",
+        "web configuration file: TLS and basic auth for the metrics (unset)",
     ),
 ];
 
@@ -334,6 +351,13 @@ pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
         Ok(parsed) => {
             let mut loaded = from_parsed(parsed);
             loaded.warnings.extend(insecure_warning);
+            // The web configuration is checked with the file that names it.
+            if let Some(web) = &loaded.config.metrics_web_config {
+                match web::load(web, trust) {
+                    Ok(w) => loaded.warnings.extend(w.warnings),
+                    Err(e) => loaded.errors.push(e),
+                }
+            }
             loaded
         }
         Err(e) => fail(e),
@@ -424,6 +448,17 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
                 a,
                 "expected ADDRESS:PORT, e.g. 127.0.0.1:9926 or [::1]:9926".to_string(),
             )),
+        }
+    }
+    if let Some(a) = last("KSM_METRICS_WEB_CONFIG") {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        c.metrics_web_config = Some(dir.join(&a.value));
+        if c.metrics_listen.is_none() {
+            warnings.push(format!(
+                "{}:{}: KSM_METRICS_WEB_CONFIG has no effect without KSM_METRICS_LISTEN",
+                path.display(),
+                a.line
+            ));
         }
     }
     if let Some(a) = last("KSM_POLICY") {
