@@ -44,7 +44,7 @@ struct FileText {
     #[serde(default)]
     tls_server_config: Option<TlsText>,
     #[serde(default)]
-    basic_auth_users: Option<BTreeMap<String, BcryptHash>>,
+    basic_auth_users: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -77,23 +77,6 @@ pub enum ClientAuth {
 enum TlsVersion {
     TLS12,
     TLS13,
-}
-
-/// A bcrypt hash, checked when the file is read.
-struct BcryptHash(String);
-
-impl<'de> Deserialize<'de> for BcryptHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.parse::<bcrypt::HashParts>() {
-            Ok(_) => Ok(BcryptHash(s)),
-            Err(e) => Err(serde::de::Error::custom(format!(
-                "the password of a user must be a bcrypt hash ($2y$10$ and 53 more \
-                 characters, e.g. from `htpasswd -nBC 10 USER`), not {:?}: {e}",
-                abbreviate(&s)
-            ))),
-        }
-    }
 }
 
 /// A value shown in a message: a mistyped hash may be a clear-text
@@ -234,12 +217,24 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
         Some(t) => Some(Arc::new(tls_config(path, &text, dir, t, trust, &mut warnings)?)),
         None => None,
     };
-    let users = parsed
-        .basic_auth_users
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(u, h)| (u, h.0))
-        .collect();
+    let users = parsed.basic_auth_users.unwrap_or_default();
+    for (user, hash) in &users {
+        if let Err(e) = hash.parse::<bcrypt::HashParts>() {
+            let line = match line_of(&text, user) {
+                1 => line_of(&text, "basic_auth_users"),
+                n => n,
+            };
+            return Err(Error::Syntax {
+                path: path.to_path_buf(),
+                line,
+                message: format!(
+                    "basic_auth_users: {user}: the password must be a bcrypt hash ($2y$10$ \
+                     and 53 more characters, e.g. from `htpasswd -nBC 10 {user}`), not {:?}: {e}",
+                    abbreviate(hash)
+                ),
+            });
+        }
+    }
     Ok(WebConfig {
         path: path.to_path_buf(),
         tls,
