@@ -432,7 +432,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_wrong_credentials_get_401() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}",
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n{}{}",
             job("ksm", "scrape-me"),
             job("intruder", "guess")
         ),

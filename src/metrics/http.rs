@@ -2,7 +2,7 @@
 //! `KSM_METRICS_LISTEN`, on a thread of its own so that it never delays
 //! tuning. The text comes from [`super::render`].
 //!
-//! HTTP/1.1 is hyper's, on a single-threaded tokio runtime: every
+//! HTTP/1.1 is hyper's, on a small tokio runtime (two threads): every
 //! connection is a small task, so a thousand slow or idle clients cost a
 //! thousand tasks (a few KiB each), not a thousand threads, and never hold
 //! up a well-behaved scrape. TLS is rustls (tokio-rustls); both, and basic
@@ -118,7 +118,14 @@ struct Shared {
     tuner: Option<Arc<Mutex<TunerMetrics>>>,
     opts: ServerOptions,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    cache: tokio::sync::Mutex<Cached>,
+    /// The last reading of the system, for the requests within `max_age`.
+    cache: Mutex<Cached>,
+    /// Taken by the request that reads the system again; the others wait
+    /// for its reading instead of each making its own.
+    refresh: tokio::sync::Mutex<()>,
+    /// The last answer, with what it was made of: a flood of requests
+    /// between two readings and two cycles is answered with the same bytes.
+    body: Mutex<Option<(Arc<String>, Option<TunerMetrics>, Bytes)>>,
     conns: Mutex<HashMap<u64, Conn>>,
     /// `Authorization` values whose password was verified: bcrypt is slow
     /// on purpose, and Prometheus sends the same one every scrape.
@@ -166,7 +173,9 @@ impl Server {
             tuner,
             tls: tls.clone(),
             opts,
-            cache: tokio::sync::Mutex::new(None),
+            cache: Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            body: Mutex::new(None),
             conns: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashSet::new()),
             base: Instant::now(),
@@ -234,17 +243,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// under a flood of requests the loop's cycles still get the CPU first.
 pub const SERVER_NICE: i32 = 10;
 
-/// The endpoint's thread: a single-threaded runtime (its blocking helper
-/// threads, for reading /proc and checking passwords, inherit the lowered
-/// priority) until the [`Server`] is dropped.
+/// Threads answering requests: the machines this runs on have few cores,
+/// and two keep a flood of scrapes from queueing behind one.
+const WORKERS: usize = 2;
+
+/// The endpoint's thread: it accepts connections on a small runtime, whose
+/// threads (and its blocking helpers, for reading /proc and checking
+/// passwords) inherit its lowered priority, until the [`Server`] is dropped.
 fn run(listener: StdListener, shared: Arc<Shared>, stopped: tokio::sync::oneshot::Receiver<()>) {
     if let Err(e) = sys::lower_thread_priority(SERVER_NICE) {
         log::debug!("metrics: cannot lower the endpoint's CPU priority: {e}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
         .enable_all()
         .max_blocking_threads(2)
-        .thread_name("ksm-metrics-blk")
+        .thread_name("ksm-metrics-rt")
         .build()
     {
         Ok(rt) => rt,
@@ -283,20 +297,23 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        make_room(shared);
         next_id += 1;
         let id = next_id;
-        // On this single-threaded runtime the task does not start before
-        // it is registered below.
-        let task = tokio::spawn(serve(tcp, Arc::clone(shared), id));
-        lock(&shared.conns).insert(
-            id,
-            Conn {
-                started: Instant::now(),
-                last_request: None,
-                task: task.abort_handle(),
-            },
-        );
+        {
+            let mut conns = lock(&shared.conns);
+            make_room(shared, &mut conns);
+            // Registered before its task can end and take it off (which
+            // needs this lock).
+            let task = tokio::spawn(serve(tcp, Arc::clone(shared), id));
+            conns.insert(
+                id,
+                Conn {
+                    started: Instant::now(),
+                    last_request: None,
+                    task: task.abort_handle(),
+                },
+            );
+        }
         // Let the new connection (and those closed to make room) run before
         // the next accept: a scraper's request is read as soon as it comes,
         // and a burst of connections cannot keep the others waiting.
@@ -306,8 +323,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// At the connection limit, close one: the oldest of those that have not
 /// completed a request, else the one whose last request is the oldest.
-fn make_room(shared: &Shared) {
-    let mut conns = lock(&shared.conns);
+fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>) {
     while conns.len() >= shared.opts.max_connections.max(1) {
         let victim = conns
             .iter()
@@ -555,13 +571,10 @@ async fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes
             .insert(header::ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
-    let tuner = shared.tuner.as_ref().map(|t| lock(t).clone());
-    let body = system_text(shared).await.and_then(|system| match &tuner {
-        Some(t) => tuner_text(t)
-            .map(|own| format!("{system}{own}"))
-            .map_err(|e| e.to_string()),
-        None => Ok(system.to_string()),
-    });
+    let body = match system_text(shared).await {
+        Ok(system) => metrics_body(shared, system),
+        Err(e) => Err(e),
+    };
     match body {
         Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
         Err(e) => {
@@ -573,6 +586,26 @@ async fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes
             )
         }
     }
+}
+
+/// The answer to `GET /metrics`: the system's part (`system`) and the
+/// tuner's, always current; made again only when either has changed.
+fn metrics_body(shared: &Shared, system: Arc<String>) -> std::result::Result<Bytes, String> {
+    let tuner = shared.tuner.as_ref().map(|t| lock(t).clone());
+    if let Some((s, t, body)) = lock(&shared.body).as_ref() {
+        if Arc::ptr_eq(s, &system) && *t == tuner {
+            return Ok(body.clone());
+        }
+    }
+    let text = match &tuner {
+        Some(t) => tuner_text(t)
+            .map(|own| format!("{system}{own}"))
+            .map_err(|e| e.to_string())?,
+        None => system.to_string(),
+    };
+    let body = Bytes::from(text);
+    *lock(&shared.body) = Some((system, tuner, body.clone()));
+    Ok(body)
 }
 
 /// Whether the request carries the name and password of a user of
@@ -630,11 +663,19 @@ fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
 /// when the last reading is older than `max_age`. Concurrent requests
 /// wait for one reading instead of each making its own.
 async fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String> {
-    let mut cache = shared.cache.lock().await;
-    if let Some((at, text)) = cache.as_ref() {
-        if at.elapsed() < shared.opts.max_age {
-            return text.clone();
-        }
+    let fresh = || {
+        lock(&shared.cache)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < shared.opts.max_age)
+            .map(|(_, text)| text.clone())
+    };
+    if let Some(text) = fresh() {
+        return text;
+    }
+    let _refreshing = shared.refresh.lock().await;
+    // Another request may have read it meanwhile.
+    if let Some(text) = fresh() {
+        return text;
     }
     let at = Instant::now();
     let (root, top) = (shared.root.clone(), shared.opts.top);
@@ -646,7 +687,7 @@ async fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String
     })
     .await
     .unwrap_or_else(|e| Err(format!("reading the system failed: {e}")));
-    *cache = Some((at, text.clone()));
+    *lock(&shared.cache) = Some((at, text.clone()));
     text
 }
 
