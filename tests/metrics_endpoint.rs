@@ -590,3 +590,49 @@ fn bad_web_configuration_files_are_refused_with_clear_messages() {
         assert_eq!(status, 0, "{err}");
     }
 }
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_dropped() {
+    use ksmtuned::metrics::{Server, ServerOptions};
+    let root = ksmtuned::Root::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/obs-6.18"),
+    );
+    let timeout = Duration::from_secs(2);
+    let server = Server::spawn_with(
+        "127.0.0.1:0",
+        root,
+        None,
+        ServerOptions {
+            timeout,
+            max_requests_per_connection: 1_000_000,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    // Far more answers than the socket buffers hold, none read.
+    let n = 5000;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(n))
+        .unwrap();
+    std::thread::sleep(timeout * 2);
+    // It was dropped in the middle: fewer answers than asked for, then
+    // the end (or a reset).
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break "reset",
+            Err(e) => panic!("still open after {} bytes: {e}", got.len()),
+        }
+    };
+    let answers = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    eprintln!("{answers} of {n} answers, then {end}");
+    assert!(answers > 0 && answers < n, "{answers} of {n}");
+    // Others are served meanwhile and after.
+    let (code, _, took) = scrape(addr);
+    assert!(code == 200 && took < Duration::from_secs(1), "{code} {took:?}");
+}
