@@ -12,7 +12,7 @@
 //! `KSMTUNED=/path/to/ksmtuned` runs another build (to measure an older
 //! endpoint); the default is this build's.
 
-mod common;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{open_fds, status_kib, Kill};
+use support::{fixture_root, free_port, open_fds, status_kib, value_of, Kill};
 
 fn ksmtuned() -> String {
     std::env::var("KSMTUNED").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ksmtuned").to_string())
@@ -136,13 +136,6 @@ fn scrape(addr: SocketAddr) -> (u16, String, Duration) {
         .map(|(_, b)| b.to_string())
         .unwrap_or(text);
     (code, body, t.elapsed())
-}
-
-fn value_of(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Whether the server has closed `s` (read gives end of file or an error).
@@ -344,14 +337,6 @@ fn curl(url: &str, ca: &Path, user: Option<&str>) -> u16 {
     }
     let o = c.arg(url).output().expect("running curl");
     String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Prometheus's targets, as (job, health, last error).
@@ -594,9 +579,7 @@ fn bad_web_configuration_files_are_refused_with_clear_messages() {
 #[test]
 fn a_client_that_does_not_read_its_answers_is_dropped() {
     use ksmtuned::metrics::{Server, ServerOptions};
-    let root = ksmtuned::Root::new(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/obs-6.18"),
-    );
+    let root = ksmtuned::Root::new(fixture_root());
     let timeout = Duration::from_secs(2);
     let server = Server::spawn_with(
         "127.0.0.1:0",

@@ -44,7 +44,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{render, tuner_text, Sample, TunerMetrics, CONTENT_TYPE, DEFAULT_TOP};
+use super::{collect, render, tuner_text, TunerMetrics, CONTENT_TYPE, DEFAULT_TOP};
 use crate::config::web::WebConfig;
 use crate::error::{Error, Result};
 use crate::kernel::sys;
@@ -680,8 +680,8 @@ async fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String
     let at = Instant::now();
     let (root, top) = (shared.root.clone(), shared.opts.top);
     let text = tokio::task::spawn_blocking(move || {
-        Sample::collect(&root, None)
-            .and_then(|s| render(&s, top))
+        collect(&root)
+            .and_then(|s| render(&s, None, top))
             .map(Arc::new)
             .map_err(|e| e.to_string())
     })
