@@ -452,7 +452,8 @@ fn server_bounds_requests_and_never_waits_for_slow_clients() {
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(closed_quietly(&mut a, Duration::from_millis(500)));
     b.set_nonblocking(true).unwrap();
-    let still_open = matches!(b.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    let still_open =
+        matches!(b.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     assert!(still_open, "the newer idle connection was closed instead");
 
     // A bad address is a clear error.

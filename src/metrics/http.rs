@@ -2,7 +2,7 @@
 //! `KSM_METRICS_LISTEN`, on a thread of its own so that it never delays
 //! tuning. The text comes from [`super::render`].
 //!
-//! HTTP/1.1 is hyper's, on a small tokio runtime (two threads): every
+//! HTTP/1.1 is hyper's, on a single-threaded tokio runtime: every
 //! connection is a small task, so a thousand slow or idle clients cost a
 //! thousand tasks (a few KiB each), not a thousand threads, and never hold
 //! up a well-behaved scrape. TLS is rustls (tokio-rustls); both, and basic
@@ -105,6 +105,10 @@ pub struct Server {
 /// The system's part of the metrics as last rendered, with when it was read.
 type Cached = Option<(Instant, std::result::Result<Arc<String>, String>)>;
 
+/// The last answer to `GET /metrics`: the system's text and the tuner's
+/// metrics it was made of, and its bytes.
+type Answer = (Arc<String>, Option<TunerMetrics>, Bytes);
+
 /// A connection being served, for the connection limit.
 struct Conn {
     started: Instant,
@@ -125,7 +129,7 @@ struct Shared {
     refresh: tokio::sync::Mutex<()>,
     /// The last answer, with what it was made of: a flood of requests
     /// between two readings and two cycles is answered with the same bytes.
-    body: Mutex<Option<(Arc<String>, Option<TunerMetrics>, Bytes)>>,
+    body: Mutex<Option<Answer>>,
     conns: Mutex<HashMap<u64, Conn>>,
     /// `Authorization` values whose password was verified: bcrypt is slow
     /// on purpose, and Prometheus sends the same one every scrape.
@@ -243,22 +247,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// under a flood of requests the loop's cycles still get the CPU first.
 pub const SERVER_NICE: i32 = 10;
 
-/// Threads answering requests: the machines this runs on have few cores,
-/// and two keep a flood of scrapes from queueing behind one.
-const WORKERS: usize = 2;
-
-/// The endpoint's thread: it accepts connections on a small runtime, whose
-/// threads (and its blocking helpers, for reading /proc and checking
-/// passwords) inherit its lowered priority, until the [`Server`] is dropped.
+/// The endpoint's thread: a single-threaded runtime, whose blocking
+/// helpers (for reading /proc and checking passwords) inherit its lowered
+/// priority, until the [`Server`] is dropped. One thread keeps the
+/// connection limit simple (a new connection's task runs only once it is
+/// registered, and before the next accept) and served more requests per
+/// second than two on this project's 2-core machines.
 fn run(listener: StdListener, shared: Arc<Shared>, stopped: tokio::sync::oneshot::Receiver<()>) {
     if let Err(e) = sys::lower_thread_priority(SERVER_NICE) {
         log::debug!("metrics: cannot lower the endpoint's CPU priority: {e}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(2)
-        .thread_name("ksm-metrics-rt")
+        .thread_name("ksm-metrics-blk")
         .build()
     {
         Ok(rt) => rt,
@@ -302,8 +304,8 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         {
             let mut conns = lock(&shared.conns);
             make_room(shared, &mut conns);
-            // Registered before its task can end and take it off (which
-            // needs this lock).
+            // Registered before its task can run (this thread runs it, after
+            // the yield below) and take it off the table when it ends.
             let task = tokio::spawn(serve(tcp, Arc::clone(shared), id));
             conns.insert(
                 id,
@@ -327,7 +329,12 @@ fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>) {
     while conns.len() >= shared.opts.max_connections.max(1) {
         let victim = conns
             .iter()
-            .min_by_key(|(_, c)| (c.last_request.is_some(), c.last_request.unwrap_or(c.started)))
+            .min_by_key(|(_, c)| {
+                (
+                    c.last_request.is_some(),
+                    c.last_request.unwrap_or(c.started),
+                )
+            })
             .map(|(id, _)| *id);
         let Some(id) = victim else { break };
         if let Some(c) = conns.remove(&id) {
@@ -535,7 +542,11 @@ fn text(code: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// Answer one request.
-async fn handle(req: Request<Incoming>, shared: &Shared, state: &ConnState) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    state: &ConnState,
+) -> Response<Full<Bytes>> {
     state.busy.store(true, Ordering::Relaxed);
     let _busy = Busy(state);
     if let Some(c) = lock(&shared.conns).get_mut(&state.id) {
@@ -563,7 +574,10 @@ async fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes
         }
     }
     if req.uri().path() != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found: only /metrics is served\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: only /metrics is served\n",
+        );
     }
     if req.method() != Method::GET {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed\n");
