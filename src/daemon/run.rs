@@ -586,7 +586,7 @@ impl Daemon {
                 info!("adaptive: {}", decision.reason);
             }
         }
-        let wrote = self.apply(decision, &state, mode.is_none());
+        let (applied, wrote) = self.apply(decision, &state, mode.is_none());
         if let Some(mode) = mode {
             if wrote || before != Some(mode) {
                 self.debug_line(&format!(
@@ -611,9 +611,10 @@ impl Daemon {
                 None if decision.run == Run::Merge => "running".to_string(),
                 None => "stopped".to_string(),
             };
-            if decision.run == Run::Merge {
-                m.pages_to_scan = decision.pages_to_scan.or(m.pages_to_scan);
-                m.sleep_ms = decision.sleep_millisecs.or(m.sleep_ms);
+            // What the plan put in force (the advisor keeps pages_to_scan).
+            if let Some(a) = applied.filter(|a| a.run == Run::Merge) {
+                m.pages_to_scan = a.pages_to_scan.or(m.pages_to_scan);
+                m.sleep_ms = a.sleep_millisecs.or(m.sleep_ms);
             }
             if wrote {
                 m.adjustments += 1;
@@ -624,16 +625,22 @@ impl Daemon {
 
     /// Execute the plan of a decision (see [`Plan`]): write each setting,
     /// or in a dry run only say what would be written, and log a change
-    /// of what is in force once. Returns whether anything was (or would
-    /// have been) written.
-    fn apply(&mut self, d: &Decision, state: &KsmState, log_changes: bool) -> bool {
+    /// of what is in force once. Returns what the plan put in force
+    /// (`None` when no plan could be made) and whether anything was (or
+    /// would have been) written.
+    fn apply(
+        &mut self,
+        d: &Decision,
+        state: &KsmState,
+        log_changes: bool,
+    ) -> (Option<Applied>, bool) {
         let style = self.policy.style();
         let plan = match Plan::new(d, state, style) {
             Ok(p) => p,
             Err(e) => {
                 self.faults
                     .fail("planning the writes", e.to_string(), &self.metrics);
-                return false;
+                return (None, false);
             }
         };
         if plan.advisor && !self.advisor_noted {
@@ -680,7 +687,7 @@ impl Daemon {
             info!("{prefix}{what} ({})", d.reason);
         }
         self.last = Some(applied);
-        !plan.writes.is_empty()
+        (Some(applied), !plan.writes.is_empty())
     }
 }
 
