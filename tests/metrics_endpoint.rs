@@ -500,6 +500,34 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_wrong_credentials_get_401() {
     assert_eq!(intruder.1, "down", "{intruder:?}");
     assert!(intruder.2.contains("401"), "{intruder:?}");
     assert_eq!(prom_query(prom_port, "up{job=\"intruder\"}"), Some(0.0));
+
+    // SIGHUP reads the web configuration again: a new password replaces
+    // the old one.
+    let hash = bcrypt::hash("rotated", 10).unwrap();
+    write_private(
+        &dir.path().join("web.yml"),
+        &format!(
+            "tls_server_config:\n  cert_file: metrics.crt\n  key_file: metrics.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    );
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(daemon.0.id() as i32, libc::SIGHUP) }, 0);
+    // The endpoint starts again (port 0: on a new port).
+    let until = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+        let urls: Vec<&str> = log
+            .split_whitespace()
+            .filter(|w| w.starts_with("https://"))
+            .collect();
+        if urls.len() >= 2 {
+            break urls[urls.len() - 1].to_string();
+        }
+        assert!(Instant::now() < until, "no restart of the endpoint:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(curl(&url, &crt, Some("prometheus:rotated")), 200);
+    assert_eq!(curl(&url, &crt, Some("prometheus:scrape-me")), 401);
     drop(daemon);
 }
 
@@ -667,4 +695,114 @@ fn a_client_that_does_not_read_its_answers_is_dropped() {
         code == 200 && took < Duration::from_secs(1),
         "{code} {took:?}"
     );
+}
+
+/// openssl with `args`, or panic with its message.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn client_certificates_are_required_when_configured() {
+    for (cmd, pkg) in [("openssl", "openssl"), ("curl", "curl")] {
+        if !have(cmd) {
+            eprintln!(
+                "SKIPPED: {cmd} is not installed (Debian package {pkg}; scripts/test installs it)"
+            );
+            return;
+        }
+    }
+    let dir = private_dir();
+    let (crt, _key) = self_signed(dir.path());
+    // A CA and a client certificate it signs.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ksmtuned-test-ca",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(dir.path(), &ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=prometheus"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "client.key", "-out", "client.csr"]);
+    openssl(dir.path(), &csr);
+    std::fs::write(
+        dir.path().join("client.ext"),
+        "extendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+    write_private(
+        &dir.path().join("web.yml"),
+        "tls_server_config:\n  cert_file: metrics.crt\n  key_file: metrics.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    );
+    let (_daemon, url) = start_daemon(
+        dir.path(),
+        "KSM_METRICS_LISTEN=127.0.0.1:0\nKSM_METRICS_WEB_CONFIG=web.yml\n",
+        500,
+    );
+    let get = |cert: bool| {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&crt);
+        if cert {
+            c.arg("--cert")
+                .arg(dir.path().join("client.crt"))
+                .arg("--key")
+                .arg(dir.path().join("client.key"));
+        }
+        let o = c.arg(&url).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(get(true), "200");
+    // Without a certificate the handshake fails: no HTTP answer at all.
+    assert_eq!(get(false), "000");
 }
