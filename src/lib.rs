@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod human;
+pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;

@@ -287,10 +287,11 @@ fn slow_and_idle_clients_starve_neither_a_scrape_nor_the_tuner() {
         delay_max <= f64::max(interval_ms as f64 / 1000.0, 0.25),
         "a cycle started {delay_max} s late"
     );
-    // Bounded: the connection limit (256) holds descriptors and memory down.
+    // Bounded: the connection limit (256) holds descriptors and memory down
+    // (measured: at most 270 descriptors, VmRSS +4 to +11 MiB).
     assert!(fds_max < 300, "{fds_max} descriptors open");
     assert!(
-        rss_max < rss_before + 32 * 1024,
+        rss_max < rss_before + 16 * 1024,
         "VmRSS grew from {rss_before} to {rss_max} KiB"
     );
     // And the endpoint is itself again once they are gone.
