@@ -258,19 +258,19 @@ fn server_keeps_connections_alive_within_bounds() {
     assert!(closed_quietly(&mut s, Duration::from_secs(1)));
 
     // An idle kept-alive connection is closed after the timeout, without
-    // an unasked-for 408; a half-sent next request gets its 408.
+    // an unasked-for 408; so is one with a half-sent next request.
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(get.as_bytes()).unwrap();
     assert_eq!(read_response(&mut s).code, 200);
     let t = Instant::now();
-    // Meanwhile its thread (and the accept thread) run 10 nice steps below
-    // the rest of the process.
+    // Meanwhile the endpoint's threads (its runtime's and the helpers that
+    // read /proc) run 10 nice steps below the rest of the process.
     let niceness = |comm: &str| -> Vec<i32> {
         let mut found = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let dir = task.unwrap().path();
             let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            if name.trim_end() == comm {
+            if name.trim_end().starts_with(comm) {
                 let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
                 let after = stat.rsplit(')').next().unwrap();
                 found.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
@@ -280,9 +280,11 @@ fn server_keeps_connections_alive_within_bounds() {
     };
     let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let want = (base + ksmtuned::metrics::SERVER_NICE).min(19);
-    let conn = niceness("ksm-metrics-con");
-    assert!(conn.contains(&want), "connection threads' nice: {conn:?}");
-    assert!(niceness("ksm-metrics").contains(&want));
+    let threads = niceness("ksm-metrics");
+    assert!(
+        threads.len() >= 2 && threads.iter().all(|&n| n == want),
+        "the endpoint's threads' nice: {threads:?}, want {want}"
+    );
     assert!(closed_quietly(&mut s, Duration::from_secs(5)));
     let idle = t.elapsed();
     assert!(
@@ -293,7 +295,13 @@ fn server_keeps_connections_alive_within_bounds() {
     s.write_all(get.as_bytes()).unwrap();
     assert_eq!(read_response(&mut s).code, 200);
     s.write_all(b"GET /met").unwrap();
-    assert_eq!(read_response(&mut s).code, 408);
+    let t = Instant::now();
+    assert!(closed_quietly(&mut s, Duration::from_secs(5)));
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
 
     // HTTP/1.0 and requests with a body close after one answer.
     let r = http_get(addr, "/metrics").unwrap();
@@ -422,32 +430,31 @@ fn server_bounds_requests_and_never_waits_for_slow_clients() {
     let r = http_get(addr, "/metrics").unwrap();
     assert_eq!(r.code, 200);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    // ...and is answered 408 once its time is up.
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut got = String::new();
-    idle.read_to_string(&mut got).unwrap();
-    assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
+    // ...and is closed once its time is up.
+    assert!(closed_quietly(&mut idle, Duration::from_secs(10)));
     let waited = connected.elapsed();
     assert!(
         waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6),
         "{waited:?}"
     );
 
-    // Past max_connections, a client waits queue_wait (100 ms) for a free
-    // slot, then is answered 503.
+    // Past max_connections, a new client is served at once and the
+    // connection that has waited longest without a request is closed.
     drop(idle);
     std::thread::sleep(Duration::from_millis(300));
-    let _a = TcpStream::connect(addr).unwrap();
-    let _b = TcpStream::connect(addr).unwrap();
+    let mut a = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut b = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let r = http_get(addr, "/metrics").unwrap();
-    assert_eq!(r.code, 503, "{r:?}");
+    assert_eq!(r.code, 200, "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    // Once they are timed out, service is back.
-    std::thread::sleep(Duration::from_millis(3500));
-    assert_eq!(http_get(addr, "/metrics").unwrap().code, 200);
+    assert!(closed_quietly(&mut a, Duration::from_millis(500)));
+    b.set_nonblocking(true).unwrap();
+    let still_open =
+        matches!(b.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(still_open, "the newer idle connection was closed instead");
 
     // A bad address is a clear error.
     let e = Server::spawn(

@@ -7,6 +7,7 @@
 
 pub mod flavour;
 pub mod shellvars;
+pub mod web;
 
 use std::fmt;
 use std::fs;
@@ -106,6 +107,10 @@ pub struct Config {
     /// KSM_FLAVOUR: whose ksmtuned classic reproduces; `None` = auto
     /// (see [`flavour::resolve`]).
     pub flavour: Option<Flavour>,
+    /// KSM_METRICS_WEB_CONFIG: the endpoint's TLS and basic authentication
+    /// ([`web`]); relative to the configuration file's directory. Plain
+    /// HTTP without authentication when unset.
+    pub metrics_web_config: Option<PathBuf>,
 }
 
 impl Config {
@@ -144,6 +149,13 @@ impl Config {
                 "KSM_FLAVOUR",
                 flavour::setting_name(self.flavour).to_string(),
             ),
+            (
+                "KSM_METRICS_WEB_CONFIG",
+                opt(self
+                    .metrics_web_config
+                    .as_ref()
+                    .map(|p| p.display().to_string())),
+            ),
         ]
     }
 }
@@ -168,6 +180,7 @@ impl Default for Config {
             max_cpu: DEFAULT_MAX_CPU,
             metrics_listen: None,
             flavour: None,
+            metrics_web_config: None,
         }
     }
 }
@@ -208,6 +221,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "KSM_FLAVOUR",
         "classic: whose ksmtuned to reproduce: auto, rhel or proxmox (auto)",
+    ),
+    (
+        "KSM_METRICS_WEB_CONFIG",
+        "web configuration file: TLS and basic auth for the metrics (unset)",
     ),
 ];
 
@@ -389,6 +406,13 @@ pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
     };
     let main_present = path.exists();
     let mut loaded = from_parsed(parsed);
+    // The web configuration is checked with the file that names it.
+    if let Some(web) = &loaded.config.metrics_web_config {
+        match web::load(web, trust) {
+            Ok(w) => warnings.extend(w.warnings),
+            Err(e) => loaded.errors.push(e),
+        }
+    }
     if !main_present {
         loaded.path = None;
     }
@@ -551,6 +575,18 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         match flavour::parse_setting(a.value.trim()) {
             Ok(f) => c.flavour = f,
             Err(m) => errors.push(err(a, m)),
+        }
+    }
+    if let Some(a) = last("KSM_METRICS_WEB_CONFIG") {
+        // Relative to the file that sets it.
+        let dir = a.path.parent().unwrap_or(Path::new("/"));
+        c.metrics_web_config = Some(dir.join(&a.value));
+        if c.metrics_listen.is_none() {
+            warnings.push(format!(
+                "{}:{}: KSM_METRICS_WEB_CONFIG has no effect without KSM_METRICS_LISTEN",
+                a.path.display(),
+                a.line
+            ));
         }
     }
     let mut policy_origin = None;

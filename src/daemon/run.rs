@@ -453,13 +453,15 @@ impl Daemon {
         if let Ok(mut m) = self.metrics.lock() {
             m.reloads += 1;
         }
-        // A new (or no) metrics address: the next cycle listens again.
-        if self
-            .server
-            .as_ref()
-            .map(|s| s.local_addr().to_string())
-            .as_deref()
-            != self.config.metrics_listen.as_deref()
+        // A new (or no) metrics address, or a web configuration (read again,
+        // with its certificate, on every reload): the next cycle listens again.
+        if self.config.metrics_web_config.is_some()
+            || self
+                .server
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .as_deref()
+                != self.config.metrics_listen.as_deref()
         {
             self.server = None;
         }
@@ -502,9 +504,25 @@ impl Daemon {
         if self.server.is_some() {
             return;
         }
-        match Server::spawn(&addr, self.root.clone(), Arc::clone(&self.metrics)) {
+        let web = match &self.config.metrics_web_config {
+            Some(path) => match config::web::load(path, self.trust) {
+                Ok(web) => Some(Arc::new(web)),
+                Err(e) => {
+                    let e = format!("{e}; not serving metrics; tuning goes on");
+                    self.faults.fail("the metrics endpoint", e, &self.metrics);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let opts = crate::metrics::ServerOptions {
+            web,
+            ..Default::default()
+        };
+        let root = self.root.clone();
+        match Server::spawn_with(&addr, root, Some(Arc::clone(&self.metrics)), opts) {
             Ok(server) => {
-                info!("serving metrics on http://{}/metrics", server.local_addr());
+                info!("serving metrics on {}", server.url());
                 self.server = Some(server);
                 self.faults.ok("the metrics endpoint");
             }
