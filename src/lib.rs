@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod estimate;
 pub mod human;
 pub mod kernel;
 pub mod metrics;
