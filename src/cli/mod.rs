@@ -480,6 +480,8 @@ fn probe(
     let page = sys::page_size() as usize;
     let total = pages.max(1) + zero + unique + untouched;
     let mut map = Mapping::anonymous(total * page).context("mapping probe memory")?;
+    // No transparent huge page: untouched pages stay out of RAM.
+    map.advise(libc::MADV_NOHUGEPAGE).ok();
     match merge {
         "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
         "prctl" | "none" => {}

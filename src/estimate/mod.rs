@@ -734,7 +734,7 @@ fn render_matrix(m: &Matrix) -> String {
         .map(|(i, g)| format!("[{i}] {g}").chars().take(w).collect())
         .collect();
     let _ = write!(o, "{:<w$}", "");
-    for i in 0..short.len() {
+    for i in 0..labels.len() {
         let _ = write!(o, "  {:>10}", format!("[{i}]"));
     }
     let _ = writeln!(o);

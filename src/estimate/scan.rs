@@ -274,13 +274,14 @@ impl State {
         kflags: &mut KpageFlags,
         ps: &mut ProcessScan,
     ) -> io::Result<()> {
-        // Frames that other mappings may share: are they KSM pages or the
-        // zero page?
+        // Is each frame a KSM page, or the zero page? (Not only the frames
+        // pagemap calls shared: it reports one mapping of a KSM page
+        // as exclusive.)
         self.pfns.clear();
         self.pfn_idx.clear();
         for (i, &raw) in self.entries[..n].iter().enumerate() {
             let e = PageEntry(raw);
-            if e.present() && !e.file_or_shared() && !e.exclusive() {
+            if e.present() && !e.file_or_shared() {
                 if let Some(pfn) = e.pfn() {
                     self.pfns.push(pfn);
                     self.pfn_idx.push(i);
