@@ -103,21 +103,41 @@ fn probes_of_known_content() {
     // 100 pages of seed 7 in an area not opted in. B: 512 pages of seed 7.
     // C: nothing opted in.
     let a = Probe::start(&[
-        "--pages", "512", "--seed", "7", "--zero-pages", "64", "--unique-pages", "32",
-        "--untouched-pages", "40", "--unmergeable-pages", "100", "--comm", "qemu-kvm",
+        "--pages",
+        "512",
+        "--seed",
+        "7",
+        "--zero-pages",
+        "64",
+        "--unique-pages",
+        "32",
+        "--untouched-pages",
+        "40",
+        "--unmergeable-pages",
+        "100",
+        "--comm",
+        "qemu-kvm",
     ]);
     let b = Probe::start(&["--pages", "512", "--seed", "7", "--comm", "probe-b"]);
     let c = Probe::start(&["--pages", "300", "--seed", "7", "--merge", "none"]);
     let pids: Vec<String> = [a.pid, b.pid, c.pid].iter().map(u32::to_string).collect();
     let j = estimate_json(&pids);
     let p = &j["projection"];
-    assert_eq!(u(&j, "processes_scanned"), 2, "C has no mergeable area: {j:#}");
+    assert_eq!(
+        u(&j, "processes_scanned"),
+        2,
+        "C has no mergeable area: {j:#}"
+    );
     assert_eq!(u(p, "pages"), 512 + 64 + 32 + 512);
     assert_eq!(u(p, "zero_pages"), 64);
     assert_eq!(u(p, "distinct_contents"), 1 + 1 + 32);
     assert_eq!(u(p, "duplicate_pages"), 1024 + 64);
     let same = saved_in_group(1024, m);
-    let zero = if zero_merge { 64 } else { saved_in_group(64, m) };
+    let zero = if zero_merge {
+        64
+    } else {
+        saved_in_group(64, m)
+    };
     assert_eq!(u(p, "saved_pages"), same + zero);
     assert_eq!(u(&j, "saved_bytes"), (same + zero) * sys::page_size());
     assert_eq!(u(p, "rmap_items"), 1120);
@@ -135,7 +155,10 @@ fn probes_of_known_content() {
     let j = estimate_json(&["--all-anonymous".to_string(), a.pid.to_string()]);
     let p = &j["projection"];
     assert!(u(p, "pages") >= 512 + 64 + 32 + 100, "{j:#}");
-    assert!(u(p, "saved_pages") >= saved_in_group(612, m) + zero, "{j:#}");
+    assert!(
+        u(p, "saved_pages") >= saved_in_group(612, m) + zero,
+        "{j:#}"
+    );
 
     // --guests: only the process named like QEMU.
     let j = estimate_json(&["--guests".into(), "--matrix".into()]);
@@ -272,7 +295,10 @@ fn bad_input() {
     assert!(err.contains("no process with PID 4000000"), "{err}");
     let (code, err) = run(&["2"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("PID 2") && err.contains("kernel thread"), "{err}");
+    assert!(
+        err.contains("PID 2") && err.contains("kernel thread"),
+        "{err}"
+    );
     let (code, _) = run(&["--sample", "0"]);
     assert_eq!(code, Some(2));
     let (code, _) = run(&["notapid"]);
@@ -283,7 +309,13 @@ fn bad_input() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", KSMCTL, "estimate"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            KSMCTL,
+            "estimate",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -309,7 +341,8 @@ fn snapshot(pid: u32) -> (Vec<u8>, u64) {
             if ksmtuned::kernel::pagemap::PageEntry(x).present() {
                 present += 1;
                 let mut buf = vec![0u8; page as usize];
-                mem.seek(SeekFrom::Start(a.start + i as u64 * page)).unwrap();
+                mem.seek(SeekFrom::Start(a.start + i as u64 * page))
+                    .unwrap();
                 mem.read_exact(&mut buf).unwrap();
                 bytes.extend_from_slice(&buf);
             }
@@ -324,8 +357,16 @@ fn changes_neither_settings_nor_memory() {
     let exp = Experiment::begin(&ksm).unwrap();
     ksm.set_run(Run::Stop).unwrap();
     let a = Probe::start(&[
-        "--pages", "700", "--seed", "9", "--zero-pages", "50", "--unique-pages", "60",
-        "--untouched-pages", "500",
+        "--pages",
+        "700",
+        "--seed",
+        "9",
+        "--zero-pages",
+        "50",
+        "--unique-pages",
+        "60",
+        "--untouched-pages",
+        "500",
     ]);
     let knobs = || {
         let mut s = ksm.read().unwrap();
@@ -349,8 +390,17 @@ fn changes_neither_settings_nor_memory() {
     let rss0 = proc::rss_kib(&Root::default(), a.pid).unwrap();
     for args in [
         vec![a.pid.to_string()],
-        vec!["--all-anonymous".into(), "--matrix".into(), a.pid.to_string()],
-        vec!["--sample".into(), "4".into(), "--cpu-limit".into(), "50".into()],
+        vec![
+            "--all-anonymous".into(),
+            "--matrix".into(),
+            a.pid.to_string(),
+        ],
+        vec![
+            "--sample".into(),
+            "4".into(),
+            "--cpu-limit".into(),
+            "50".into(),
+        ],
     ] {
         estimate_json(&args);
     }
@@ -417,7 +467,12 @@ fn realized_matrix_after_merging() {
     let j = estimate_json(&args);
     let page = sys::page_size();
     let r = &j["realized_matrix"]["bytes"];
-    assert_eq!(r[0][1].as_u64(), Some(2048 * page), "{:#}", j["realized_matrix"]);
+    assert_eq!(
+        r[0][1].as_u64(),
+        Some(2048 * page),
+        "{:#}",
+        j["realized_matrix"]
+    );
     assert_eq!(r[0][2].as_u64(), Some(0));
     // The lone probe's 100 identical pages merged among themselves.
     assert!(r[2][2].as_u64().unwrap() >= page);

@@ -307,7 +307,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             untouched_pages,
             unmergeable_pages,
         } => probe(
-            [pages, zero_pages, unique_pages, untouched_pages, unmergeable_pages],
+            [
+                pages,
+                zero_pages,
+                unique_pages,
+                untouched_pages,
+                unmergeable_pages,
+            ],
             &merge,
             comm.as_deref(),
             seed,

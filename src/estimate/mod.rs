@@ -215,7 +215,9 @@ fn params(state: Option<&KsmState>, page_size: u64, sample: u64) -> Params {
 /// ksmd's cost per page: measured when KSM has scanned enough.
 pub fn cost_per_page(pages_scanned: Option<u64>, ksmd_ns: Option<u64>) -> (f64, &'static str) {
     match (pages_scanned, ksmd_ns) {
-        (Some(p), Some(ns)) if p >= MIN_PAGES_FOR_COST && ns > 0 => (ns as f64 / p as f64, "measured"),
+        (Some(p), Some(ns)) if p >= MIN_PAGES_FOR_COST && ns > 0 => {
+            (ns as f64 / p as f64, "measured")
+        }
         _ => (DEFAULT_NS_PER_PAGE, "default"),
     }
 }
@@ -343,10 +345,16 @@ pub fn build(
                 (MAX_GROUPS - 1) as u8
             }
         };
+        // A process whose ksm_stat shows nothing merged maps no KSM page.
+        let ksm_pages_possible = state.is_some()
+            && proc::ksm_stat(root, i.pid).is_none_or(|s| {
+                s.merging_pages.is_none_or(|m| m > 0) || s.zero_pages.unwrap_or(0) > 0
+            });
         targets.push(Target {
             pid: i.pid,
             group: Some(g),
             areas: std::mem::take(&mut i.areas),
+            ksm_pages_possible,
         });
     }
     if group_names.len() == MAX_GROUPS {
@@ -383,7 +391,16 @@ pub fn build(
         ksm_zero_now_total += zero_now.max(0);
         let kept_zero = (zero_now.max(0) as u64).min(ps.skipped.zero_page_mappings);
         already_zero += kept_zero;
-        rows.push(row(ps, info.comm.clone(), info.guest.clone(), info.group.clone(), zero_now, kept_zero, k, page_size));
+        rows.push(row(
+            ps,
+            info.comm.clone(),
+            info.guest.clone(),
+            info.group.clone(),
+            zero_now,
+            kept_zero,
+            k,
+            page_size,
+        ));
     }
     let mut projection = sc.contents.project();
     projection.ksm_zero_pages += already_zero;
@@ -415,7 +432,11 @@ pub fn build(
     let (ns, source) = cost_per_page(state.as_ref().and_then(|s| s.pages_scanned), ksmd_ns);
     let cost = cost(projection.pages, ns, source, opts.max_cpu);
 
-    let mb = |v: Vec<Vec<u64>>| v.into_iter().map(|r| r.into_iter().map(|x| x * page_size).collect()).collect();
+    let mb = |v: Vec<Vec<u64>>| {
+        v.into_iter()
+            .map(|r| r.into_iter().map(|x| x * page_size).collect())
+            .collect()
+    };
     let matrix = sc.contents.matrix(group_names.len()).map(|m| Matrix {
         groups: group_names.clone(),
         bytes: mb(m),
@@ -462,7 +483,11 @@ pub fn build(
         matrix,
         realized_matrix,
         elapsed_seconds: secs,
-        read_bytes_per_second: if secs > 0.0 { sc.bytes_read as f64 / secs } else { 0.0 },
+        read_bytes_per_second: if secs > 0.0 {
+            sc.bytes_read as f64 / secs
+        } else {
+            0.0
+        },
         table_bytes: sc.contents.memory_bytes(),
         notes,
     })
@@ -668,11 +693,7 @@ impl Estimate {
                 ),
             );
         }
-        line(
-            &mut o,
-            "Table memory:",
-            b(self.table_bytes),
-        );
+        line(&mut o, "Table memory:", b(self.table_bytes));
         for n in &self.notes {
             let _ = writeln!(o, "Note: {n}");
         }
@@ -691,7 +712,11 @@ impl Estimate {
                 "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "MERGED NOW"
             );
             let mut rows: Vec<&ProcessRow> = self.processes.iter().collect();
-            rows.sort_by(|a, c| c.would_save_bytes.cmp(&a.would_save_bytes).then(a.pid.cmp(&c.pid)));
+            rows.sort_by(|a, c| {
+                c.would_save_bytes
+                    .cmp(&a.would_save_bytes)
+                    .then(a.pid.cmp(&c.pid))
+            });
             for r in rows {
                 let mut name = r.group.clone();
                 if name.len() > name_w {
@@ -712,7 +737,10 @@ impl Estimate {
         }
         for (title, m) in [
             ("Contents in common (would be shared by KSM)", &self.matrix),
-            ("Merged now: KSM pages mapped by both", &self.realized_matrix),
+            (
+                "Merged now: KSM pages mapped by both",
+                &self.realized_matrix,
+            ),
         ] {
             if let Some(m) = m {
                 let _ = writeln!(o);
@@ -726,7 +754,14 @@ impl Estimate {
 
 fn render_matrix(m: &Matrix) -> String {
     let mut o = String::new();
-    let w = m.groups.iter().map(|g| g.len()).max().unwrap_or(1).clamp(1, 24) + 5;
+    let w = m
+        .groups
+        .iter()
+        .map(|g| g.len())
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 24)
+        + 5;
     let labels: Vec<String> = m
         .groups
         .iter()

@@ -14,8 +14,7 @@ use serde::Serialize;
 
 use crate::estimate::table::{Added, Contents};
 use crate::kernel::pagemap::{
-    has_flag, read_process_memory, KpageFlags, PageEntry, Pagemap, IOV_MAX, KPF_KSM,
-    KPF_ZERO_PAGE,
+    has_flag, read_process_memory, KpageFlags, PageEntry, Pagemap, IOV_MAX, KPF_KSM, KPF_ZERO_PAGE,
 };
 use crate::kernel::smaps::Vma;
 use crate::root::Root;
@@ -52,6 +51,11 @@ pub struct Target {
     pub group: Option<u8>,
     /// The selected areas (see [`Selection::takes`]).
     pub areas: Vec<Vma>,
+    /// Whether it may map KSM pages (its `ksm_stat` counts merged pages,
+    /// or cannot tell): each frame's flags are then read from
+    /// `/proc/kpageflags`; otherwise only the zero page is looked for, by
+    /// its frame number (much faster).
+    pub ksm_pages_possible: bool,
 }
 
 /// Pages not read, by reason.
@@ -152,7 +156,10 @@ pub fn scan(
         .flat_map(|t| &t.areas)
         .map(|a| a.rss_kib * 1024)
         .sum();
+    let zero_pfn = crate::kernel::pagemap::zero_pfn(root, page);
     let mut st = State {
+        zero_pfn,
+        all_flags: true,
         buf: vec![0u8; BATCH_PAGES * page as usize],
         entries: vec![0u64; BATCH_PAGES],
         pfns: Vec::new(),
@@ -175,14 +182,7 @@ pub fn scan(
             selected_bytes: t.areas.iter().map(Vma::len).sum(),
             ..ProcessScan::default()
         };
-        if let Err(e) = st.process(
-            root,
-            t,
-            &mut contents,
-            &mut kflags,
-            &mut ps,
-            progress,
-        ) {
+        if let Err(e) = st.process(root, t, &mut contents, &mut kflags, &mut ps, progress) {
             log::debug!("pid {}: {e}", t.pid);
             ps.vanished = true;
         }
@@ -202,6 +202,9 @@ pub fn scan(
 
 /// Buffers reused from batch to batch.
 struct State {
+    zero_pfn: Option<u64>,
+    /// Read every frame's kpageflags (else compare with `zero_pfn`).
+    all_flags: bool,
     buf: Vec<u8>,
     entries: Vec<u64>,
     pfns: Vec<u64>,
@@ -230,6 +233,7 @@ impl State {
     ) -> io::Result<()> {
         let page = contents.params().page_size;
         let pm = Pagemap::open(root, t.pid, page)?;
+        self.all_flags = t.ksm_pages_possible || self.zero_pfn.is_none();
         for a in &t.areas {
             if a.rss_kib == 0 {
                 // Nothing in RAM: skip reading its pagemap page by page.
@@ -288,7 +292,19 @@ impl State {
                 }
             }
         }
-        kflags.read_many(&self.pfns, &mut self.flags)?;
+        if self.all_flags {
+            kflags.read_many(&self.pfns, &mut self.flags)?;
+        } else {
+            let z = self.zero_pfn;
+            self.flags.clear();
+            self.flags.extend(self.pfns.iter().map(|&p| {
+                if Some(p) == z {
+                    1 << KPF_ZERO_PAGE
+                } else {
+                    0
+                }
+            }));
+        }
         for (k, &i) in self.pfn_idx.iter().enumerate() {
             let f = self.flags[k];
             if has_flag(f, KPF_ZERO_PAGE) {

@@ -321,7 +321,10 @@ mod tests {
         assert_eq!(p.distinct_contents, 5);
         assert_eq!(p.duplicate_pages, 15);
         assert_eq!(p.duplicated_contents, 2);
-        assert_eq!((p.pages_shared, p.pages_sharing, p.ksm_zero_pages), (2, 13, 0));
+        assert_eq!(
+            (p.pages_shared, p.pages_sharing, p.ksm_zero_pages),
+            (2, 13, 0)
+        );
         assert_eq!(p.saved_pages, 13);
         assert_eq!(p.rmap_items, 18);
         assert_eq!(p.general_profit_bytes, 13 * 4096 - 18 * 64);
@@ -335,7 +338,10 @@ mod tests {
             assert_eq!(t.add_zero(), Added::Zero { saved: true });
         }
         let p = t.project();
-        assert_eq!((p.pages_shared, p.pages_sharing, p.ksm_zero_pages), (0, 0, 10));
+        assert_eq!(
+            (p.pages_shared, p.pages_sharing, p.ksm_zero_pages),
+            (0, 0, 10)
+        );
         assert_eq!(p.saved_pages, 10);
     }
 
@@ -386,7 +392,9 @@ mod tests {
         }
         let m = t.matrix(3).unwrap();
         assert_eq!(m, vec![vec![2, 1, 0], vec![1, 2, 1], vec![0, 1, 1]]);
-        assert!(Contents::new(params(256, false, 1), false).matrix(3).is_none());
+        assert!(Contents::new(params(256, false, 1), false)
+            .matrix(3)
+            .is_none());
     }
 
     #[test]

@@ -86,6 +86,22 @@ impl Pagemap {
     }
 }
 
+/// The frame of the kernel's shared zero page, found by reading a fresh
+/// page of our own (a read fault maps the zero page) and looking it up in
+/// our pagemap. `None` when that does not work (no PFNs without
+/// `CAP_SYS_ADMIN`, or a huge zero page).
+pub fn zero_pfn(root: &Root, page_size: u64) -> Option<u64> {
+    let m = crate::kernel::mapping::Mapping::anonymous(page_size as usize).ok()?;
+    m.advise(libc::MADV_NOHUGEPAGE).ok()?;
+    let base = m.as_ptr() as u64;
+    // SAFETY: reading one byte of our own mapping.
+    std::hint::black_box(unsafe { std::ptr::read_volatile(m.as_ptr()) });
+    let pm = Pagemap::open(root, std::process::id(), page_size).ok()?;
+    let mut e = [0u64; 1];
+    pm.read(base, &mut e).ok()?;
+    PageEntry(e[0]).pfn()
+}
+
 /// An open `/proc/kpageflags` (root only).
 pub struct KpageFlags {
     file: File,
@@ -154,7 +170,11 @@ pub const IOV_MAX: usize = 1024;
 ///
 /// Only give ranges whose pages are present (see [`Pagemap`]): the kernel
 /// faults missing pages in to read them.
-pub fn read_process_memory(pid: u32, local: &mut [u8], remote: &[(u64, usize)]) -> io::Result<usize> {
+pub fn read_process_memory(
+    pid: u32,
+    local: &mut [u8],
+    remote: &[(u64, usize)],
+) -> io::Result<usize> {
     let total: usize = remote.iter().map(|r| r.1).sum();
     if total > local.len() || remote.len() > IOV_MAX {
         return Err(io::Error::new(
@@ -180,7 +200,14 @@ pub fn read_process_memory(pid: u32, local: &mut [u8], remote: &[(u64, usize)]) 
         // we borrow mutably; the remote addresses are only read by the
         // kernel, in the other process.
         let n = unsafe {
-            libc::process_vm_readv(pid, &local_iov, 1, remote_iov.as_ptr(), remote_iov.len() as libc::c_ulong, 0)
+            libc::process_vm_readv(
+                pid,
+                &local_iov,
+                1,
+                remote_iov.as_ptr(),
+                remote_iov.len() as libc::c_ulong,
+                0,
+            )
         };
         if n >= 0 {
             return Ok(n as usize);
@@ -206,7 +233,11 @@ mod tests {
         let swapped = PageEntry(1 << 62 | 0x55);
         assert!(!swapped.present() && swapped.swapped());
         assert_eq!(swapped.pfn(), None);
-        assert_eq!(PageEntry(1 << 63).pfn(), None, "pfn hidden without CAP_SYS_ADMIN");
+        assert_eq!(
+            PageEntry(1 << 63).pfn(),
+            None,
+            "pfn hidden without CAP_SYS_ADMIN"
+        );
         assert!(PageEntry(1 << 61 | 1 << 63).file_or_shared());
         assert!(has_flag(1 << KPF_KSM, KPF_KSM));
         assert!(!has_flag(1 << KPF_ZERO_PAGE, KPF_KSM));
@@ -225,7 +256,10 @@ mod tests {
         let mut e = [0u64; 8];
         assert_eq!(pm.read(base, &mut e).unwrap(), 8);
         let present: Vec<bool> = e.iter().map(|&x| PageEntry(x).present()).collect();
-        assert_eq!(present, [true, false, true, true, false, false, false, false]);
+        assert_eq!(
+            present,
+            [true, false, true, true, false, false, false, false]
+        );
         let mut buf = vec![0u8; 3 * page];
         let ranges = [(base, page), (base + 2 * page as u64, 2 * page)];
         let n = read_process_memory(std::process::id(), &mut buf, &ranges).unwrap();
