@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::sampler::Sample;
+use super::sampler::Point;
 use super::tuner::TunerSpec;
 use super::workload::{Attainable, ClassCounts, WorkloadSpec};
 use crate::kernel::ksm::KsmState;
@@ -66,7 +66,7 @@ fn secs(ms: u64) -> f64 {
 
 /// The figures of one run.
 pub fn figures(
-    samples: &[Sample],
+    samples: &[Point],
     attainable: &Attainable,
     page_size: u64,
     limits: &Limits,
@@ -76,7 +76,7 @@ pub fn figures(
         return Figures::default();
     };
     let att = attainable.for_zero_pages(last.use_zero_pages);
-    let frac = |s: &Sample| {
+    let frac = |s: &Point| {
         let a = attainable.for_zero_pages(s.use_zero_pages);
         if a == 0 {
             0.0
@@ -88,13 +88,12 @@ pub fn figures(
     let at50 = first_at(0.5);
     let at90 = first_at(0.9);
     let gib = |pages: u64| pages as f64 * page_size as f64 / GIB;
-    let per_gib =
-        |s: &Sample| (s.saved_pages > 0).then(|| secs(s.ksmd_cpu_ms) / gib(s.saved_pages));
+    let per_gib = |s: &Point| (s.saved_pages > 0).then(|| secs(s.ksmd_cpu_ms) / gib(s.saved_pages));
     let (mut steady, mut from, mut to) = (None, None, None);
     if let Some(s90) = at90 {
         let start = s90.t_ms as f64 + limits.settle_s * 1000.0;
         let end = start + limits.steady_s * 1000.0;
-        let window: Vec<&Sample> = samples
+        let window: Vec<&Point> = samples
             .iter()
             .filter(|s| s.t_ms as f64 >= start && s.t_ms as f64 <= end + 1.0)
             .collect();
@@ -138,7 +137,7 @@ pub fn figures(
 /// by smart scan) over the first two full scans of a max-rate run (the
 /// bench samples that run every 10 ms until then), or over the whole run
 /// when it never finished two.
-pub fn scan_rate(samples: &[Sample], mergeable_pages: u64) -> Option<f64> {
+pub fn scan_rate(samples: &[Point], mergeable_pages: u64) -> Option<f64> {
     let s = samples
         .iter()
         .find(|s| s.full_scans >= 2)
@@ -175,7 +174,7 @@ pub struct TunerRun {
     /// How long the unmerge (run=2) before it took.
     pub unmerge_s: f64,
     pub figures: Option<Figures>,
-    pub samples: Vec<Sample>,
+    pub samples: Vec<Point>,
 }
 
 /// One ratio row: tuner / baseline for each figure where both exist.
@@ -519,8 +518,8 @@ mod tests {
         }
     }
 
-    fn s(t_ms: u64, saved: u64, ksmd_ms: u64) -> Sample {
-        Sample {
+    fn s(t_ms: u64, saved: u64, ksmd_ms: u64) -> Point {
+        Point {
             t_ms,
             saved_pages: saved,
             ksmd_cpu_ms: ksmd_ms,

@@ -35,6 +35,7 @@ use crate::human;
 use crate::kernel::ksm::Run;
 
 use super::Decision;
+use crate::sample::Sample;
 
 /// ksmd's share of one core when idle-scanning after convergence.
 pub const IDLE_CPU: f64 = 0.005;
@@ -101,6 +102,43 @@ pub struct Input {
     pub volatile_pages: u64,
     /// Whether the kernel's scan-time advisor chooses pages_to_scan.
     pub advisor_active: bool,
+}
+
+impl Input {
+    /// From a sample that read meminfo (`available_kib` is 0 without it),
+    /// pressure and ksmd's CPU time; `None` when the kernel has no KSM.
+    pub fn from_sample(s: &Sample) -> Option<Input> {
+        let state = s.ksm.as_ref()?;
+        Some(Input {
+            now: s.elapsed.as_secs_f64(),
+            available_kib: s
+                .mem
+                .as_ref()
+                .map_or(0, |m| m.mem_available.unwrap_or_else(|| m.classic_free())),
+            psi_some_avg10: s.psi_some_avg10,
+            ksmd_cpu: s.ksmd_cpu_seconds(),
+            pages_scanned: state.pages_scanned,
+            full_scans: state.full_scans.unwrap_or(0),
+            saved_pages: state.saved_pages(),
+            tracked_pages: state.pages_shared.unwrap_or(0)
+                + state.pages_sharing.unwrap_or(0)
+                + state.pages_unshared.unwrap_or(0)
+                + state.pages_volatile.unwrap_or(0),
+            volatile_pages: state.pages_volatile.unwrap_or(0),
+            advisor_active: state.advisor_active(),
+        })
+    }
+}
+
+impl Trigger {
+    /// The processes' trigger from what the sample saw come and go.
+    pub fn from_sample(s: &Sample) -> Option<Trigger> {
+        let c = s.opted_in.as_ref()?;
+        (c.appeared + c.exited > 0).then_some(Trigger::Processes {
+            appeared: c.appeared,
+            exited: c.exited,
+        })
+    }
 }
 
 /// Where the policy is.
