@@ -10,11 +10,10 @@ use crate::estimate::{self, GroupBy, Options, Selection};
 use crate::kernel::sys;
 use crate::root::Root;
 
-/// The long help (and the man page's description).
-pub const LONG_ABOUT: &str = "\
-Estimate what KSM would save on this host, for which processes and guests, \
-and what it would cost, before running it (ksmd may be stopped, or the \
-kernel may not even have KSM).
+/// Shown after the options (and in the man page): the method, in short.
+/// (A `long_about` would make `-h` and `--help` differ.)
+pub const AFTER_HELP: &str = "\
+ksmd may be stopped, or the kernel may not even have KSM.
 
 By default every process's mergeable memory is read (areas marked `mg` in \
 /proc/PID/smaps VmFlags: madvise(MADV_MERGEABLE), as QEMU does, or a whole \
@@ -45,10 +44,8 @@ each page frame in /proc/kpageflags): the audit of cross-tenant sharing.
 --sample K keeps the contents whose hash is 0 mod K (all copies of a \
 content together) and scales up; the error bound (2 standard errors) is \
 shown. The scan runs at a lower priority (--nice) and can be held to a \
-share of one CPU (--cpu-limit). Needs root.";
+share of one CPU (--cpu-limit). Needs root.
 
-/// Shown after the options.
-pub const AFTER_HELP: &str = "\
 Examples:
   ksmctl estimate                      what KSM would save on the mergeable memory
   ksmctl estimate --guests --matrix    QEMU guests only, and who shares with whom
@@ -58,7 +55,8 @@ Examples:
 Exit status: 0 ok, 1 runtime error (not root, unknown PID, a kernel \
 thread), 2 usage error. See docs/estimate.md for the method and accuracy.";
 
-/// The options of `ksmctl estimate`.
+// The options of `ksmctl estimate` (no doc comment: it would become the
+// subcommand's long help).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Only these processes (default: every process).

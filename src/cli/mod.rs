@@ -117,10 +117,7 @@ pub enum Command {
     },
     /// Estimate what KSM would save here, for which processes and guests,
     /// and what it would cost, before running it.
-    #[command(
-        long_about = estimate::LONG_ABOUT,
-        after_help = estimate::AFTER_HELP
-    )]
+    #[command(after_help = estimate::AFTER_HELP)]
     Estimate(estimate::Args),
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.

@@ -44,11 +44,13 @@ pub const MAX_GROUPS: usize = 64;
 /// How processes are grouped in the matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+// (Plain comments on the values: doc comments would give `--help` a long
+// form that differs from `-h`.)
 pub enum GroupBy {
-    /// Each process (a QEMU process by its guest name).
+    // Each process (a QEMU process by its guest name).
     Process,
-    /// The process's cgroup (v2 path), e.g. a libvirt machine slice or a
-    /// Proxmox VM scope.
+    // The process's cgroup (v2 path), e.g. a libvirt machine slice or a
+    // Proxmox VM scope.
     Cgroup,
 }
 

@@ -33,11 +33,20 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
-use crate::bench::workload::saved_in_group;
-
 /// Bytes the kernel spends per page it tracks (`sizeof(struct
 /// ksm_rmap_item)` on 64-bit), used in `general_profit`.
 pub const RMAP_ITEM_BYTES: u64 = 64;
+
+/// Pages saved when `n` identical pages are merged: KSM keeps one KSM page
+/// per `max_page_sharing` mappings (`pages_shared`), the other mappings
+/// are `pages_sharing`. A lone page saves nothing.
+pub fn saved_in_group(n: u64, max_page_sharing: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let m = max_page_sharing.max(2);
+    n - n.div_ceil(m)
+}
 
 /// The key is already a hash: use it as it is.
 #[derive(Default)]
