@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod error;
 pub mod estimate;
 pub mod human;
+pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;

@@ -28,7 +28,18 @@ use crate::root::Root;
     version,
     after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
                   2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
-                  1 not supported."
+                  1 not supported.",
+    after_long_help = "Exit status: 0 ok; 1 runtime error (no KSM under the root, a write the \
+                       kernel refused such as EBUSY or EACCES, a bad KSM_MAX_KERNEL_PAGES); 2 \
+                       usage error (an unknown command, option or key; a value the setting cannot \
+                       take, such as run=3, pages_to_scan=abc, or a read-only counter); 3 from \
+                       `status` only: KSM is supported but stopped (the init script convention, \
+                       not an error).\n\n\
+                       Every command reads /sys/kernel/mm/ksm under --root (or $KSM_ROOT), so it \
+                       can be tried on a copy such as the fixture trees in tests/fixtures. A file \
+                       this kernel does not have is absent (null in JSON), never an error when \
+                       reading. Changing settings needs root; reading does not, except \
+                       /proc/PID/ksm_stat (ps, top, metrics' per-process figures)."
 )]
 pub struct Cli {
     /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
@@ -43,6 +54,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start ksmd, as the ksm service does (KSM_MAX_KERNEL_PAGES on kernels that have the limit, then run=1).
+    ///
+    /// On kernels that have max_kernel_pages (the 2.6.32 era) it writes
+    /// KSM_MAX_KERNEL_PAGES there first. The variable comes from the
+    /// environment (systemd's EnvironmentFile=), else from /etc/sysconfig/ksm
+    /// or /etc/default/ksm under the root; decimal, 0x hex and 0 octal are
+    /// accepted, 0 means unlimited, unset or empty means half of the physical
+    /// pages. A bad value stops start before anything is written, naming
+    /// where it came from. On newer kernels a set variable earns one note.
     Start,
     /// Stop ksmd (run=0); merged pages stay merged.
     Stop,
@@ -50,12 +69,28 @@ pub enum Command {
     Unmerge,
     /// Show whether KSM runs, what it saves and how it is set.
     /// Exit status: 0 running, 3 stopped, 1 not supported.
+    ///
+    /// Memory saved = (pages_sharing + ksm_zero_pages) x page size; general
+    /// profit is the kernel's figure after KSM's own metadata (negative:
+    /// KSM costs more than it saves). Sharing ratio = pages_sharing /
+    /// pages_shared; unshared ratio = pages_unshared / pages_sharing. The
+    /// scanner's rate is the most ksmd scans with these settings
+    /// (pages_to_scan every sleep_millisecs). Tuner: a running ksmtuned
+    /// (ours or the original), found by /run/ksmtuned.pid and by process
+    /// name; a `ksmtuned --dry-run` is listed as "dry run: writes nothing".
+    /// --json gives every field as a raw integer, keys carrying their units;
+    /// null means this kernel does not have that file.
     Status {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
         json: bool,
     },
     /// Print KSM settings and counters (all present ones when no KEY is given).
+    ///
+    /// Without keys: every file this kernel has, settings first, then
+    /// counters. A named file this kernel does not have is printed as
+    /// "absent" (null with --json), with exit status 0; a name no kernel has
+    /// is a usage error (exit 2).
     Get {
         /// File names in /sys/kernel/mm/ksm, e.g. pages_to_scan.
         keys: Vec<String>,
@@ -64,6 +99,15 @@ pub enum Command {
         json: bool,
     },
     /// Change KSM settings, each validated before anything is written.
+    ///
+    /// All values are checked first; one bad value and nothing is written.
+    /// advisor_mode is written first (switching it resets pages_to_scan),
+    /// run last; pages_to_scan is refused while the kernel's scan-time
+    /// advisor owns it. merge_across_nodes and max_page_sharing change only
+    /// while no page is merged: without --unmerge the kernel's EBUSY is
+    /// explained; with it, ksmctl remembers run, unmerges (run=2), writes,
+    /// and restores run. A refused write names the file, the value and what
+    /// the errno means for KSM.
     Set {
         /// Settings as KEY=VALUE, e.g. pages_to_scan=500 sleep_millisecs=20.
         #[arg(required = true, value_name = "KEY=VALUE")]
@@ -94,12 +138,32 @@ pub enum Command {
     },
     /// Print KSM's metrics once in the Prometheus text format
     /// (for node_exporter's textfile collector).
+    ///
+    /// Names start with ksm_ and carry their unit (_bytes, _seconds,
+    /// _ratio; sleep_millisecs becomes ksm_sleep_seconds); the kernel's
+    /// cumulative counters and ksmd's CPU time end in _total. Besides one
+    /// family per kernel file: ksm_memory_saved_bytes, ksm_general_profit_bytes,
+    /// ksm_page_size_bytes, ksm_supported, ksm_advisor_mode{mode},
+    /// ksm_build_info{version}, and for the processes with the most merging
+    /// pages (--top) ksm_process_merging_pages, ksm_process_zero_pages,
+    /// ksm_process_profit_bytes and ksm_process_rmap_items, labelled pid,
+    /// comm and guest. Write it atomically for the textfile collector:
+    /// ksmctl metrics > DIR/ksm.prom.tmp && mv DIR/ksm.prom.tmp DIR/ksm.prom.
     Metrics {
         /// Processes with the most merging pages to include.
         #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
         top: usize,
     },
     /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    ///
+    /// MERGING: pages of the process mapped to KSM pages; ZERO: pages mapped
+    /// to the zero page (use_zero_pages); MERGED: that memory; PROFIT: the
+    /// kernel's estimate of the gain (merged memory minus KSM's 64-byte rmap
+    /// item per scanned page; it can be negative); RMAP: rmap items; OPT-IN:
+    /// prctl (the whole process) or madvise (some mappings). For QEMU
+    /// processes GUEST is the guest's name from -name. /proc/PID/ksm_stat is
+    /// readable by root only. --json prints raw integers with units in the
+    /// key names.
     Ps {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
@@ -185,7 +249,11 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ksmctl: {}", message(&e));
+            eprintln!(
+                "{}ksmctl: {}",
+                crate::journal::when_journal(crate::journal::ERR),
+                message(&e)
+            );
             if e.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -220,7 +288,10 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             let env = std::env::var(service::MAX_KERNEL_PAGES_VAR).ok();
             let report = service::start(root, &ksm, env)?;
             if let Some(note) = report.note {
-                eprintln!("ksmctl: {note}");
+                eprintln!(
+                    "{}ksmctl: {note}",
+                    crate::journal::when_journal(crate::journal::NOTICE)
+                );
             }
             if let Some(n) = report.max_kernel_pages {
                 let what = if n == 0 {
@@ -261,11 +332,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                Status::build(
-                    Some(&state),
-                    sys::page_size(),
-                    service::running_tuners(root),
-                )
+                let mut tuners = service::running_tuners(root);
+                tuners.extend(service::dry_run_tuners(root));
+                Status::build(Some(&state), sys::page_size(), tuners)
             } else {
                 Status::unsupported(sys::page_size())
             };
@@ -342,21 +411,24 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
         }
         keys.iter().map(String::as_str).collect()
     };
-    let mut values = Vec::new();
+    // A file this kernel does not have is absent, not an error: `null` in
+    // JSON, "absent" in text (named keys only; the listing of all keys
+    // shows what the kernel has).
+    let mut values: Vec<(&str, Option<String>)> = Vec::new();
     for name in names {
         match ksm.read_raw(name)? {
-            Some(v) => values.push((name, v)),
+            Some(v) => values.push((name, Some(v))),
             None if keys.is_empty() => {}
-            None => bail!(
-                "this kernel has no {name} ({} does not exist)",
-                ksm.path(name).display()
-            ),
+            None => values.push((name, None)),
         }
     }
     if json {
         let map: serde_json::Map<String, serde_json::Value> = values
             .into_iter()
             .map(|(k, v)| {
+                let Some(v) = v else {
+                    return (k.to_string(), serde_json::Value::Null);
+                };
                 let val = match v.parse::<i64>() {
                     Ok(n) => n.into(),
                     Err(_) => match k {
@@ -375,7 +447,10 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     } else {
         let width = values.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (k, v) in values {
-            writeln!(out, "{k:<width$} = {v}")?;
+            match v {
+                Some(v) => writeln!(out, "{k:<width$} = {v}")?,
+                None => writeln!(out, "{k:<width$}   absent (this kernel has no such file)")?,
+            }
         }
     }
     Ok(0)

@@ -151,6 +151,8 @@ pub struct RunningTuner {
     pub pid: u32,
     /// Its process name.
     pub comm: String,
+    /// A `ksmtuned --dry-run`: it decides and logs but writes nothing.
+    pub dry_run: bool,
 }
 
 /// Read a pid file: `Some(pid)` only when the process still exists
@@ -174,7 +176,11 @@ pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
     if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(RunningTuner { pid, comm });
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: false,
+            });
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
@@ -183,6 +189,38 @@ pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
             out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
+                dry_run: false,
+            });
+        }
+    }
+    out
+}
+
+/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
+/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
+/// `ksmtuned` started with `--dry-run` for this root.
+pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
+    let me = root.is_host().then(std::process::id);
+    let mut out: Vec<RunningTuner> = Vec::new();
+    if let Some(pid) = live_pid_from_file(root, crate::daemon::DRY_RUN_PID_FILE) {
+        if Some(pid) != me {
+            let comm = proc::comm(root, pid).unwrap_or_default();
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: true,
+            });
+        }
+    }
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && proc::daemon_kind(root, pid) == Some(proc::DaemonKind::DryRun)
+        {
+            out.push(RunningTuner {
+                pid,
+                comm: "ksmtuned".to_string(),
+                dry_run: true,
             });
         }
     }

@@ -103,18 +103,24 @@ impl Policy {
 }
 
 /// Read the configuration, logging its warnings and errors; `None` when
-/// it has errors. `--policy` overrides KSM_POLICY.
+/// it has errors (or, with `--strict`, warnings). `--policy` overrides
+/// KSM_POLICY.
 fn load_config(
     root: &Root,
     path: Option<&Path>,
     trust: config::Trust,
     policy: Option<PolicyKind>,
+    strict: bool,
 ) -> Option<Config> {
     let loaded = config::load(root, path, trust);
     for w in &loaded.warnings {
-        warn!("{w}");
+        if strict {
+            error!("{w} (an error with --strict)");
+        } else {
+            warn!("{w}");
+        }
     }
-    if !loaded.is_ok() {
+    if !loaded.is_ok() || (strict && !loaded.warnings.is_empty()) {
         for e in &loaded.errors {
             error!("{e}");
         }
@@ -138,6 +144,8 @@ pub(super) struct Daemon {
     ksm: Ksm,
     config_path: Option<PathBuf>,
     trust: config::Trust,
+    /// `--strict`: warnings in the configuration are errors.
+    strict: bool,
     policy_override: Option<PolicyKind>,
     config: Config,
     /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
@@ -217,8 +225,12 @@ impl Daemon {
         pid_path: PathBuf,
     ) -> anyhow::Result<Option<Daemon>> {
         let trust = config::Trust::for_this_process(cli.insecure_config);
-        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy) else {
-            bail!("invalid configuration: not starting (check it with `ksmtuned --check-config`)");
+        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy, cli.strict)
+        else {
+            return Err(super::InvalidConfig {
+                strict: if cli.strict { " --strict" } else { "" },
+            }
+            .into());
         };
         let ksm = Ksm::new(root);
         ksm.require()?;
@@ -269,6 +281,7 @@ impl Daemon {
             ksm,
             config_path: cli.config.clone(),
             trust,
+            strict: cli.strict,
             policy_override: cli.policy,
             policy: Policy::new(config.policy),
             sampler,
@@ -397,6 +410,7 @@ impl Daemon {
             self.config_path.as_deref(),
             self.trust,
             self.policy_override,
+            self.strict,
         ) else {
             error!("configuration not reloaded: keeping the previous one");
             return;

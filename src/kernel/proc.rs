@@ -146,9 +146,22 @@ pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
 /// one-shot command (`retune`, `--check-config`), a `--dry-run`, or on
 /// another root (`--root DIR`: a test tree, not this host's KSM).
 pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
-    let Some(args) = cmdline(root, pid) else {
-        return false;
-    };
+    daemon_kind(root, pid) == Some(DaemonKind::Tuning)
+}
+
+/// What a process named `ksmtuned` is doing to this host's KSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonKind {
+    /// Tuning: it writes KSM's settings.
+    Tuning,
+    /// `--dry-run`: it decides and logs, and writes nothing.
+    DryRun,
+}
+
+/// The kind of `ksmtuned` daemon `pid` is for this host; `None` for a
+/// one-shot command, a daemon on another root, or a vanished process.
+pub fn daemon_kind(root: &Root, pid: u32) -> Option<DaemonKind> {
+    let args = cmdline(root, pid)?;
     let mut words = args.iter().skip(1);
     while let Some(a) = words.next() {
         let other_root = match a.strip_prefix("--root=") {
@@ -157,19 +170,25 @@ pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
             None => None,
         };
         if other_root.is_some_and(|r| std::path::Path::new(r) != std::path::Path::new("/")) {
-            return false;
+            return None;
         }
     }
-    !args.iter().skip(1).any(|a| {
+    let one_shot = args.iter().skip(1).any(|a| {
         a == "retune"
-            || a == "--dry-run"
             || a == "--check-config"
             || a.starts_with("--check-config=")
             || a == "--help"
             || a == "-h"
             || a == "--version"
             || a == "-V"
-    })
+    });
+    if one_shot {
+        None
+    } else if args.iter().skip(1).any(|a| a == "--dry-run") {
+        Some(DaemonKind::DryRun)
+    } else {
+        Some(DaemonKind::Tuning)
+    }
 }
 
 /// Whether a process has memory opted in to KSM: `ksm_mergeable: yes` or
@@ -348,6 +367,8 @@ mod tests {
             assert_eq!(is_tuning_daemon(&root, pid), *tuner, "{cmdline:?}");
         }
         assert!(!is_tuning_daemon(&root, 99), "a vanished process");
+        assert_eq!(daemon_kind(&root, 104), Some(DaemonKind::DryRun));
+        assert_eq!(daemon_kind(&root, 105), None);
     }
 
     #[test]
