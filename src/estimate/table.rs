@@ -152,14 +152,14 @@ impl Contents {
     pub fn add_zero(&mut self) -> Added {
         let i = self.zero_pages;
         self.zero_pages += 1;
-        let saved = self.params.use_zero_pages || !i.is_multiple_of(self.params.max_page_sharing);
+        let saved = self.params.use_zero_pages || i % self.params.max_page_sharing != 0;
         Added::Zero { saved }
     }
 
     /// Add a non-zero page by its hash.
     pub fn add_hash(&mut self, group: Option<u8>, h: u64) -> Added {
         self.other_pages += 1;
-        if !h.is_multiple_of(self.params.sample) {
+        if h % self.params.sample != 0 {
             return Added::Dropped;
         }
         self.kept_pages += 1;
@@ -170,7 +170,7 @@ impl Contents {
             *groups.entry(h).or_insert(0) |= 1u64 << (g & 63);
         }
         Added::Kept {
-            saved: !i.is_multiple_of(self.params.max_page_sharing),
+            saved: i % self.params.max_page_sharing != 0,
         }
     }
 
