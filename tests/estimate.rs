@@ -151,6 +151,26 @@ fn probes_of_known_content() {
     let sum: u64 = rows.iter().map(|r| u(r, "would_save_bytes")).sum();
     assert_eq!(sum, u(&j, "saved_bytes"));
 
+    // The text for people says the same.
+    let out = Command::new(KSMCTL)
+        .args(["estimate", &pids[0], &pids[1]])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    let saved = ksmtuned::human::ubytes((same + zero) * sys::page_size());
+    assert!(
+        text.starts_with(&format!("KSM would save {saved} (")),
+        "{text}"
+    );
+    for pid in [a.pid, b.pid] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{pid} "))),
+            "no row for {pid}: {text}"
+        );
+    }
+
     // --all-anonymous also takes the area not opted in (100 more copies).
     let j = estimate_json(&["--all-anonymous".to_string(), a.pid.to_string()]);
     let p = &j["projection"];

@@ -148,6 +148,7 @@ pub struct Estimate {
     pub page_size_bytes: u64,
     pub ksm_supported: bool,
     pub selection: Selection,
+    pub group_by: GroupBy,
     pub max_page_sharing: u64,
     pub use_zero_pages: bool,
     pub sample: u64,
@@ -467,6 +468,7 @@ pub fn build(
         page_size_bytes: page_size,
         ksm_supported: state.is_some(),
         selection: opts.selection,
+        group_by: opts.group_by,
         max_page_sharing: params.max_page_sharing,
         use_zero_pages: params.use_zero_pages,
         sample: params.sample,
@@ -701,18 +703,21 @@ impl Estimate {
         }
         if !self.processes.is_empty() {
             let _ = writeln!(o);
+            let name = |r: &ProcessRow| r.guest.clone().unwrap_or_else(|| r.comm.clone());
             let name_w = self
                 .processes
                 .iter()
-                .map(|r| r.group.len())
+                .map(|r| name(r).len())
                 .max()
                 .unwrap_or(4)
-                .clamp(4, 40);
-            let _ = writeln!(
+                .clamp(4, 32);
+            let by_cgroup = self.group_by == GroupBy::Cgroup;
+            let _ = write!(
                 o,
                 "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
                 "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "MERGED NOW"
             );
+            let _ = writeln!(o, "{}", if by_cgroup { "  CGROUP" } else { "" });
             let mut rows: Vec<&ProcessRow> = self.processes.iter().collect();
             rows.sort_by(|a, c| {
                 c.would_save_bytes
@@ -720,21 +725,21 @@ impl Estimate {
                     .then(a.pid.cmp(&c.pid))
             });
             for r in rows {
-                let mut name = r.group.clone();
-                if name.len() > name_w {
-                    name.truncate(name_w);
-                }
-                let gone = if r.vanished { "  (exited)" } else { "" };
-                let _ = writeln!(
+                let n: String = name(r).chars().take(name_w).collect();
+                let _ = write!(
                     o,
-                    "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}{gone}",
+                    "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
                     r.pid,
-                    name,
+                    n,
                     b(r.scanned_bytes),
                     pg(r.zero_pages),
                     b(r.would_save_bytes),
                     pg(r.ksm_mapped_pages),
                 );
+                if by_cgroup {
+                    let _ = write!(o, "  {}", r.group);
+                }
+                let _ = writeln!(o, "{}", if r.vanished { "  (exited)" } else { "" });
             }
         }
         for (title, m) in [
