@@ -181,49 +181,55 @@ fn estimate_matches_what_ksm_merges_on_qemu_guests() {
     assert_eq!(before["processes_scanned"].as_u64(), Some(GUESTS as u64));
     assert!(projected > 0);
 
-    // KSM at full speed until the guests' merged memory stops growing.
+    // KSM at full speed until the guests' merged memory stops growing:
+    // at least 8 full scans, the last 3 without growth. smart_scan off, so
+    // that every page is tried again on every scan.
     ksm.write(Setting::number(Knob::PagesToScan, 20000).unwrap())
         .unwrap();
     ksm.write(Setting::number(Knob::SleepMillisecs, 10).unwrap())
         .unwrap();
+    if ksm.path("smart_scan").exists() {
+        ksm.write(Setting::number(Knob::SmartScan, 0).unwrap())
+            .unwrap();
+    }
     ksm.set_run(Run::Merge).unwrap();
     let scans = || ksm.read().unwrap().full_scans.unwrap_or(0);
+    // Memory freed among the guests now (see `freed` below), in bytes.
+    let freed = |j: &Value| {
+        j["now"]["scanned_saved_bytes"].as_u64().unwrap()
+            + j["skipped"]["zero_page_mappings"].as_u64().unwrap() * sys::page_size()
+    };
+    let base_zero = before["skipped"]["zero_page_mappings"].as_u64().unwrap() * sys::page_size();
     let start = scans();
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut last = 0u64;
     let mut stable = 0;
-    let mut merged = 0;
     while Instant::now() < deadline {
         let s0 = scans();
         while scans() < s0 + 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let sharing = ksm.read().unwrap().saved_pages();
-        if scans() >= start + 3 && sharing <= last + last / 200 {
+        let now = freed(&estimate(&pids));
+        eprintln!("scan {}: freed {now} bytes", scans() - start);
+        if now <= last + last / 500 {
             stable += 1;
-            if stable >= 2 {
+            if stable >= 3 && scans() >= start + 8 {
                 break;
             }
         } else {
             stable = 0;
         }
-        eprintln!("scan {}: saved {} pages", scans() - start, sharing);
-        last = sharing.max(last);
+        last = now.max(last);
     }
     ksm.set_run(Run::Stop).unwrap();
     let after = estimate(&pids);
     eprintln!("before: {:#}", before["projection"]);
     eprintln!("kernel after: {:?}", ksm.read().unwrap());
-    eprintln!("after: {:#} {:#}", after["now"], after["skipped"]);
-    merged += after["now"]["scanned_saved_bytes"].as_u64().unwrap();
     // QEMU's guest RAM is in transparent huge pages; when KSM splits one
     // to merge its pages, the kernel maps the all-zero ones to the shared
     // zero page (the THP shrinker's split, Linux 6.12+): memory saved that
     // neither pages_sharing nor ksm_zero_pages counts.
-    let zero_mapped = |j: &Value| j["skipped"]["zero_page_mappings"].as_u64().unwrap();
-    let newly_zero = zero_mapped(&after).saturating_sub(zero_mapped(&before));
-    eprintln!("pages mapped to the zero page by THP splits: {newly_zero}");
-    merged += newly_zero * sys::page_size();
+    let merged = freed(&after).saturating_sub(base_zero);
     let diff = (merged as f64 - projected as f64) / projected as f64;
     eprintln!(
         "KSM merged {merged} bytes among the guests after {} full scans: {:+.2}% from the estimate",
