@@ -157,23 +157,7 @@ pub fn scan(
         .map(|a| a.rss_kib * 1024)
         .sum();
     let zero_pfn = crate::kernel::pagemap::zero_pfn(root, page);
-    let mut st = State {
-        zero_pfn,
-        all_flags: true,
-        buf: vec![0u8; BATCH_PAGES * page as usize],
-        entries: vec![0u64; BATCH_PAGES],
-        pfns: Vec::new(),
-        pfn_idx: Vec::new(),
-        flags: Vec::new(),
-        ranges: Vec::new(),
-        range_pages: Vec::new(),
-        done_bytes: 0,
-        total_bytes,
-        bytes_read: 0,
-        ksm_frames: HashMap::new(),
-        ksm_mappings: 0,
-        cpu_limit: opts.cpu_limit.filter(|&c| (1..100).contains(&c)),
-    };
+    let mut st = State::new(zero_pfn, page, total_bytes, opts.cpu_limit);
     let mut out = Vec::new();
     let mut skipped = Skipped::default();
     for t in targets {
@@ -222,6 +206,26 @@ struct State {
 }
 
 impl State {
+    fn new(zero_pfn: Option<u64>, page: u64, total_bytes: u64, cpu_limit: Option<u32>) -> State {
+        State {
+            zero_pfn,
+            all_flags: true,
+            buf: vec![0u8; BATCH_PAGES * page as usize],
+            entries: vec![0u64; BATCH_PAGES],
+            pfns: Vec::new(),
+            pfn_idx: Vec::new(),
+            flags: Vec::new(),
+            ranges: Vec::new(),
+            range_pages: Vec::new(),
+            done_bytes: 0,
+            total_bytes,
+            bytes_read: 0,
+            ksm_frames: HashMap::new(),
+            ksm_mappings: 0,
+            cpu_limit: cpu_limit.filter(|&c| (1..100).contains(&c)),
+        }
+    }
+
     fn process(
         &mut self,
         root: &Root,
@@ -407,5 +411,67 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::table::Params;
+    use crate::kernel::mapping::Mapping;
+    use crate::kernel::sys;
+
+    /// Pages that vanish between pagemap and the read are counted as
+    /// unreadable, and the read goes on after each of them.
+    #[test]
+    fn reads_around_pages_that_vanished() {
+        let root = Root::default();
+        let Ok(mut kflags) = KpageFlags::open(&root) else {
+            eprintln!("SKIPPED: /proc/kpageflags cannot be opened (not root)");
+            return;
+        };
+        let page = sys::page_size();
+        let ps_ = page as usize;
+        let mut m = Mapping::anonymous(8 * ps_).unwrap();
+        let base = m.as_ptr() as u64;
+        for (i, p) in m.as_mut_slice().chunks_mut(ps_).enumerate() {
+            p.fill(1 + (i % 2) as u8);
+        }
+        // Unmap pages 2, 3 and 6; pagemap said all 8 present (no frame
+        // numbers, as for a reader without CAP_SYS_ADMIN).
+        for i in [2u64, 3, 6] {
+            // SAFETY: unmapping pages of our own mapping that nothing reads
+            // any more (the mapping is leaked below, never unmapped again).
+            unsafe { libc::munmap((base + i * page) as *mut libc::c_void, ps_) };
+        }
+        let mut st = State::new(None, page, 0, None);
+        st.all_flags = false;
+        for e in st.entries[..8].iter_mut() {
+            *e = 1 << 63;
+        }
+        let mut contents = Contents::new(
+            Params {
+                page_size: page,
+                max_page_sharing: 256,
+                use_zero_pages: false,
+                sample: 1,
+            },
+            false,
+        );
+        let t = Target {
+            pid: std::process::id(),
+            group: None,
+            areas: Vec::new(),
+            ksm_pages_possible: false,
+        };
+        let mut ps = ProcessScan::default();
+        st.batch(&t, base, 8, page, &mut contents, &mut kflags, &mut ps)
+            .unwrap();
+        std::mem::forget(m);
+        assert_eq!(ps.pages, 5);
+        assert_eq!(ps.skipped.unreadable_pages, 3);
+        // Pages 0, 4 hold 1s; 1, 5, 7 hold 2s: two contents.
+        assert_eq!(contents.distinct_kept(), 2);
+        assert_eq!(contents.project().saved_pages, 1 + 2);
     }
 }
