@@ -100,6 +100,8 @@ pub struct ProcessRow {
     pub ksm_zero_pages_now: i64,
     pub skipped: Skipped,
     pub vanished: bool,
+    /// Reading its memory was refused.
+    pub refused: bool,
 }
 
 /// What KSM saves now.
@@ -405,6 +407,18 @@ pub fn build(
             page_size,
         ));
     }
+    let refused: Vec<String> = rows
+        .iter()
+        .filter(|r| r.refused)
+        .map(|r| r.pid.to_string())
+        .collect();
+    if !refused.is_empty() {
+        notes.push(format!(
+            "reading the memory of PID {} was refused (Yama ptrace_scope=3, a kernel lockdown \
+             or a security module): not estimated",
+            refused.join(", ")
+        ));
+    }
     let mut projection = sc.contents.project();
     projection.ksm_zero_pages += already_zero;
     projection.saved_pages += already_zero;
@@ -521,6 +535,7 @@ fn row(
         ksm_zero_pages_now: zero_now,
         skipped: ps.skipped,
         vanished: ps.vanished,
+        refused: ps.refused,
     }
 }
 
@@ -739,7 +754,17 @@ impl Estimate {
                 if by_cgroup {
                     let _ = write!(o, "  {}", r.group);
                 }
-                let _ = writeln!(o, "{}", if r.vanished { "  (exited)" } else { "" });
+                let _ = writeln!(
+                    o,
+                    "{}",
+                    if r.vanished {
+                        "  (exited)"
+                    } else if r.refused {
+                        "  (refused)"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
         for (title, m) in [

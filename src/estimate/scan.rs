@@ -103,6 +103,9 @@ pub struct ProcessScan {
     pub skipped: Skipped,
     /// The process exited (or its memory became unreadable) during the scan.
     pub vanished: bool,
+    /// Reading its memory was refused (EPERM/EACCES: Yama's ptrace_scope
+    /// 3, a lockdown, a security module).
+    pub refused: bool,
 }
 
 /// Where the scan is, for a progress display.
@@ -168,7 +171,11 @@ pub fn scan(
         };
         if let Err(e) = st.process(root, t, &mut contents, &mut kflags, &mut ps, progress) {
             log::debug!("pid {}: {e}", t.pid);
-            ps.vanished = true;
+            if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                ps.refused = true;
+            } else {
+                ps.vanished = true;
+            }
         }
         skipped.add(&ps.skipped);
         out.push(ps);
