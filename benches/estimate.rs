@@ -18,7 +18,7 @@ use std::time::Instant;
 use ksmtuned::bench::workload::{WorkerOptions, Workers, WorkloadSpec};
 use ksmtuned::estimate::{self, GroupBy, Options, Selection};
 use ksmtuned::kernel::pagemap::read_process_memory;
-use ksmtuned::kernel::{smaps, sys};
+use ksmtuned::kernel::{sys, vmas};
 use ksmtuned::Root;
 
 fn cpu_seconds() -> f64 {
@@ -33,7 +33,7 @@ fn plain_read(pids: &[u32], page: u64) -> u64 {
     let mut buf = vec![0u8; 1024 * page as usize];
     let mut total = 0u64;
     for &pid in pids {
-        for a in smaps::read(&Root::default(), pid).unwrap() {
+        for a in vmas::read(&Root::default(), pid).unwrap() {
             if !a.mergeable() {
                 continue;
             }

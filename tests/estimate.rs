@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ksmtuned::bench::workload::{saved_in_group, WorkerOptions, Workers, WorkloadSpec};
 use ksmtuned::estimate::{self, GroupBy, Options, Selection};
 use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
-use ksmtuned::kernel::{proc, smaps, sys};
+use ksmtuned::kernel::{proc, sys, vmas};
 use ksmtuned::Root;
 use serde_json::Value;
 
@@ -348,7 +348,7 @@ fn bad_input() {
 /// the present ones: reading the others would fault them in).
 fn snapshot(pid: u32) -> (Vec<u8>, u64) {
     let page = sys::page_size();
-    let areas = smaps::read(&Root::default(), pid).unwrap();
+    let areas = vmas::read(&Root::default(), pid).unwrap();
     let pm = ksmtuned::kernel::pagemap::Pagemap::open(&Root::default(), pid, page).unwrap();
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut bytes = Vec::new();

@@ -26,15 +26,18 @@ use crate::root::Root;
 #[command(
     name = "ksmctl",
     version,
-    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
-                  2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
-                  1 not supported.",
+    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused, \
+                  an unmerge refused), 2 usage error (unknown key, invalid value); `status`: \
+                  0 running, 3 stopped, 1 not supported; `doctor`: 0 nothing needs attention, \
+                  4 a finding needs attention, 1 the check failed.",
     after_long_help = "Exit status: 0 ok; 1 runtime error (no KSM under the root, a write the \
-                       kernel refused such as EBUSY or EACCES, a bad KSM_MAX_KERNEL_PAGES); 2 \
+                       kernel refused such as EBUSY or EACCES, a bad KSM_MAX_KERNEL_PAGES, an \
+                       unmerge refused because the memory would not fit); 2 \
                        usage error (an unknown command, option or key; a value the setting cannot \
                        take, such as run=3, pages_to_scan=abc, or a read-only counter); 3 from \
                        `status` only: KSM is supported but stopped (the init script convention, \
-                       not an error).\n\n\
+                       not an error); 4 from `doctor` only: a finding \
+                       needs attention.\n\n\
                        Every command reads /sys/kernel/mm/ksm under --root (or $KSM_ROOT), so it \
                        can be tried on a copy such as the fixture trees in tests/fixtures. A file \
                        this kernel does not have is absent (null in JSON), never an error when \
@@ -66,7 +69,24 @@ pub enum Command {
     /// Stop ksmd (run=0); merged pages stay merged.
     Stop,
     /// Stop ksmd and unmerge every merged page (run=2); can take a while.
-    Unmerge,
+    /// Refused when the memory that comes back (what KSM saves now) exceeds
+    /// MemAvailable plus free swap, unless --force.
+    Unmerge {
+        /// Unmerge even when the host cannot take the memory back (the
+        /// out-of-memory killer makes up the difference).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check why KSM is or is not merging here, what it costs and how risky
+    /// an unmerge would be (each finding: what was seen, why, what to do;
+    /// see docs/troubleshooting.md). Exit status: 0 nothing needs
+    /// attention, 4 a finding needs attention, 1 the check failed.
+    Doctor {
+        /// Print JSON: {"attention": bool, "findings": [{"id", "severity",
+        /// "seen", "why", "what_to_do", "numbers"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether KSM runs, what it saves and how it is set.
     /// Exit status: 0 running, 3 stopped, 1 not supported.
     ///
@@ -113,9 +133,15 @@ pub enum Command {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
         /// For merge_across_nodes and max_page_sharing: unmerge all pages
-        /// first (run=2), set the value, then restore run.
+        /// first (run=2), set the value, then restore run. Refused when the
+        /// memory that comes back exceeds MemAvailable plus free swap,
+        /// unless --force.
         #[arg(long)]
         unmerge: bool,
+        /// With --unmerge or run=2: unmerge even when the host cannot take
+        /// the memory back (run=2 is refused like --unmerge otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Run a program with its whole memory opted in to KSM
     /// (prctl PR_SET_MEMORY_MERGE, Linux 6.4+).
@@ -211,6 +237,17 @@ pub enum Command {
         /// A second mapping, never opted in, of pages identical to the first.
         #[arg(long, default_value_t = 0)]
         unmergeable_pages: usize,
+        /// What backs the memory: private, shared (MAP_SHARED) or hugetlb
+        /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages).
+        #[arg(long, default_value = "private")]
+        backing: String,
+        /// Lock the memory (mlock).
+        #[arg(long)]
+        lock: bool,
+        /// Words after `--` only show in the command line (e.g. a QEMU
+        /// option a test wants seen).
+        #[arg(last = true)]
+        label: Vec<String>,
     },
     /// Process churn for tests: start and reap RATE short-lived processes
     /// per second from THREADS threads until standard input closes (or
@@ -307,8 +344,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             service::stop(&ksm)?;
             Ok(0)
         }
-        Command::Unmerge => {
+        Command::Unmerge { force } => {
             let state = ksm.read()?;
+            unmerge_rail(root, &state, force)?;
             let saved = state.saved_bytes(sys::page_size());
             let merged = state.saved_pages() > 0 || state.pages_shared.unwrap_or(0) > 0;
             if merged {
@@ -354,7 +392,12 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             Ok(status.exit_code())
         }
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
-        Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
+        Command::Set {
+            settings,
+            unmerge,
+            force,
+        } => set(root, &ksm, &settings, (unmerge, force), &mut out),
+        Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
         Command::Retune { pid_file } => {
             Ok(crate::daemon::retune(&pid_file.unwrap_or_else(|| {
@@ -374,6 +417,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             unique_pages,
             untouched_pages,
             unmergeable_pages,
+            backing,
+            lock,
+            label: _,
         } => probe(
             [
                 pages,
@@ -385,6 +431,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             &merge,
             comm.as_deref(),
             seed,
+            (&backing, lock),
             &mut out,
         ),
         Command::Churn {
@@ -456,7 +503,36 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     Ok(0)
 }
 
-fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+/// The rail: refuse to unmerge when the memory that would come back does
+/// not fit in MemAvailable + free swap (see [`crate::doctor::rails`]),
+/// unless forced. Also refused when /proc/meminfo cannot be read; nothing
+/// saved, nothing to refuse.
+fn unmerge_rail(
+    root: &Root,
+    state: &crate::kernel::ksm::KsmState,
+    force: bool,
+) -> anyhow::Result<()> {
+    use crate::doctor::rails::{refuse_unmerge, Headroom};
+    if force || state.saved_pages() == 0 {
+        return Ok(());
+    }
+    let mem = crate::kernel::meminfo::MemInfo::read(root).context(
+        "refusing to unmerge without knowing whether the memory fits (add --force to unmerge anyway)",
+    )?;
+    let h = Headroom::new(state, &mem, sys::page_size());
+    match refuse_unmerge(&h) {
+        Some(msg) => bail!("{msg}"),
+        None => Ok(()),
+    }
+}
+
+fn set(
+    root: &Root,
+    ksm: &Ksm,
+    raw: &[String],
+    (unmerge, force): (bool, bool),
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
     ksm.require()?;
     // Validate everything before writing anything.
     let mut settings = Vec::new();
@@ -507,6 +583,12 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
             );
         }
     }
+    let unmerges = settings
+        .iter()
+        .any(|s| (unmerge && s.knob.needs_unmerge()) || *s == Setting::run(Run::Unmerge));
+    if unmerges {
+        unmerge_rail(root, &ksm.read()?, force)?;
+    }
     for setting in settings {
         if unmerge && setting.knob.needs_unmerge() {
             ksm.write_with_unmerge(setting)
@@ -548,9 +630,10 @@ fn probe(
     merge: &str,
     comm: Option<&str>,
     seed: u64,
+    (backing, lock): (&str, bool),
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    use crate::kernel::mapping::{fill_identical, Mapping};
+    use crate::kernel::mapping::{fill_identical, Backing, Mapping};
     if let Some(name) = comm {
         sys::set_comm(name).context("setting the process name")?;
     }
@@ -558,17 +641,32 @@ fn probe(
         sys::set_memory_merge(true).context("prctl(PR_SET_MEMORY_MERGE)")?;
     }
     let page = sys::page_size() as usize;
-    let total = pages.max(1) + zero + unique + untouched;
-    let mut map = Mapping::anonymous(total * page).context("mapping probe memory")?;
-    // No transparent huge page: untouched pages stay out of RAM.
-    map.advise(libc::MADV_NOHUGEPAGE).ok();
+    let extra = zero + unique + untouched;
+    let mut len = (pages.max(1) + extra) * page;
+    let backing = match backing {
+        "private" => Backing::Private,
+        "shared" => Backing::Shared,
+        "hugetlb" => {
+            const HUGE: usize = 2 << 20;
+            len = len.div_ceil(HUGE) * HUGE;
+            Backing::HugeTlb
+        }
+        other => bail!("--backing {other:?}: expected private, shared or hugetlb"),
+    };
+    let mut map = Mapping::with_backing(len, backing)
+        .with_context(|| format!("mapping {len} bytes of {backing:?} probe memory"))?;
+    if matches!(backing, Backing::Private) {
+        // No transparent huge page: untouched pages stay out of RAM.
+        map.advise(libc::MADV_NOHUGEPAGE).ok();
+    }
     match merge {
         "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
         "prctl" | "none" => {}
         other => bail!("--merge {other:?}: expected madvise, prctl or none"),
     }
     let mem = map.as_mut_slice();
-    let (same, rest) = mem.split_at_mut(pages.max(1) * page);
+    let same_len = if extra == 0 { len } else { pages.max(1) * page };
+    let (same, rest) = mem.split_at_mut(same_len);
     fill_identical(same, page, seed);
     let (zeros, rest) = rest.split_at_mut(zero * page);
     // Written, so that they are in RAM (not the shared zero page).
@@ -588,6 +686,9 @@ fn probe(
         m.advise(libc::MADV_NOHUGEPAGE).ok();
         fill_identical(m.as_mut_slice(), page, seed);
         second = Some(m);
+    }
+    if lock {
+        map.lock().context("mlock")?;
     }
     writeln!(out, "ready {}", std::process::id())?;
     out.flush()?;

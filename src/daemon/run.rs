@@ -175,20 +175,6 @@ fn notify(enabled: bool, states: &[sd_notify::NotifyState]) {
     }
 }
 
-/// A masked `ksm.service` or `ksmtuned.service` (a link to /dev/null, as
-/// tuned's realtime and cpu-partitioning profiles leave them).
-fn masked_unit(root: &Root) -> Option<PathBuf> {
-    for dir in ["/etc/systemd/system", "/run/systemd/system"] {
-        for unit in ["ksm.service", "ksmtuned.service"] {
-            let p = root.join(format!("{dir}/{unit}"));
-            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGHUP, SIGTERM, SIGINT])
@@ -234,7 +220,7 @@ impl Daemon {
         };
         let ksm = Ksm::new(root);
         ksm.require()?;
-        if let Some(unit) = masked_unit(root) {
+        if let Some(unit) = crate::sample::services::masked_unit(root) {
             warn!(
                 "{} is masked (for example by a tuned profile): KSM is not to be managed here; exiting",
                 unit.display()

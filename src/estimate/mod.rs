@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::human;
 use crate::kernel::ksm::{Ksm, KsmState};
-use crate::kernel::{ksmd, proc, smaps};
+use crate::kernel::{ksmd, proc, vmas};
 use crate::root::Root;
 use crate::sample::processes::guest_name;
 
@@ -286,7 +286,7 @@ pub fn build(
         comm: String,
         guest: Option<String>,
         group: String,
-        areas: Vec<smaps::Vma>,
+        areas: Vec<vmas::Vma>,
     }
     let mut infos = Vec::new();
     for pid in pids {
@@ -308,10 +308,10 @@ pub fn build(
         } else {
             None
         };
-        let Ok(all) = smaps::read(root, pid) else {
+        let Ok(all) = vmas::read(root, pid) else {
             continue;
         };
-        let areas: Vec<smaps::Vma> = all
+        let areas: Vec<vmas::Vma> = all
             .into_iter()
             .filter(|a| opts.selection.takes(a))
             .collect();

@@ -16,7 +16,7 @@ use crate::estimate::table::{Added, Contents};
 use crate::kernel::pagemap::{
     has_flag, read_process_memory, KpageFlags, PageEntry, Pagemap, IOV_MAX, KPF_KSM, KPF_ZERO_PAGE,
 };
-use crate::kernel::smaps::Vma;
+use crate::kernel::vmas::Vma;
 use crate::root::Root;
 
 /// Pages per batch: one pagemap read, one `process_vm_readv` (4 MiB with

@@ -7,14 +7,18 @@
 //! - [`meminfo`]: `/proc/meminfo` and memory pressure (PSI);
 //! - [`proc`]: per-process files (`comm`, `cmdline`, `status`, `stat`,
 //!   `ksm_stat`);
+//! - [`smaps`]: per-process memory KSM can never merge (shared, hugetlb,
+//!   pinned), and what it scans;
+//! - [`host`]: NUMA nodes, virtual machine or not, writable `/sys`;
 //! - [`ksmd`]: the ksmd kernel thread and its CPU time;
 //! - [`procevents`]: the kernel's process events (netlink connector);
 //! - [`sys`]: small, documented wrappers of `libc` calls;
 //! - [`mapping`]: anonymous memory for probes and benchmark workers;
-//! - [`smaps`]: a process's memory areas and their KSM flag;
+//! - [`vmas`]: a process's memory areas one by one, and their KSM flag;
 //! - [`pagemap`]: which pages are in RAM, their frames' flags, and
 //!   reading another process's memory (`ksmctl estimate`).
 
+pub mod host;
 pub mod ksm;
 pub mod ksmd;
 pub mod mapping;
@@ -24,3 +28,4 @@ pub mod proc;
 pub mod procevents;
 pub mod smaps;
 pub mod sys;
+pub mod vmas;

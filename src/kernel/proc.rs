@@ -51,6 +51,12 @@ pub fn cmdline(root: &Root, pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// The program a process runs (`/proc/PID/exe`); for a script, its
+/// interpreter (`/usr/bin/bash` for the original ksmtuned).
+pub fn exe(root: &Root, pid: u32) -> Option<std::path::PathBuf> {
+    fs::read_link(root.join(format!("/proc/{pid}/exe"))).ok()
+}
+
 /// VmRSS from the text of `/proc/PID/status`, in KiB (kernel threads have
 /// none: 0).
 pub fn parse_status_rss_kib(status: &str) -> u64 {

@@ -1,144 +1,126 @@
-//! The memory areas of a process, from `/proc/PID/smaps`: where they are,
-//! whether KSM may merge their pages (`mg` in `VmFlags`), and how much of
-//! them is in RAM.
+//! `/proc/PID/smaps` summed by the kinds of memory KSM cares about, and
+//! the other per-process signs of memory KSM can never merge (VFIO).
 //!
-//! `ksmctl estimate` reads this first to know which address ranges to look
-//! at; the pages themselves are found through [`crate::kernel::pagemap`].
+//! KSM merges only private anonymous memory: the kernel refuses
+//! `MADV_MERGEABLE` silently on shared mappings (memfd, shm, vhost-user
+//! backends) and on hugetlbfs, and pages pinned for a device (VFIO) fail
+//! its page-count check. `smaps` shows each mapping's permissions (`s` =
+//! shared) and its `VmFlags` (`mg` mergeable, `ht` hugetlb, `lo` locked).
 
-use std::path::Path;
+use std::fs;
 
-use crate::error::{Error, Result};
+use serde::Serialize;
+
 use crate::root::Root;
 
-/// One memory area (VMA) of a process.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Vma {
-    /// First address.
-    pub start: u64,
-    /// One past the last address.
-    pub end: u64,
-    /// `rwxp` permissions as printed (`p` private, `s` shared).
-    pub perms: String,
-    /// Inode of the mapped file; 0 for anonymous memory.
-    pub inode: u64,
-    /// The mapped file or `[heap]`, `[stack]`...; empty for anonymous memory.
-    pub name: String,
-    /// `Rss:` in KiB.
-    pub rss_kib: u64,
-    /// `Anonymous:` in KiB (private pages that are not file pages).
-    pub anonymous_kib: u64,
-    /// The two-letter `VmFlags` codes (`rd wr mr mw me ac mg`...).
-    pub flags: Vec<[u8; 2]>,
+/// One process's mappings summed by kind, KiB (`Size`, the mapped size,
+/// except `mergeable_rss_kib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SmapsSummary {
+    /// Writable shared mappings (`rw-s`), hugetlb ones excluded.
+    pub shared_writable_kib: u64,
+    /// hugetlbfs mappings (`VmFlags: ht`).
+    pub hugetlb_kib: u64,
+    /// Locked mappings (`VmFlags: lo`: mlock, QEMU `mem-lock=on`).
+    pub locked_kib: u64,
+    /// Mappings opted in to KSM (`VmFlags: mg`): their size...
+    pub mergeable_kib: u64,
+    /// ...and how much of it is resident (what ksmd walks).
+    pub mergeable_rss_kib: u64,
 }
 
-impl Vma {
-    /// Length in bytes.
-    pub fn len(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-
-    /// Whether the area is empty (never for a real VMA).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether a `VmFlags` code is set.
-    pub fn has_flag(&self, code: &str) -> bool {
-        self.flags.iter().any(|f| f == code.as_bytes())
-    }
-
-    /// KSM may merge its pages: `madvise(MADV_MERGEABLE)`, or the whole
-    /// process opted in with `prctl(PR_SET_MEMORY_MERGE)` (`mg`).
-    pub fn mergeable(&self) -> bool {
-        self.has_flag("mg")
-    }
-
-    /// Private memory that KSM could be told to merge (what `prctl`,
-    /// `ksmctl exec` or systemd's `MemoryKSM=` opt in): readable, private,
-    /// and none of the kinds KSM refuses (the kernel's
-    /// `vma_ksm_compatible`: shared, PFN or I/O mappings, hugetlb, mixed
-    /// maps, `VM_DONTEXPAND`). Only its anonymous pages count (file pages
-    /// are skipped page by page).
-    pub fn ksm_compatible(&self) -> bool {
-        let b = self.perms.as_bytes();
-        let private = b.get(3) == Some(&b'p');
-        let readable = b.first() == Some(&b'r');
-        private
-            && readable
-            && !["sh", "ms", "pf", "io", "ht", "mm", "dc"]
-                .iter()
-                .any(|f| self.has_flag(f))
-    }
+#[derive(Default)]
+struct Current {
+    shared_writable: bool,
+    size: u64,
+    rss: u64,
+    flags_seen: bool,
 }
 
-/// Parse the text of `/proc/PID/smaps`.
-pub fn parse(text: &str) -> std::result::Result<Vec<Vma>, String> {
-    let mut out: Vec<Vma> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            let addr = |s: &str| u64::from_str_radix(s, 16);
-            let (Ok(start), Ok(end)) = (addr(a), addr(b)) else {
-                return Err(format!("line {}: bad address range {first:?}", n + 1));
-            };
-            // start-end perms offset dev inode [name]
-            let mut it = line.splitn(6, char::is_whitespace).skip(1);
-            let perms = it.next().unwrap_or("").to_string();
-            let _offset = it.next();
-            let _dev = it.next();
-            let inode = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            let name = it.next().unwrap_or("").trim().to_string();
-            out.push(Vma {
-                start,
-                end,
-                perms,
-                inode,
-                name,
-                ..Vma::default()
+/// Whether a line starts a mapping: `start-end perms offset dev inode [path]`.
+fn mapping_header(line: &str) -> Option<&str> {
+    let mut w = line.split_whitespace();
+    let range = w.next()?;
+    let perms = w.next()?;
+    let (a, b) = range.split_once('-')?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_hexdigit());
+    (hex(a) && hex(b) && perms.len() == 4).then_some(perms)
+}
+
+/// Parse the text of `/proc/PID/smaps`. Lines it does not know are
+/// skipped; a mapping without `VmFlags` (kernels before 3.8) counts only
+/// as shared or not.
+pub fn parse(text: &str) -> SmapsSummary {
+    let mut sum = SmapsSummary::default();
+    let mut cur: Option<Current> = None;
+    let kib = |rest: &str| -> u64 {
+        rest.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let finish = |cur: &Option<Current>, sum: &mut SmapsSummary| {
+        if let Some(c) = cur {
+            if c.shared_writable && !c.flags_seen {
+                sum.shared_writable_kib = sum.shared_writable_kib.saturating_add(c.size);
+            }
+        }
+    };
+    for line in text.lines() {
+        if let Some(perms) = mapping_header(line) {
+            finish(&cur, &mut sum);
+            let p = perms.as_bytes();
+            cur = Some(Current {
+                shared_writable: p[1] == b'w' && p[3] == b's',
+                ..Default::default()
             });
             continue;
         }
-        let Some(vma) = out.last_mut() else {
-            return Err(format!("line {}: a field before any area: {line:?}", n + 1));
-        };
-        if let Some(rest) = line.strip_prefix("VmFlags:") {
-            vma.flags = rest
-                .split_whitespace()
-                .filter_map(|f| <[u8; 2]>::try_from(f.as_bytes()).ok())
-                .collect();
-        } else if let Some(v) = line.strip_prefix("Rss:") {
-            vma.rss_kib = kib(v);
-        } else if let Some(v) = line.strip_prefix("Anonymous:") {
-            vma.anonymous_kib = kib(v);
+        let Some(c) = cur.as_mut() else { continue };
+        if let Some(rest) = line.strip_prefix("Size:") {
+            c.size = kib(rest);
+        } else if let Some(rest) = line.strip_prefix("Rss:") {
+            c.rss = kib(rest);
+        } else if let Some(rest) = line.strip_prefix("VmFlags:") {
+            c.flags_seen = true;
+            let flags: Vec<&str> = rest.split_whitespace().collect();
+            let has = |f: &str| flags.contains(&f);
+            let add = |field: &mut u64, v: u64| *field = field.saturating_add(v);
+            if has("ht") {
+                add(&mut sum.hugetlb_kib, c.size);
+            } else if c.shared_writable {
+                add(&mut sum.shared_writable_kib, c.size);
+            }
+            if has("lo") {
+                add(&mut sum.locked_kib, c.size);
+            }
+            if has("mg") {
+                add(&mut sum.mergeable_kib, c.size);
+                add(&mut sum.mergeable_rss_kib, c.rss);
+            }
         }
     }
-    Ok(out)
+    finish(&cur, &mut sum);
+    sum
 }
 
-fn kib(v: &str) -> u64 {
-    v.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+/// Read and sum `/proc/PID/smaps`; `None` when the process is gone or the
+/// file cannot be read (other users' processes need root).
+pub fn read(root: &Root, pid: u32) -> Option<SmapsSummary> {
+    fs::read_to_string(root.join(format!("/proc/{pid}/smaps")))
+        .ok()
+        .map(|t| parse(&t))
 }
 
-/// Read and parse `/proc/PID/smaps` under `root`. A process that is gone
-/// gives `Error::Read` with `NotFound`/`ESRCH`.
-pub fn read(root: &Root, pid: u32) -> Result<Vec<Vma>> {
-    let path = root.join(format!("/proc/{pid}/smaps"));
-    read_path(&path)
-}
-
-fn read_path(path: &Path) -> Result<Vec<Vma>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text).map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        value: e,
-        expected: "smaps areas",
-    })
+/// Whether a process holds a VFIO device open (`/proc/PID/fd/*` pointing
+/// into `/dev/vfio/`): its guest memory is pinned for the device, and KSM
+/// cannot merge pinned pages.
+pub fn uses_vfio(root: &Root, pid: u32) -> bool {
+    let Ok(dir) = fs::read_dir(root.join(format!("/proc/{pid}/fd"))) else {
+        return false;
+    };
+    dir.flatten()
+        .any(|e| fs::read_link(e.path()).is_ok_and(|t| t.starts_with("/dev/vfio/")))
 }
 
 #[cfg(test)]
@@ -146,52 +128,77 @@ mod tests {
     use super::*;
 
     const SMAPS: &str = "\
-55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]
-Size:                132 kB
+55f35dad9000-55f35dadb000 r--p 00000000 fe:00 247282                     /usr/bin/head
+Size:                  8 kB
 Rss:                   8 kB
-Anonymous:             8 kB
-VmFlags: rd wr mr mw me ac
-7f0000000000-7f0001000000 rw-p 00000000 00:00 0 
-Size:              16384 kB
-KernelPageSize:        4 kB
-Rss:               16384 kB
-Anonymous:         16384 kB
-KSM:                   0 kB
-VmFlags: rd wr mr mw me ac mg
-7f0002000000-7f0002001000 r--p 00000000 fd:01 1234                       /usr/lib/libc.so.6
-Rss:                   4 kB
-Anonymous:             0 kB
+Locked:                0 kB
 VmFlags: rd mr mw me
-7f0003000000-7f0003100000 rw-s 00000000 00:01 99                         /memfd:guest (deleted)
-Rss:                1024 kB
+7f0000000000-7f0040000000 rw-p 00000000 00:00 0
+Size:            1048576 kB
+Rss:              524288 kB
+VmFlags: rd wr mr mw me ac mg
+7f1000000000-7f1080000000 rw-s 00000000 00:01 1234                       /memfd:pc.ram (deleted)
+Size:            2097152 kB
+Rss:             2097152 kB
 VmFlags: rd wr sh mr mw me ms
+7f2000000000-7f2040000000 rw-s 00000000 00:10 99                         /dev/hugepages/vm1
+Size:            1048576 kB
+Rss:                   0 kB
+VmFlags: rd wr sh mr mw me ms de ht
+7f3000000000-7f3000100000 rw-p 00000000 00:00 0
+Size:               1024 kB
+Rss:                1024 kB
+Locked:             1024 kB
+VmFlags: rd wr mr mw me lo ac mg
 ";
 
     #[test]
-    fn parses_areas_and_flags() {
-        let v = parse(SMAPS).unwrap();
-        assert_eq!(v.len(), 4);
-        assert_eq!(v[0].name, "[heap]");
-        assert_eq!(v[0].rss_kib, 8);
-        assert!(!v[0].mergeable());
-        assert!(v[0].ksm_compatible());
-        assert_eq!(v[1].start, 0x7f00_0000_0000);
-        assert_eq!(v[1].len(), 16 << 20);
-        assert_eq!(v[1].name, "");
-        assert_eq!(v[1].inode, 0);
-        assert!(v[1].mergeable());
-        assert_eq!(v[1].anonymous_kib, 16384);
-        assert_eq!(v[2].inode, 1234);
-        assert_eq!(v[2].name, "/usr/lib/libc.so.6");
-        assert!(v[2].ksm_compatible(), "private file mapping: its COW pages");
-        assert_eq!(v[3].name, "/memfd:guest (deleted)");
-        assert!(!v[3].ksm_compatible(), "shared");
+    fn sums_by_kind() {
+        let s = parse(SMAPS);
+        assert_eq!(s.shared_writable_kib, 2097152, "hugetlb not counted twice");
+        assert_eq!(s.hugetlb_kib, 1048576);
+        assert_eq!(s.locked_kib, 1024);
+        assert_eq!(s.mergeable_kib, 1048576 + 1024);
+        assert_eq!(s.mergeable_rss_kib, 524288 + 1024);
     }
 
     #[test]
-    fn rejects_garbage() {
-        assert!(parse("Rss: 4 kB\n").is_err());
-        assert!(parse("zz-10 rw-p 0 0 0\n").is_err());
-        assert_eq!(parse("").unwrap(), vec![]);
+    fn old_kernel_without_vmflags() {
+        let s = parse(
+            "7f1000000000-7f1080000000 rw-s 00000000 00:01 1234 /dev/shm/x\nSize: 4096 kB\n\
+             7f2000000000-7f2000001000 r--s 00000000 00:01 1 /x\nSize: 4 kB\n",
+        );
+        assert_eq!(s.shared_writable_kib, 4096);
+        assert_eq!(s.mergeable_kib, 0);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for t in [
+            "",
+            "\n\n",
+            "Size: 5 kB\nVmFlags: mg\n",
+            "zz-yy rw-s\nSize: x kB\n",
+            "1-2 rw\nSize: 1 kB\n",
+            "1-2 rw-s 0 0 0\nSize: 18446744073709551615 kB\n1-3 rw-s 0 0 0\nSize: 5 kB\n",
+        ] {
+            let _ = parse(t);
+        }
+        let s =
+            parse("1-2 rw-s 0 0 0\nSize: 18446744073709551615 kB\n3-4 rw-s 0 0 0\nSize: 5 kB\n");
+        assert_eq!(s.shared_writable_kib, u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn vfio_fds() {
+        let t = tempfile::tempdir().unwrap();
+        let fd = t.path().join("proc/7/fd");
+        fs::create_dir_all(&fd).unwrap();
+        std::os::unix::fs::symlink("/dev/null", fd.join("0")).unwrap();
+        let root = Root::new(t.path());
+        assert!(!uses_vfio(&root, 7));
+        std::os::unix::fs::symlink("/dev/vfio/12", fd.join("5")).unwrap();
+        assert!(uses_vfio(&root, 7));
+        assert!(!uses_vfio(&root, 8), "a vanished process");
     }
 }
