@@ -155,6 +155,8 @@ pub struct Estimate {
     pub use_zero_pages: bool,
     pub sample: u64,
     pub processes_scanned: usize,
+    /// Processes that exited during the scan (before or while their
+    /// memory was read).
     pub processes_vanished: usize,
     /// Present anonymous memory read.
     pub scanned_bytes: u64,
@@ -289,8 +291,11 @@ pub fn build(
         areas: Vec<vmas::Vma>,
     }
     let mut infos = Vec::new();
+    // Processes gone between the listing and the read of their areas.
+    let mut gone_early = 0;
     for pid in pids {
         let Some(comm) = proc::comm(root, pid) else {
+            gone_early += 1;
             continue;
         };
         let qemu = proc::is_qemu_comm(&comm)
@@ -309,6 +314,7 @@ pub fn build(
             None
         };
         let Ok(all) = vmas::read(root, pid) else {
+            gone_early += 1;
             continue;
         };
         let areas: Vec<vmas::Vma> = all
@@ -487,7 +493,7 @@ pub fn build(
         use_zero_pages: params.use_zero_pages,
         sample: params.sample,
         processes_scanned: rows.len(),
-        processes_vanished: rows.iter().filter(|r| r.vanished).count(),
+        processes_vanished: rows.iter().filter(|r| r.vanished).count() + gone_early,
         scanned_bytes,
         saved_bytes,
         saved_error_bytes: (2.0 * projection.saved_stderr_pages * page_size as f64).round() as u64,
@@ -825,6 +831,25 @@ mod tests {
         assert!(is_kernel_thread(kthread));
         let user = "100 (bash (x)) S 1 100 100 34816 100 4194304 0 0";
         assert!(!is_kernel_thread(user));
+    }
+
+    #[test]
+    fn without_ksm_the_defaults() {
+        let p = params(None, 4096, 0);
+        assert_eq!(
+            (p.max_page_sharing, p.use_zero_pages, p.sample),
+            (256, false, 1)
+        );
+        let st = KsmState {
+            max_page_sharing: Some(10),
+            use_zero_pages: Some(1),
+            ..KsmState::default()
+        };
+        let p = params(Some(&st), 4096, 16);
+        assert_eq!(
+            (p.max_page_sharing, p.use_zero_pages, p.sample),
+            (10, true, 16)
+        );
     }
 
     #[test]
