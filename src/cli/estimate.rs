@@ -21,7 +21,7 @@ process opted in with prctl); --all-anonymous takes all their private \
 memory instead (what `ksmctl exec`, prctl or systemd's MemoryKSM= would opt \
 in), --guests only QEMU processes, and PIDs only those. Only pages already \
 in RAM are read (/proc/PID/pagemap first, then process_vm_readv in batches \
-of 4 MiB): no page is faulted or swapped in, nothing is written, KSM's \
+of 1 MiB): no page is faulted or swapped in, nothing is written, KSM's \
 settings are not touched.
 
 Each page's content is hashed (64-bit XXH3; the chance of any collision \

@@ -19,9 +19,11 @@ use crate::kernel::pagemap::{
 use crate::kernel::vmas::Vma;
 use crate::root::Root;
 
-/// Pages per batch: one pagemap read, one `process_vm_readv` (4 MiB with
-/// 4 KiB pages).
-pub const BATCH_PAGES: usize = IOV_MAX;
+/// Pages per batch: one pagemap read, one `process_vm_readv` (1 MiB with
+/// 4 KiB pages: the copy is still in the CPU's L2 cache when it is hashed;
+/// at most [`IOV_MAX`] ranges).
+pub const BATCH_PAGES: usize = 256;
+const _: () = assert!(BATCH_PAGES <= IOV_MAX);
 
 /// Which memory of a process is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -28,7 +28,7 @@
 //! standard error of the saved pages is `sqrt(K (K-1) Σ s²)` over the kept
 //! contents, `s` being the pages one content saves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
@@ -100,7 +100,12 @@ pub enum Added {
 /// Every content seen, and the counts that do not need the table.
 pub struct Contents {
     params: Params,
-    /// Copies of each content (16 bytes an entry with the key and padding).
+    /// Contents found once so far: the key only (8 bytes an entry). Most
+    /// contents are never found twice, so this keeps the table near 8-16
+    /// bytes per distinct content with the hash table's spare room.
+    once: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    /// Copies of each content found at least twice (16 bytes an entry
+    /// with the key and padding).
     map: Map<u32>,
     /// Per content, the groups (bit i = group i, up to 64) holding it;
     /// only for `--matrix`.
@@ -123,6 +128,7 @@ impl Contents {
                 sample: params.sample.max(1),
                 ..params
             },
+            once: HashSet::default(),
             map: Map::default(),
             groups: matrix.then(Map::default),
             zero_hash: hash_page(&vec![0u8; params.page_size as usize]),
@@ -163,9 +169,17 @@ impl Contents {
             return Added::Dropped;
         }
         self.kept_pages += 1;
-        let count = self.map.entry(h).or_insert(0);
-        let i = u64::from(*count);
-        *count = count.saturating_add(1);
+        let i = if let Some(count) = self.map.get_mut(&h) {
+            let i = u64::from(*count);
+            *count = count.saturating_add(1);
+            i
+        } else if self.once.remove(&h) {
+            self.map.insert(h, 2);
+            1
+        } else {
+            self.once.insert(h);
+            0
+        };
         if let (Some(groups), Some(g)) = (self.groups.as_mut(), group) {
             *groups.entry(h).or_insert(0) |= 1u64 << (g & 63);
         }
@@ -176,14 +190,14 @@ impl Contents {
 
     /// Distinct non-zero contents kept.
     pub fn distinct_kept(&self) -> u64 {
-        self.map.len() as u64
+        (self.once.len() + self.map.len()) as u64
     }
 
     /// Bytes the table takes (entries and the hash table's spare room).
     pub fn memory_bytes(&self) -> u64 {
         let per = (std::mem::size_of::<(u64, u32)>() + 1) as u64;
         let groups = self.groups.as_ref().map_or(0, |g| g.capacity() as u64 * 17);
-        self.map.capacity() as u64 * per + groups
+        self.once.capacity() as u64 * 9 + self.map.capacity() as u64 * per + groups
     }
 
     /// The projection from everything added.
