@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod error;
+pub mod estimate;
 pub mod human;
 pub mod journal;
 pub mod kernel;

@@ -91,16 +91,9 @@ impl Attainable {
     }
 }
 
-/// Pages saved when `n` identical pages are merged: KSM keeps one KSM page
-/// per `max_page_sharing` mappings (`pages_shared`), the other mappings
-/// are `pages_sharing`. A lone page saves nothing.
-pub fn saved_in_group(n: u64, max_page_sharing: u64) -> u64 {
-    if n == 0 {
-        return 0;
-    }
-    let m = max_page_sharing.max(2);
-    n - n.div_ceil(m)
-}
+/// Pages saved when `n` identical pages are merged (the arithmetic lives
+/// with the estimate, which projects the same thing from real memory).
+pub use crate::estimate::table::saved_in_group;
 
 /// Content tags (the first 8 bytes of every non-zero page).
 const TAG_IMAGE: u64 = 0x4b53_4d42_0000_0001;

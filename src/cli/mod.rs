@@ -3,6 +3,7 @@
 //! The argument definitions live here (not in the binary) so that tests,
 //! man pages and completions reach the same [`Cli`].
 
+pub mod estimate;
 pub mod ps;
 pub mod service;
 pub mod status;
@@ -206,6 +207,10 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
         interval: f64,
     },
+    /// Estimate what KSM would save here, for which processes and guests,
+    /// and what it would cost, before running it.
+    #[command(after_help = estimate::AFTER_HELP)]
+    Estimate(estimate::Args),
     /// A probe for tests: map PAGES identical pages, opt them in, print
     /// "ready PID" and wait until standard input closes.
     #[command(hide = true)]
@@ -222,6 +227,18 @@ pub enum Command {
         /// Content seed: probes with the same seed have identical pages.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// More pages, in the same mapping after the identical ones:
+        /// all-zero, unique (different from every other page anywhere),
+        /// and never touched (not in RAM).
+        #[arg(long, default_value_t = 0)]
+        zero_pages: usize,
+        #[arg(long, default_value_t = 0)]
+        unique_pages: usize,
+        #[arg(long, default_value_t = 0)]
+        untouched_pages: usize,
+        /// A second mapping, never opted in, of pages identical to the first.
+        #[arg(long, default_value_t = 0)]
+        unmergeable_pages: usize,
         /// What backs the memory: private, shared (MAP_SHARED) or hugetlb
         /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages).
         #[arg(long, default_value = "private")]
@@ -392,16 +409,27 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
         Command::Top { interval } => crate::cli::top::command(root, interval),
+        Command::Estimate(args) => estimate::command(root, &args, &mut out),
         Command::Probe {
             pages,
             merge,
             comm,
             seed,
+            zero_pages,
+            unique_pages,
+            untouched_pages,
+            unmergeable_pages,
             backing,
             lock,
             label: _,
         } => probe(
-            pages,
+            [
+                pages,
+                zero_pages,
+                unique_pages,
+                untouched_pages,
+                unmergeable_pages,
+            ],
             &merge,
             comm.as_deref(),
             seed,
@@ -600,7 +628,7 @@ fn exec(command: &[String]) -> anyhow::Result<i32> {
 }
 
 fn probe(
-    pages: usize,
+    [pages, zero, unique, untouched, unmergeable]: [usize; 5],
     merge: &str,
     comm: Option<&str>,
     seed: u64,
@@ -615,7 +643,8 @@ fn probe(
         sys::set_memory_merge(true).context("prctl(PR_SET_MEMORY_MERGE)")?;
     }
     let page = sys::page_size() as usize;
-    let mut len = pages.max(1) * page;
+    let extra = zero + unique + untouched;
+    let mut len = (pages.max(1) + extra) * page;
     let backing = match backing {
         "private" => Backing::Private,
         "shared" => Backing::Shared,
@@ -628,12 +657,38 @@ fn probe(
     };
     let mut map = Mapping::with_backing(len, backing)
         .with_context(|| format!("mapping {len} bytes of {backing:?} probe memory"))?;
+    if matches!(backing, Backing::Private) {
+        // No transparent huge page: untouched pages stay out of RAM.
+        map.advise(libc::MADV_NOHUGEPAGE).ok();
+    }
     match merge {
         "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
         "prctl" | "none" => {}
         other => bail!("--merge {other:?}: expected madvise, prctl or none"),
     }
-    fill_identical(map.as_mut_slice(), page, seed);
+    let mem = map.as_mut_slice();
+    let same_len = if extra == 0 { len } else { pages.max(1) * page };
+    let (same, rest) = mem.split_at_mut(same_len);
+    fill_identical(same, page, seed);
+    let (zeros, rest) = rest.split_at_mut(zero * page);
+    // Written, so that they are in RAM (not the shared zero page).
+    for p in zeros.chunks_mut(page) {
+        p.fill(0);
+        std::hint::black_box(&*p);
+    }
+    let pid = u64::from(std::process::id());
+    for (i, p) in rest[..unique * page].chunks_mut(page).enumerate() {
+        fill_identical(p, page, seed);
+        p[..8].copy_from_slice(&pid.to_le_bytes());
+        p[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    let mut second = None;
+    if unmergeable > 0 {
+        let mut m = Mapping::anonymous(unmergeable * page).context("mapping probe memory")?;
+        m.advise(libc::MADV_NOHUGEPAGE).ok();
+        fill_identical(m.as_mut_slice(), page, seed);
+        second = Some(m);
+    }
     if lock {
         map.lock().context("mlock")?;
     }
@@ -642,6 +697,7 @@ fn probe(
     let mut sink = String::new();
     let _ = std::io::stdin().read_line(&mut sink);
     drop(map);
+    drop(second);
     Ok(0)
 }
 

@@ -109,6 +109,11 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The start of the mapping (for reads that must not write).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
     /// The length in bytes.
     pub fn len(&self) -> usize {
         self.len

@@ -13,14 +13,19 @@
 //! - [`ksmd`]: the ksmd kernel thread and its CPU time;
 //! - [`procevents`]: the kernel's process events (netlink connector);
 //! - [`sys`]: small, documented wrappers of `libc` calls;
-//! - [`mapping`]: anonymous memory for probes and benchmark workers.
+//! - [`mapping`]: anonymous memory for probes and benchmark workers;
+//! - [`vmas`]: a process's memory areas one by one, and their KSM flag;
+//! - [`pagemap`]: which pages are in RAM, their frames' flags, and
+//!   reading another process's memory (`ksmctl estimate`).
 
 pub mod host;
 pub mod ksm;
 pub mod ksmd;
 pub mod mapping;
 pub mod meminfo;
+pub mod pagemap;
 pub mod proc;
 pub mod procevents;
 pub mod smaps;
 pub mod sys;
+pub mod vmas;
