@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::kernel::ksm::{Ksm, KsmState};
+use crate::kernel::ksmd::Ksmd;
 use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::root::Root;
@@ -29,7 +30,9 @@ pub struct Sample {
     pub pages_scanned: Option<u64>,
     /// Pages skipped by smart scan since the start (Linux 6.7+).
     pub pages_skipped: Option<u64>,
-    /// ksmd's CPU time (utime + stime) since the start.
+    /// ksmd's CPU time since the start, from its run time in nanoseconds
+    /// where the kernel keeps it (`/proc/PID/schedstat`), else in clock
+    /// ticks: see `ksmd_cpu_resolution_ns` in the report.
     pub ksmd_cpu_ms: u64,
     /// The tuner's CPU time (its processes and their children) since the
     /// start; 0 for tuners that are only kernel settings.
@@ -116,12 +119,15 @@ impl GroupCpu {
 /// Takes samples relative to a start.
 pub struct Sampler {
     ksm: Ksm,
-    root: Root,
-    ksmd: Option<u32>,
+    ksmd: Ksmd,
+    has_ksmd: bool,
+    /// The granularity of ksmd's CPU time, ns (1: schedstat; a clock tick).
+    ksmd_resolution_ns: u64,
     tick_ms: f64,
     start: Instant,
     base: KsmState,
-    base_ksmd_ticks: u64,
+    base_ksmd_ns: u64,
+    last_ksmd_ns: u64,
     tuner: Option<GroupCpu>,
     base_tuner_ticks: u64,
 }
@@ -130,19 +136,22 @@ impl Sampler {
     /// Start sampling now; `tuner` is the leader of the tuner's process
     /// group, if the tuner is a process.
     pub fn start(ksm: &Ksm, root: &Root, tuner: Option<u32>) -> crate::Result<Sampler> {
-        let ksmd = crate::kernel::ksmd::find_pid(root);
+        let mut ksmd = Ksmd::new(root);
         let base = ksm.read()?;
-        let base_ksmd_ticks = ksmd.and_then(|p| proc::cpu_ticks(root, p)).unwrap_or(0);
+        let cpu = ksmd.cpu();
+        let base_ksmd_ns = cpu.map_or(0, |c| c.ns);
         let mut tuner = tuner.map(|p| GroupCpu::new(root, p));
         let base_tuner_ticks = tuner.as_mut().map_or(0, |t| t.ticks());
         Ok(Sampler {
             ksm: ksm.clone(),
-            root: root.clone(),
             ksmd,
+            has_ksmd: cpu.is_some(),
+            ksmd_resolution_ns: cpu.map_or(0, |c| c.resolution_ns),
             tick_ms: 1000.0 / sys::clock_ticks() as f64,
             start: Instant::now(),
             base,
-            base_ksmd_ticks,
+            base_ksmd_ns,
+            last_ksmd_ns: base_ksmd_ns,
             tuner,
             base_tuner_ticks,
         })
@@ -155,17 +164,24 @@ impl Sampler {
 
     /// Whether ksmd's CPU time can be read.
     pub fn has_ksmd(&self) -> bool {
-        self.ksmd.is_some()
+        self.has_ksmd
+    }
+
+    /// The granularity of ksmd's CPU time in nanoseconds: 1 where the
+    /// kernel keeps its run time (schedstat), a clock tick otherwise; 0
+    /// without ksmd.
+    pub fn ksmd_resolution_ns(&self) -> u64 {
+        self.ksmd_resolution_ns
     }
 
     /// Take one sample.
     pub fn sample(&mut self) -> crate::Result<Sample> {
         let t_ms = self.start.elapsed().as_millis() as u64;
         let s = self.ksm.read()?;
-        let ksmd_ticks = self
-            .ksmd
-            .and_then(|p| proc::cpu_ticks(&self.root, p))
-            .unwrap_or(self.base_ksmd_ticks);
+        // ksmd's time never goes backwards; a failed read keeps the last.
+        if let Some(c) = self.ksmd.cpu() {
+            self.last_ksmd_ns = self.last_ksmd_ns.max(c.ns);
+        }
         let tuner_ticks = self.tuner.as_mut().map_or(0, |t| t.ticks());
         let since = |now: Option<u64>, base: Option<u64>| -> Option<u64> {
             Some(now?.saturating_sub(base.unwrap_or(0)))
@@ -181,8 +197,8 @@ impl Sampler {
             full_scans: since(s.full_scans, self.base.full_scans).unwrap_or(0),
             pages_scanned: since(s.pages_scanned, self.base.pages_scanned),
             pages_skipped: since(s.pages_skipped, self.base.pages_skipped),
-            ksmd_cpu_ms: (ksmd_ticks.saturating_sub(self.base_ksmd_ticks) as f64 * self.tick_ms)
-                .round() as u64,
+            ksmd_cpu_ms: (self.last_ksmd_ns.saturating_sub(self.base_ksmd_ns) as f64 / 1e6).round()
+                as u64,
             tuner_cpu_ms: (tuner_ticks.saturating_sub(self.base_tuner_ticks) as f64 * self.tick_ms)
                 .round() as u64,
             pages_to_scan: s.pages_to_scan,
