@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sampler::Sample;
 use super::tuner::TunerSpec;
@@ -14,7 +14,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 
 /// How long each tuner runs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Give up waiting for 90% of attainable after this long.
     pub time_limit_s: f64,
@@ -33,7 +33,7 @@ pub const REST_WINDOW_MS: u64 = 5_000;
 pub const PEAK_WINDOW_MS: u64 = 10_000;
 
 /// Every figure of one tuner's run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// Attainable pages for the run's `use_zero_pages`.
     pub attainable_pages: u64,
@@ -81,8 +81,9 @@ fn secs(ms: u64) -> f64 {
 
 /// ksmd's CPU share between two samples, % of one core.
 fn share_pct(a: &Sample, b: &Sample) -> Option<f64> {
-    (b.t_ms > a.t_ms)
-        .then(|| b.ksmd_cpu_ms.saturating_sub(a.ksmd_cpu_ms) as f64 / (b.t_ms - a.t_ms) as f64 * 100.0)
+    (b.t_ms > a.t_ms).then(|| {
+        b.ksmd_cpu_ms.saturating_sub(a.ksmd_cpu_ms) as f64 / (b.t_ms - a.t_ms) as f64 * 100.0
+    })
 }
 
 /// ksmd's highest CPU share over any window of `len_ms` between
@@ -202,7 +203,7 @@ pub fn scan_rate(samples: &[Sample], mergeable_pages: u64) -> Option<f64> {
 }
 
 /// How a tuner's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// It ran (whether or not it reached 90%: see the figures).
@@ -214,7 +215,7 @@ pub enum RunStatus {
 }
 
 /// One tuner's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TunerRun {
     #[serde(flatten)]
     pub spec: TunerSpec,
@@ -223,11 +224,12 @@ pub struct TunerRun {
     /// How long the unmerge (run=2) before it took.
     pub unmerge_s: f64,
     pub figures: Option<Figures>,
+    #[serde(default)]
     pub samples: Vec<Sample>,
 }
 
 /// One ratio row: tuner / baseline for each figure where both exist.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     pub tuner: String,
     pub baseline: String,
@@ -274,7 +276,7 @@ pub fn ratios(runs: &[TunerRun]) -> Vec<Ratio> {
 }
 
 /// The machine the bench ran on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Host {
     pub kernel: String,
     pub cpus: usize,
@@ -283,7 +285,7 @@ pub struct Host {
 }
 
 /// The workload as run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadReport {
     #[serde(flatten)]
     pub spec: WorkloadSpec,
@@ -297,7 +299,7 @@ pub struct WorkloadReport {
 }
 
 /// The machine's limit, from the max-rate run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub scan_rate_pages_per_s: Option<f64>,
     /// Two full scans of the workload at that rate.
@@ -305,7 +307,7 @@ pub struct Machine {
 }
 
 /// Everything of one bench run (the `--json` file).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub version: u32,
     pub date: String,
@@ -648,7 +650,11 @@ mod tests {
         for i in 0..=600u64 {
             samples.push(s(i * 100, 1000, cpu.round() as u64));
             let t = i * 100;
-            cpu += if (20_000..23_000).contains(&t) { 10.0 } else { 0.4 };
+            cpu += if (20_000..23_000).contains(&t) {
+                10.0
+            } else {
+                0.4
+            };
         }
         let all: Vec<&Sample> = samples.iter().collect();
         let worst = worst_window_pct(&all, REST_WINDOW_MS).unwrap();

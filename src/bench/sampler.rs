@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::ksm::{Ksm, KsmState};
 use crate::kernel::ksmd::Ksmd;
@@ -13,7 +13,7 @@ use crate::root::Root;
 
 /// One sample. Counters are as the kernel reports them, except the ones
 /// marked "since the start", which count from the tuner's start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Milliseconds since the tuner started.
     pub t_ms: u64,

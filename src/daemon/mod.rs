@@ -38,7 +38,6 @@ use crate::config::{self, Config, PolicyKind};
 use crate::human;
 use crate::kernel::ksm::{Knob, Ksm, KsmState, Run, Setting};
 use crate::kernel::meminfo::MemInfo;
-use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::metrics::{Server, TunerMetrics};
 use crate::policy::adaptive::{self, Trigger};
@@ -300,7 +299,7 @@ enum Tuner {
 struct AdaptiveRun {
     state: adaptive::State,
     watch: ProcWatch,
-    ksmd: Option<u32>,
+    ksmd: Option<crate::kernel::ksmd::Ksmd>,
     pending: Option<Trigger>,
 }
 
@@ -373,21 +372,20 @@ fn adaptive_step(
         .with_context(|| format!("reading {}", root.join("/proc").display()))?;
     let mem = MemInfo::read(root)?;
     let state = ksm.read()?;
-    if run
+    let cpu = run
         .ksmd
-        .is_none_or(|pid| !root.join(format!("/proc/{pid}")).is_dir())
-    {
-        run.ksmd = crate::kernel::ksmd::find_pid(root);
-    }
-    let ticks = sys::clock_ticks() as f64;
+        .get_or_insert_with(|| crate::kernel::ksmd::Ksmd::new(root))
+        .cpu();
     let input = adaptive::Input {
         now,
         available_kib: mem.mem_available.unwrap_or_else(|| mem.classic_free()),
         psi_some_avg10: crate::kernel::meminfo::psi_some_avg10(root),
-        ksmd_cpu: run
-            .ksmd
-            .and_then(|pid| proc::cpu_ticks(root, pid))
-            .map(|t| t as f64 / ticks),
+        ksmd_cpu: cpu.map(|c| c.seconds()),
+        ksmd_cpu_resolution: cpu.map_or(0.0, |c| c.resolution_ns as f64 / 1e9),
+        general_profit: state.general_profit,
+        run: state.run,
+        pages_to_scan: state.pages_to_scan,
+        sleep_millisecs: state.sleep_millisecs,
         pages_scanned: state.pages_scanned,
         full_scans: state.full_scans.unwrap_or(0),
         saved_pages: state.saved_pages(),
@@ -1028,7 +1026,9 @@ impl Daemon {
             info!("{prefix}{what} ({})", d.reason);
         }
         self.last = Some(applied);
-        wrote
+        // A dry run writes nothing, so the kernel keeps differing: count
+        // (and log) a change only when the decision itself changed.
+        wrote && (changed || !self.dry_run)
     }
 }
 
