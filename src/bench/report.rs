@@ -407,12 +407,16 @@ impl Report {
         let mut notes: Vec<String> = Vec::new();
         let mut header = vec![String::new()];
         for r in &self.tuners {
-            let mut h = r.spec.name.clone();
+            let mut numbers = Vec::new();
             for n in &r.notes {
                 notes.push(format!("{}: {n}", r.spec.name));
-                h = format!("{} ({})", r.spec.name, notes.len());
+                numbers.push(notes.len().to_string());
             }
-            header.push(h);
+            header.push(if numbers.is_empty() {
+                r.spec.name.clone()
+            } else {
+                format!("{} ({})", r.spec.name, numbers.join(", "))
+            });
         }
         let rows: Vec<(&str, Cell)> = vec![
             (

@@ -579,11 +579,16 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
                 st.set_at = input.now;
                 let _ = write!(
                     reason,
-                    "; {}",
+                    "; {}{}",
                     if pressure {
-                        "memory pressure: idle scanning, a sprint when a process opts memory in"
+                        "memory pressure: idle scanning"
                     } else {
-                        "no memory pressure: stop ksmd until a process opts memory in"
+                        "no memory pressure: stop ksmd"
+                    },
+                    if in_force {
+                        ", a sprint when a process opts memory in"
+                    } else {
+                        ""
                     }
                 );
             }
