@@ -1,5 +1,5 @@
 //! Scale benchmark: the cost of one ksmtuned adjustment cycle (the
-//! daemon's `sample` — /proc/meminfo, the QEMU processes and their RSS,
+//! daemon's sample (a `Sampler` for the classic policy) — /proc/meminfo, the QEMU processes and their RSS,
 //! KSM's files — and the classic decision, with its debug lines written to
 //! /dev/null) with 100, 1,000 and 10,000 processes on the host, against
 //! the original bash cycle (`benches/ksmtuned-classic-cycle.sh`, a
@@ -26,13 +26,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use ksmtuned::daemon::{self, DebugLog};
-use ksmtuned::kernel::ksm::Ksm;
+use ksmtuned::config::{Config, PolicyKind};
+use ksmtuned::daemon::DebugLog;
 use ksmtuned::kernel::proc;
 use ksmtuned::policy::classic;
 use ksmtuned::sample::census::{Census, Source};
-use ksmtuned::sample::trackers::ProcTable;
-use ksmtuned::{config::Config, Root};
+use ksmtuned::sample::Sampler;
+use ksmtuned::Root;
 
 const OURS_CYCLES: usize = 60;
 const BASH_CYCLES: usize = 15;
@@ -119,12 +119,7 @@ fn children_cpu_ms() -> f64 {
 
 /// Our cycle: the daemon's sample and decision, N times; wall and CPU
 /// milliseconds of each.
-fn ours(
-    root: &Root,
-    ksm: &Ksm,
-    (census, table): (&mut Census, &mut ProcTable),
-    cycles: usize,
-) -> (Vec<f64>, Vec<f64>, u64) {
+fn ours(sampler: &mut Sampler, cycles: usize) -> (Vec<f64>, Vec<f64>, u64) {
     let config = Config::default();
     let log = DebugLog {
         enabled: true,
@@ -137,20 +132,17 @@ fn ours(
     for _ in 0..cycles {
         let t0 = Instant::now();
         let c0 = thread_cpu_ms();
-        let s = daemon::sample(root, ksm, table, census).expect("sampling");
-        let params = classic::Params::new(&config, s.mem.mem_total);
-        let d = classic::adjust(
-            &params,
-            &mut state,
-            s.procs.qemu_rss_kib,
-            s.mem.classic_free(),
-        );
+        let s = sampler.take().expect("sampling");
+        let total = s.mem.as_ref().expect("meminfo").mem_total;
+        let params = classic::Params::new(&config, total);
+        let input = classic::Input::try_from(&s).expect("a classic sample");
+        let d = classic::adjust(&params, &mut state, input.committed, input.free);
         for l in &d.debug_lines {
             log.line(l).expect("appending the debug line");
         }
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         cpu.push(thread_cpu_ms() - c0);
-        committed = s.procs.qemu_rss_kib;
+        committed = input.committed;
     }
     (times, cpu, committed)
 }
@@ -239,7 +231,6 @@ fn main() {
         counts
     };
     let root = Root::default();
-    let ksm = Ksm::new(&root);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ksmtuned-classic-cycle.sh");
     raise_limits(*counts.iter().max().unwrap());
 
@@ -255,13 +246,12 @@ fn main() {
     // events (the default where available) and a listing of /proc on every
     // cycle (the fallback), each with its own table, as the daemon has.
     let me = Some(std::process::id());
-    let mut events = Census::new(&root);
-    if let Source::Listing(why) = events.source() {
+    let mut events = Sampler::for_policy(&root, PolicyKind::Classic, me);
+    if let Some(Source::Listing(why)) = events.census_source() {
         panic!("the kernel's process events are needed for this benchmark: {why}");
     }
-    let mut events_table = ProcTable::new(me);
-    let mut listing = Census::listing(&root, "the fallback, measured");
-    let mut listing_table = ProcTable::new(me);
+    let mut listing = Sampler::for_policy(&root, PolicyKind::Classic, me);
+    listing.set_census(Census::listing(&root, "the fallback, measured"));
 
     let mut spawners = Vec::new();
     println!(
@@ -297,12 +287,10 @@ fn main() {
             (started > 0).then(|| (event_thread_cpu_ms() - thread0) / started as f64 * 1000.0);
         let actual = host_processes(&root);
         // Warm-up: the first cycle after the starts reads the new names.
-        ours(&root, &ksm, (&mut events, &mut events_table), 3);
-        ours(&root, &ksm, (&mut listing, &mut listing_table), 3);
-        let (mut t, mut c, committed) =
-            ours(&root, &ksm, (&mut events, &mut events_table), OURS_CYCLES);
-        let (mut lt, mut lc, lcommitted) =
-            ours(&root, &ksm, (&mut listing, &mut listing_table), OURS_CYCLES);
+        ours(&mut events, 3);
+        ours(&mut listing, 3);
+        let (mut t, mut c, committed) = ours(&mut events, OURS_CYCLES);
+        let (mut lt, mut lc, lcommitted) = ours(&mut listing, OURS_CYCLES);
         assert_eq!(committed, lcommitted, "both ways count the same QEMU RSS");
         let (mut b, bcpu) = bash(&script, BASH_CYCLES);
         let p90 = |v: &mut Vec<f64>| {

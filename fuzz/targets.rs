@@ -87,7 +87,7 @@ pub fn meminfo(data: &[u8]) {
 /// `/proc/PID/stat`.
 pub fn proc_stat(data: &[u8]) {
     let Some(s) = text(data) else { return };
-    let _ = proc::parse_stat_cpu_ticks(s);
+    let _ = proc::Stat::parse(s);
 }
 
 /// `/proc/PID/status`, and the QEMU name test the scan applies to `comm`.

@@ -13,8 +13,8 @@ use ksmtuned::kernel::proc;
 use ksmtuned::policy::adaptive;
 use ksmtuned::Root;
 
-mod common;
-use common::{daemon, ksm_writable, wait_for, Probe};
+mod support;
+use support::{daemon, real_ksm, wait_for, Probe};
 
 fn knob(ksm: &Ksm, name: &str) -> u64 {
     ksm.read_raw(name).unwrap().unwrap().parse().unwrap()
@@ -55,11 +55,10 @@ fn watch_pages(ksm: &Ksm, secs: f64) -> u64 {
 
 #[test]
 fn adaptive_on_an_idle_host_then_a_guest_comes_and_goes() {
-    if !ksm_writable() {
+    let Some(ksm) = real_ksm("adaptive_on_an_idle_host_then_a_guest_comes_and_goes") else {
         return;
-    }
+    };
     let root = Root::default();
-    let ksm = Ksm::new(&root);
     let _exp = Experiment::begin(&ksm).unwrap();
     let others = mergeable_processes(&root);
     if !others.is_empty() {
@@ -157,11 +156,9 @@ fn ksmd_cpu(root: &Root) -> f64 {
 
 #[test]
 fn adaptive_dry_run_with_ksmd_stopped_says_what_it_cannot_know() {
-    if !ksm_writable() {
+    let Some(ksm) = real_ksm("adaptive_dry_run_with_ksmd_stopped_says_what_it_cannot_know") else {
         return;
-    }
-    let root = Root::default();
-    let ksm = Ksm::new(&root);
+    };
     let _exp = Experiment::begin(&ksm).unwrap();
     ksm.set_run(Run::Stop).unwrap();
     let before = ksm.read().unwrap();

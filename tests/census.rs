@@ -5,16 +5,16 @@
 //! through /proc/PID/comm, a fork of a QEMU process, and exit. It touches
 //! no KSM knob (nothing is merged), so it needs no ksmd lock.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
-use common::*;
 use ksmtuned::kernel::proc;
 use ksmtuned::sample::census::{Census, Changes, Source};
 use ksmtuned::sample::trackers::{self, ProcTable, ProcWatch};
 use ksmtuned::Root;
+use support::*;
 
 /// The event census, or None (said loudly) where the kernel does not offer
 /// process events to this process.

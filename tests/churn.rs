@@ -6,16 +6,16 @@
 //! what the scan and the daemon report), the daemon must log nothing above
 //! debug but its start-up and decision lines, and nothing may panic.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ksmtuned::kernel::proc;
 use ksmtuned::sample::census::{Census, Source};
 use ksmtuned::sample::trackers::{self, ProcTable};
 use ksmtuned::Root;
+use support::*;
 
 const CHURN_SECONDS: u64 = 20;
 

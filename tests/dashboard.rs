@@ -1,16 +1,16 @@
 //! contrib/grafana/ksm-dashboard.json uses exactly the metric names that
 //! are rendered, in expressions that Prometheus parses.
 
-mod obs_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ksmtuned::metrics::{render, Sample, TunerMetrics, DEFAULT_TOP};
+use ksmtuned::metrics::{collect, render, TunerMetrics, DEFAULT_TOP};
 use ksmtuned::Root;
-use obs_support::*;
 use serde_json::Value;
+use support::*;
 
 fn dashboard() -> Value {
     let path = concat!(
@@ -89,8 +89,8 @@ fn full_rendering() -> String {
         cycle_delay_max: Duration::from_millis(3),
         cycle_duration: Some(Duration::from_millis(2)),
     };
-    let sample = Sample::collect(&Root::new(fixture_root()), Some(tuner)).unwrap();
-    render(&sample, DEFAULT_TOP).unwrap()
+    let sample = collect(&Root::new(fixture_root())).unwrap();
+    render(&sample, Some(&tuner), DEFAULT_TOP).unwrap()
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn pages_say_what_help_says() {
 
         // The files the page names are the program's own constants.
         for path in [
-            ksmtuned::cli::service::TUNER_PID_FILE,
+            ksmtuned::daemon::pidfile::TUNER_PID_FILE,
             "/sys/kernel/mm/ksm/",
         ] {
             assert!(page.contains(path), "{program}.8 does not name {path}");

@@ -10,8 +10,8 @@ use ksmtuned::kernel::{meminfo::MemInfo, proc};
 use ksmtuned::policy::adaptive;
 use ksmtuned::Root;
 
-mod common;
-use common::{daemon, ksm_writable, wait_for, Probe};
+mod support;
+use support::{daemon, real_ksm, wait_for, Probe};
 
 /// A `ksmctl probe` named like a QEMU guest, opted in with madvise.
 fn probe(pages: usize) -> (Probe, u32) {
@@ -29,7 +29,7 @@ fn timed(what: &str, secs: u64, pred: impl FnMut() -> bool) {
 
 #[test]
 fn classic_daemon_merges_a_guest_then_stops_ksmd() {
-    if !ksm_writable() {
+    if real_ksm("classic_daemon_merges_a_guest_then_stops_ksmd").is_none() {
         return;
     }
     let root = Root::default();
@@ -86,7 +86,7 @@ fn knob(ksm: &Ksm, name: &str) -> u64 {
 
 #[test]
 fn adaptive_daemon_merges_then_idles_then_stops() {
-    if !ksm_writable() {
+    if real_ksm("adaptive_daemon_merges_then_idles_then_stops").is_none() {
         return;
     }
     let root = Root::default();

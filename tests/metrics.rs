@@ -2,7 +2,7 @@
 //! collector, a real Prometheus server scraping the library's endpoint,
 //! and the endpoint's HTTP behaviour.
 
-mod obs_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,7 +14,7 @@ use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
 use ksmtuned::kernel::{proc, sys};
 use ksmtuned::metrics::{Server, ServerOptions, TunerMetrics};
 use ksmtuned::Root;
-use obs_support::*;
+use support::*;
 
 fn fake_tuner() -> TunerMetrics {
     TunerMetrics {
@@ -366,7 +366,7 @@ fn server_shares_a_reading_at_most_max_age_old() {
     assert_eq!(scans(), 43.0);
     std::fs::write(&full_scans, "44\n").unwrap();
     let changed = Instant::now();
-    let seen = wait_for(Duration::from_secs(5), || {
+    let seen = poll_until(Duration::from_secs(5), || {
         (scans() == 44.0).then(Instant::now)
     })
     .expect("the change never showed");
@@ -490,9 +490,9 @@ fn node_exporter_textfile_collector_reexposes_ksmctl_metrics() {
         .stderr(log)
         .spawn()
         .expect("starting prometheus-node-exporter (scripts/test installs it)");
-    let _guard = Guard(child);
+    let _guard = Kill(child);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let scraped = wait_for(Duration::from_secs(20), || {
+    let scraped = poll_until(Duration::from_secs(20), || {
         http_get(addr, "/metrics").ok().filter(|r| r.code == 200)
     })
     .unwrap_or_else(|| {
@@ -539,14 +539,14 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
         return;
     };
     let exp = Experiment::begin(&ksm).unwrap();
-    let probe = Probe::start(512, "obs-prom-probe", 61);
+    let probe = Probe::start("obs-prom-probe", 512, "madvise", 61);
     if !exp.before().advisor_active() {
         ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();
     }
     ksm.write(Knob::SleepMillisecs.parse("10").unwrap())
         .unwrap();
     ksm.write(Setting::run(Run::Merge)).unwrap();
-    let merged = wait_for(Duration::from_secs(60), || {
+    let merged = poll_until(Duration::from_secs(60), || {
         proc::ksm_stat(&Root::default(), probe.pid)
             .and_then(|s| s.merging_pages)
             .filter(|&m| m >= 512)
@@ -583,7 +583,7 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
         .spawn()
         .expect("starting ksmtuned");
     let tuned_pid = tuned.id();
-    let _tuned = Guard(tuned);
+    let _tuned = Kill(tuned);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -605,12 +605,12 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
         .stderr(log)
         .spawn()
         .expect("starting prometheus (scripts/test installs it)");
-    let _guard = Guard(child);
+    let _guard = Kill(child);
     let log_text =
         || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
 
     // Within a scrape or two of Prometheus being up, it has the kernel's value.
-    let got = wait_for(Duration::from_secs(60), || {
+    let got = poll_until(Duration::from_secs(60), || {
         prom_query(port, "ksm_pages_sharing")
     });
     let got =
@@ -623,7 +623,7 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
     assert_eq!(prom_query(port, "ksm_tuner_retunes_total"), Some(0.0));
     // SAFETY: kill on our own child's pid.
     assert_eq!(unsafe { libc::kill(tuned_pid as i32, libc::SIGUSR1) }, 0);
-    let seen = wait_for(Duration::from_secs(10), || {
+    let seen = poll_until(Duration::from_secs(10), || {
         prom_query(port, "ksm_tuner_retunes_total").filter(|&v| v == 1.0)
     });
     assert_eq!(seen, Some(1.0), "the retune did not reach Prometheus");

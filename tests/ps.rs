@@ -1,14 +1,14 @@
 //! `ksmctl ps`: over a fixture tree, and against a real probe process whose
 //! merging pages are known.
 
-mod obs_support;
+mod support;
 
 use std::time::Duration;
 
 use ksmtuned::kernel::ksm::{Experiment, Knob, Run, Setting};
 use ksmtuned::kernel::sys;
-use obs_support::*;
 use serde_json::Value;
+use support::*;
 
 fn ps_json(root: Option<&std::path::Path>, all: bool) -> Value {
     let mut cmd = ksmctl();
@@ -97,7 +97,7 @@ fn ps_json_shows_a_real_probe_with_its_merging_pages() {
     };
     const PAGES: u64 = 512;
     let exp = Experiment::begin(&ksm).unwrap();
-    let probe = Probe::start(PAGES as usize, "obs-ps-probe", 71);
+    let probe = Probe::start("obs-ps-probe", PAGES as usize, "madvise", 71);
     if !exp.before().advisor_active() {
         ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();
     }
@@ -113,7 +113,7 @@ fn ps_json_shows_a_real_probe_with_its_merging_pages() {
             .find(|p| p["pid"] == probe.pid)
             .cloned()
     };
-    let found = wait_for(Duration::from_secs(60), || {
+    let found = poll_until(Duration::from_secs(60), || {
         row(&ps_json(None, false)).filter(|p| p["merging_pages"] == PAGES)
     });
     let p = found.unwrap_or_else(|| {

@@ -9,35 +9,19 @@
 //! Without a writable `run` file the tests say SKIPPED and pass.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ksmtuned::kernel::ksm::{Experiment, FileKind, Ksm, FILES};
-use ksmtuned::kernel::proc::{ksm_stat, KsmStat};
-use ksmtuned::Root;
+mod support;
+use support::{real_ksm, Probe};
+
+use ksmtuned::kernel::ksm::{Experiment, FileKind, FILES};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ksmctl");
-
-/// The real KSM, or `None` (after a loud SKIPPED) when it is not writable.
-fn real_ksm(test: &str) -> Option<Ksm> {
-    let run = Path::new("/sys/kernel/mm/ksm/run");
-    match std::fs::OpenOptions::new().write(true).open(run) {
-        Ok(_) => Some(Ksm::new(&Root::default())),
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: {test}: {} is not writable here ({e}); \
-                 the real-kernel tests need root and KSM",
-                run.display()
-            );
-            None
-        }
-    }
-}
 
 struct Out {
     code: i32,
@@ -117,47 +101,6 @@ fn finish(exp: Experiment, before: &BTreeMap<String, Value>) {
 }
 
 /// A `ksmctl probe` child; stdin closed (on drop) ends it.
-struct Probe {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    pid: u32,
-}
-
-impl Probe {
-    fn spawn(mut cmd: Command) -> Probe {
-        cmd.env_remove("KSM_ROOT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawning a probe");
-        let stdin = child.stdin.take();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("probe said {line:?}, not \"ready PID\""));
-        Probe { child, stdin, pid }
-    }
-
-    fn stat(&self) -> KsmStat {
-        ksm_stat(&Root::default(), self.pid).expect("reading the probe's /proc/PID/ksm_stat")
-    }
-
-    fn merging(&self) -> u64 {
-        self.stat().merging_pages.expect("ksm_merging_pages line")
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 const PROBE_PAGES: u64 = 3000;
 
 fn probe_cmd(seed: &str, merge: &str) -> Vec<String> {

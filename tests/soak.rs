@@ -16,14 +16,14 @@
 //! Not part of the normal test suite (it is `#[ignore]`d): run it with
 //! `scripts/soak`, which prints the figures.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use ksmtuned::kernel::ksm::{Experiment, Ksm};
 use ksmtuned::kernel::meminfo::MemInfo;
 use ksmtuned::Root;
+use support::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -54,7 +54,7 @@ fn steady(pid: u32) -> (u64, u64, usize) {
 #[test]
 #[ignore = "a 10-minute soak on the real kernel: run it with scripts/soak"]
 fn soak() {
-    if !ksm_writable() {
+    if real_ksm("soak").is_none() {
         return;
     }
     let secs = env_u64("SOAK_SECONDS", 600);

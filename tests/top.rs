@@ -1,11 +1,11 @@
 //! `ksmctl top` in a real terminal (tmux) and without one.
 
-mod obs_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use obs_support::*;
+use support::*;
 
 #[test]
 fn top_without_a_terminal_says_so_and_exits_1() {
@@ -77,7 +77,7 @@ fn top_in_tmux_shows_the_fixture_and_quits_with_q() {
         .status()
         .expect("running tmux (scripts/test installs it)");
     assert!(st.success());
-    let screen = wait_for(Duration::from_secs(15), || {
+    let screen = poll_until(Duration::from_secs(15), || {
         let s = tmux.screen();
         (s.contains("rhel9") && s.contains("q quit")).then_some(s)
     })
@@ -97,7 +97,7 @@ fn top_in_tmux_shows_the_fixture_and_quits_with_q() {
         .args(["send-keys", "-t", "top", "s"])
         .status()
         .unwrap();
-    let sorted = wait_for(Duration::from_secs(5), || {
+    let sorted = poll_until(Duration::from_secs(5), || {
         let s = tmux.screen();
         s.contains("sort: profit").then_some(s)
     });
@@ -111,7 +111,7 @@ fn top_in_tmux_shows_the_fixture_and_quits_with_q() {
         .args(["send-keys", "-t", "top", "q"])
         .status()
         .unwrap();
-    let done = wait_for(Duration::from_secs(5), || {
+    let done = poll_until(Duration::from_secs(5), || {
         let s = tmux.screen();
         s.contains("top exited 0").then_some(s)
     });

@@ -272,7 +272,7 @@ fn extra_sections(program: &str, roff: &mut Roff) {
             }
             item(
                 roff,
-                service::TUNER_PID_FILE,
+                daemon::pidfile::TUNER_PID_FILE,
                 "Pid file of ksmtuned, which retune signals.",
             );
             see_also(
@@ -339,7 +339,7 @@ fn extra_sections(program: &str, roff: &mut Roff) {
             );
             item(
                 roff,
-                service::TUNER_PID_FILE,
+                daemon::pidfile::TUNER_PID_FILE,
                 "Pid file and single-instance lock (an exclusive flock held while running).",
             );
             item(

@@ -34,7 +34,7 @@ use crate::kernel::sys;
 use crate::root::Root;
 
 use report::{Figures, Host, Limits, Machine, Report, RunStatus, TunerRun, WorkloadReport};
-use sampler::{Sample, Sampler};
+use sampler::{Point, Recorder};
 use tuner::{TunerKind, TunerProcess, TunerSpec};
 use workload::{MergeMode, WorkerOptions, Workers, WorkloadSpec};
 
@@ -399,10 +399,7 @@ fn skipped(spec: &TunerSpec, status: RunStatus, note: String) -> TunerRun {
 /// Whether `pid` belongs to the process group led by `leader`.
 fn is_in_group(root: &Root, pid: u32, leader: Option<u32>) -> bool {
     let Some(leader) = leader else { return false };
-    std::fs::read_to_string(root.join(format!("/proc/{pid}/stat")))
-        .ok()
-        .and_then(|s| sampler::parse_stat_group_ticks(&s))
-        .is_some_and(|(g, _, _)| g == leader)
+    crate::kernel::proc::stat(root, pid).is_some_and(|s| s.pgrp == leader)
 }
 
 /// Run one tuner from the clean state until 90% + the rest window, or
@@ -429,7 +426,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
     } else {
         None
     };
-    let mut sampler = Sampler::start(ctx.ksm, ctx.root, process.as_ref().map(|p| p.pid()))?;
+    let mut sampler = Recorder::start(ctx.root, process.as_ref().map(|p| p.pid()))?;
     let mut run = TunerRun {
         spec: spec.clone(),
         status: RunStatus::Ran,
@@ -450,7 +447,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
     let mut next = sampler.started();
     let mut n = 0u64;
     loop {
-        let s: Sample = sampler.sample()?;
+        let s: Point = sampler.point()?;
         let att = ctx.attainable.for_zero_pages(s.use_zero_pages);
         if t90.is_none() && att > 0 && s.saved_pages as f64 >= 0.9 * att as f64 {
             t90 = Some(s.t_ms);

@@ -7,12 +7,12 @@ use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 
 use super::report::{Report, RunStatus};
-use super::sampler::Sample;
+use super::sampler::Point;
 
 /// ksmd CPU % of one core, over a sliding window of about one second
 /// (smooth enough to read; on kernels without schedstat the CPU time comes
 /// in clock ticks, and a 100 ms difference would be too coarse to plot).
-pub fn cpu_percent_series(samples: &[Sample], window_ms: u64) -> Vec<(f64, f64)> {
+pub fn cpu_percent_series(samples: &[Point], window_ms: u64) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(samples.len());
     let mut j = 0;
     for (i, s) in samples.iter().enumerate() {
@@ -162,8 +162,8 @@ mod tests {
 
     #[test]
     fn cpu_window() {
-        let samples: Vec<Sample> = (0..=20)
-            .map(|i| Sample {
+        let samples: Vec<Point> = (0..=20)
+            .map(|i| Point {
                 t_ms: i * 100,
                 // 50 ms of ksmd per 100 ms = 50%.
                 ksmd_cpu_ms: i * 50,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::sampler::Sample;
+use super::sampler::Point;
 use super::tuner::TunerSpec;
 use super::workload::{Attainable, ClassCounts, WorkloadSpec};
 use crate::kernel::ksm::KsmState;
@@ -80,7 +80,7 @@ fn secs(ms: u64) -> f64 {
 }
 
 /// ksmd's CPU share between two samples, % of one core.
-fn share_pct(a: &Sample, b: &Sample) -> Option<f64> {
+fn share_pct(a: &Point, b: &Point) -> Option<f64> {
     (b.t_ms > a.t_ms).then(|| {
         b.ksmd_cpu_ms.saturating_sub(a.ksmd_cpu_ms) as f64 / (b.t_ms - a.t_ms) as f64 * 100.0
     })
@@ -90,7 +90,7 @@ fn share_pct(a: &Sample, b: &Sample) -> Option<f64> {
 /// consecutive samples (each window starts at a sample and ends at the
 /// first sample at least `len_ms` later); over the whole series when it is
 /// shorter than that.
-pub fn worst_window_pct(samples: &[&Sample], len_ms: u64) -> Option<f64> {
+pub fn worst_window_pct(samples: &[&Point], len_ms: u64) -> Option<f64> {
     let (first, last) = (samples.first()?, samples.last()?);
     if last.t_ms.saturating_sub(first.t_ms) < len_ms {
         return share_pct(first, last);
@@ -112,7 +112,7 @@ pub fn worst_window_pct(samples: &[&Sample], len_ms: u64) -> Option<f64> {
 
 /// The figures of one run.
 pub fn figures(
-    samples: &[Sample],
+    samples: &[Point],
     attainable: &Attainable,
     page_size: u64,
     limits: &Limits,
@@ -122,7 +122,7 @@ pub fn figures(
         return Figures::default();
     };
     let att = attainable.for_zero_pages(last.use_zero_pages);
-    let frac = |s: &Sample| {
+    let frac = |s: &Point| {
         let a = attainable.for_zero_pages(s.use_zero_pages);
         if a == 0 {
             0.0
@@ -134,13 +134,12 @@ pub fn figures(
     let at50 = first_at(0.5);
     let at90 = first_at(0.9);
     let gib = |pages: u64| pages as f64 * page_size as f64 / GIB;
-    let per_gib =
-        |s: &Sample| (s.saved_pages > 0).then(|| secs(s.ksmd_cpu_ms) / gib(s.saved_pages));
+    let per_gib = |s: &Point| (s.saved_pages > 0).then(|| secs(s.ksmd_cpu_ms) / gib(s.saved_pages));
     let (mut rest, mut worst, mut from, mut to) = (None, None, None, None);
     if let Some(s90) = at90 {
         let start = s90.t_ms as f64 + limits.settle_s * 1000.0;
         let end = start + limits.steady_s * 1000.0;
-        let window: Vec<&Sample> = samples
+        let window: Vec<&Point> = samples
             .iter()
             .filter(|s| s.t_ms as f64 >= start && s.t_ms as f64 <= end + 1.0)
             .collect();
@@ -153,7 +152,7 @@ pub fn figures(
             }
         }
     }
-    let all: Vec<&Sample> = samples.iter().collect();
+    let all: Vec<&Point> = samples.iter().collect();
     let t90 = at90.map(|s| secs(s.t_ms));
     Figures {
         attainable_pages: att,
@@ -187,7 +186,7 @@ pub fn figures(
 /// by smart scan) over the first two full scans of a max-rate run (the
 /// bench samples that run every 10 ms until then), or over the whole run
 /// when it never finished two.
-pub fn scan_rate(samples: &[Sample], mergeable_pages: u64) -> Option<f64> {
+pub fn scan_rate(samples: &[Point], mergeable_pages: u64) -> Option<f64> {
     let s = samples
         .iter()
         .find(|s| s.full_scans >= 2)
@@ -225,7 +224,7 @@ pub struct TunerRun {
     pub unmerge_s: f64,
     pub figures: Option<Figures>,
     #[serde(default)]
-    pub samples: Vec<Sample>,
+    pub samples: Vec<Point>,
 }
 
 /// One ratio row: tuner / baseline for each figure where both exist.
@@ -593,8 +592,8 @@ mod tests {
         }
     }
 
-    fn s(t_ms: u64, saved: u64, ksmd_ms: u64) -> Sample {
-        Sample {
+    fn s(t_ms: u64, saved: u64, ksmd_ms: u64) -> Point {
+        Point {
             t_ms,
             saved_pages: saved,
             ksmd_cpu_ms: ksmd_ms,
@@ -660,15 +659,15 @@ mod tests {
                 0.4
             };
         }
-        let all: Vec<&Sample> = samples.iter().collect();
+        let all: Vec<&Point> = samples.iter().collect();
         let worst = worst_window_pct(&all, REST_WINDOW_MS).unwrap();
         // The worst 5 s hold the whole spike: (300 + 2 s x 4) ms / 5 s.
         assert!((worst - 6.16).abs() < 0.05, "{worst}");
         let avg = share_pct(all[0], all[600]).unwrap();
         assert!(avg < 1.0, "{avg}");
         // Flat: every window is the average.
-        let flat: Vec<Sample> = (0..=100u64).map(|i| s(i * 100, 0, i)).collect();
-        let flat: Vec<&Sample> = flat.iter().collect();
+        let flat: Vec<Point> = (0..=100u64).map(|i| s(i * 100, 0, i)).collect();
+        let flat: Vec<&Point> = flat.iter().collect();
         assert!((worst_window_pct(&flat, 5_000).unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(worst_window_pct(&[], 5_000), None);
     }

@@ -1,20 +1,22 @@
-//! One reading every 100 ms of what KSM did and what it cost: the KSM
-//! counters and settings, ksmd's CPU time and the tuner's.
+//! The benchmark's time series: a [`Point`] every 100 ms of what KSM did
+//! and what it cost (the KSM counters and settings, ksmd's CPU time and
+//! the tuner's), relative to the tuner's start.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::ksm::{Ksm, KsmState};
-use crate::kernel::ksmd::Ksmd;
+use crate::kernel::ksm::KsmState;
 use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::root::Root;
+use crate::sample::{Parts, Sampler};
 
-/// One sample. Counters are as the kernel reports them, except the ones
-/// marked "since the start", which count from the tuner's start.
+/// One point of the series. Counters are as the kernel reports them,
+/// except the ones marked "since the start", which count from the tuner's
+/// start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
+pub struct Point {
     /// Milliseconds since the tuner started.
     pub t_ms: u64,
     /// `pages_sharing + ksm_zero_pages`.
@@ -30,9 +32,7 @@ pub struct Sample {
     pub pages_scanned: Option<u64>,
     /// Pages skipped by smart scan since the start (Linux 6.7+).
     pub pages_skipped: Option<u64>,
-    /// ksmd's CPU time since the start, from its run time in nanoseconds
-    /// where the kernel keeps it (`/proc/PID/schedstat`), else in clock
-    /// ticks: see `ksmd_cpu_resolution_ns` in the report.
+    /// ksmd's CPU time (utime + stime) since the start.
     pub ksmd_cpu_ms: u64,
     /// The tuner's CPU time (its processes and their children) since the
     /// start; 0 for tuners that are only kernel settings.
@@ -43,18 +43,6 @@ pub struct Sample {
     /// Whether the scan-time advisor is on (None: this kernel has none).
     pub advisor_on: Option<bool>,
     pub use_zero_pages: bool,
-}
-
-/// `(process group, own utime+stime, waited-for children's cutime+cstime)`
-/// in clock ticks, from the text of `/proc/PID/stat`.
-pub fn parse_stat_group_ticks(stat: &str) -> Option<(u32, u64, u64)> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-    // cutime(13) cstime(14).
-    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
-    let pgrp = u32::try_from(num(2)?).ok()?;
-    Some((pgrp, num(11)? + num(12)?, num(13)? + num(14)?))
 }
 
 /// The CPU time of a tuner's process group: the leader's own and its
@@ -83,8 +71,8 @@ impl GroupCpu {
     }
 
     fn stat(&self, pid: u32) -> Option<(u32, u64, u64)> {
-        let text = std::fs::read_to_string(self.root.join(format!("/proc/{pid}/stat"))).ok()?;
-        parse_stat_group_ticks(&text)
+        let s = proc::stat(&self.root, pid)?;
+        Some((s.pgrp, s.cpu_ticks, s.children_ticks))
     }
 
     /// CPU ticks of the whole group now.
@@ -116,48 +104,47 @@ impl GroupCpu {
     }
 }
 
-/// Takes samples relative to a start.
-pub struct Sampler {
-    ksm: Ksm,
-    ksmd: Ksmd,
+/// Takes points relative to a start, reading KSM and ksmd's CPU time
+/// through a [`Sampler`].
+pub struct Recorder {
+    sampler: Sampler,
     has_ksmd: bool,
-    /// The granularity of ksmd's CPU time, ns (1: schedstat; a clock tick).
-    ksmd_resolution_ns: u64,
     tick_ms: f64,
     start: Instant,
     base: KsmState,
     base_ksmd_ns: u64,
-    last_ksmd_ns: u64,
     tuner: Option<GroupCpu>,
     base_tuner_ticks: u64,
 }
 
-impl Sampler {
-    /// Start sampling now; `tuner` is the leader of the tuner's process
+impl Recorder {
+    /// Start recording now; `tuner` is the leader of the tuner's process
     /// group, if the tuner is a process.
-    pub fn start(ksm: &Ksm, root: &Root, tuner: Option<u32>) -> crate::Result<Sampler> {
-        let mut ksmd = Ksmd::new(root);
-        let base = ksm.read()?;
-        let cpu = ksmd.cpu();
-        let base_ksmd_ns = cpu.map_or(0, |c| c.ns);
+    pub fn start(root: &Root, tuner: Option<u32>) -> crate::Result<Recorder> {
+        let mut sampler = Sampler::new(
+            root,
+            Parts {
+                ksmd: true,
+                ..Parts::default()
+            },
+        );
+        let first = sampler.take()?;
+        let base = first.ksm_state(sampler.ksm())?.clone();
         let mut tuner = tuner.map(|p| GroupCpu::new(root, p));
         let base_tuner_ticks = tuner.as_mut().map_or(0, |t| t.ticks());
-        Ok(Sampler {
-            ksm: ksm.clone(),
-            ksmd,
-            has_ksmd: cpu.is_some(),
-            ksmd_resolution_ns: cpu.map_or(0, |c| c.resolution_ns),
+        Ok(Recorder {
+            sampler,
+            has_ksmd: first.ksmd_cpu.is_some(),
             tick_ms: 1000.0 / sys::clock_ticks() as f64,
             start: Instant::now(),
             base,
-            base_ksmd_ns,
-            last_ksmd_ns: base_ksmd_ns,
+            base_ksmd_ns: first.ksmd_cpu.map_or(0, |c| c.ns),
             tuner,
             base_tuner_ticks,
         })
     }
 
-    /// When sampling started.
+    /// When recording started.
     pub fn started(&self) -> Instant {
         self.start
     }
@@ -167,26 +154,17 @@ impl Sampler {
         self.has_ksmd
     }
 
-    /// The granularity of ksmd's CPU time in nanoseconds: 1 where the
-    /// kernel keeps its run time (schedstat), a clock tick otherwise; 0
-    /// without ksmd.
-    pub fn ksmd_resolution_ns(&self) -> u64 {
-        self.ksmd_resolution_ns
-    }
-
-    /// Take one sample.
-    pub fn sample(&mut self) -> crate::Result<Sample> {
+    /// Take one point.
+    pub fn point(&mut self) -> crate::Result<Point> {
         let t_ms = self.start.elapsed().as_millis() as u64;
-        let s = self.ksm.read()?;
-        // ksmd's time never goes backwards; a failed read keeps the last.
-        if let Some(c) = self.ksmd.cpu() {
-            self.last_ksmd_ns = self.last_ksmd_ns.max(c.ns);
-        }
+        let sample = self.sampler.take()?;
+        let s = sample.ksm_state(self.sampler.ksm())?;
+        let ksmd_ns = sample.ksmd_cpu.map_or(self.base_ksmd_ns, |c| c.ns);
         let tuner_ticks = self.tuner.as_mut().map_or(0, |t| t.ticks());
         let since = |now: Option<u64>, base: Option<u64>| -> Option<u64> {
             Some(now?.saturating_sub(base.unwrap_or(0)))
         };
-        Ok(Sample {
+        Ok(Point {
             t_ms,
             saved_pages: s.saved_pages(),
             pages_shared: s.pages_shared.unwrap_or(0),
@@ -197,8 +175,7 @@ impl Sampler {
             full_scans: since(s.full_scans, self.base.full_scans).unwrap_or(0),
             pages_scanned: since(s.pages_scanned, self.base.pages_scanned),
             pages_skipped: since(s.pages_skipped, self.base.pages_skipped),
-            ksmd_cpu_ms: (self.last_ksmd_ns.saturating_sub(self.base_ksmd_ns) as f64 / 1e6).round()
-                as u64,
+            ksmd_cpu_ms: (ksmd_ns.saturating_sub(self.base_ksmd_ns) as f64 / 1e6).round() as u64,
             tuner_cpu_ms: (tuner_ticks.saturating_sub(self.base_tuner_ticks) as f64 * self.tick_ms)
                 .round() as u64,
             pages_to_scan: s.pages_to_scan,
@@ -215,20 +192,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn group_ticks() {
-        let stat = "4242 (ksm tuned) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 25 3 4 20 0 1 0 5 0 0";
-        assert_eq!(parse_stat_group_ticks(stat), Some((4242, 42, 7)));
-        assert_eq!(parse_stat_group_ticks("1 (x) S 0 1"), None);
-        assert_eq!(parse_stat_group_ticks("nonsense"), None);
-    }
-
-    #[test]
     fn own_process_is_sampled() {
         let root = Root::default();
         let me = std::process::id();
-        let text = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
-        let (pgrp, _, _) = parse_stat_group_ticks(&text).unwrap();
-        assert!(pgrp > 0);
+        assert!(proc::stat(&root, me).unwrap().pgrp > 0);
         let mut g = GroupCpu::new(&root, me);
         let a = g.ticks();
         // Burn some CPU; the count must not go backwards.

@@ -256,7 +256,7 @@ pub fn expected_settings(kind: &TunerKind) -> Option<(u8, Option<u64>, Option<u6
 
 /// A note when a sample of a kernel-only tuner's run shows settings it
 /// did not make.
-pub fn interference(kind: &TunerKind, s: &super::sampler::Sample) -> Option<String> {
+pub fn interference(kind: &TunerKind, s: &super::sampler::Point) -> Option<String> {
     let (run, pages, sleep, advisor) = expected_settings(kind)?;
     let mut bad = Vec::new();
     if s.run != Some(run) {
@@ -441,8 +441,8 @@ mod tests {
 
     #[test]
     fn foreign_settings_are_noticed() {
-        use super::super::sampler::Sample;
-        let ok = Sample {
+        use super::super::sampler::Point;
+        let ok = Point {
             t_ms: 1500,
             run: Some(1),
             pages_to_scan: Some(100),

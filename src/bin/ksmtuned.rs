@@ -5,5 +5,5 @@ use clap::Parser;
 fn main() {
     ksmtuned::kernel::sys::default_sigpipe();
     let cli = ksmtuned::daemon::Cli::parse();
-    std::process::exit(ksmtuned::daemon::run(cli));
+    std::process::exit(ksmtuned::daemon::main(cli));
 }

@@ -270,9 +270,11 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
         Command::Exec { command } => exec(&command),
-        Command::Retune { pid_file } => Ok(crate::daemon::retune(
-            &pid_file.unwrap_or_else(|| root.join(service::TUNER_PID_FILE)),
-        )),
+        Command::Retune { pid_file } => {
+            Ok(crate::daemon::retune(&pid_file.unwrap_or_else(|| {
+                root.join(crate::daemon::pidfile::TUNER_PID_FILE)
+            })))
+        }
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
         Command::Top { interval } => crate::cli::top::command(root, interval),

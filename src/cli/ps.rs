@@ -169,20 +169,7 @@ pub fn command(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(pid: u32, merging: u64, zero: i64, rmap: u64, profit: Option<i64>) -> ProcessKsm {
-        ProcessKsm {
-            pid,
-            comm: format!("p{pid}"),
-            guest: None,
-            merging_pages: merging,
-            zero_pages: zero,
-            rmap_items: rmap,
-            profit_bytes: profit,
-            merge_any: None,
-            mergeable: None,
-        }
-    }
+    use crate::sample::processes::tests::p;
 
     #[test]
     fn report_totals_and_table() {

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::config::shellvars;
+use crate::daemon::pidfile::TUNER_PID_FILE;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{Knob, Ksm, Run};
 use crate::kernel::proc;
@@ -17,9 +18,6 @@ pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";
 /// Files the service reads `KSM_MAX_KERNEL_PAGES` from, in order (the
 /// first that sets it wins): RHEL/Fedora's, then Debian's.
 pub const SERVICE_CONFIG_FILES: [&str; 2] = ["/etc/sysconfig/ksm", "/etc/default/ksm"];
-
-/// The pid file of ksmtuned.
-pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
 
 /// Where a `KSM_MAX_KERNEL_PAGES` value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +147,7 @@ pub fn stop(ksm: &Ksm) -> Result<()> {
 
 /// A running tuner (ksmtuned, ours or the original).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Tuner {
+pub struct RunningTuner {
     pub pid: u32,
     /// Its process name.
     pub comm: String,
@@ -166,23 +164,23 @@ pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
 /// Tuners running on the host other than the calling process: the pid in
 /// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
 /// original bash script has that name too).
-pub fn running_tuners(root: &Root) -> Vec<Tuner> {
+pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
     let me = if root.is_host() {
         Some(std::process::id())
     } else {
         None
     };
-    let mut out: Vec<Tuner> = Vec::new();
+    let mut out: Vec<RunningTuner> = Vec::new();
     if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(Tuner { pid, comm });
+            out.push(RunningTuner { pid, comm });
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
         if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
         {
-            out.push(Tuner {
+            out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
             });

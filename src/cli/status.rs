@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::service::Tuner;
+use crate::cli::service::RunningTuner;
 use crate::human;
 use crate::kernel::ksm::{KsmState, Run};
 
@@ -16,7 +16,7 @@ pub struct Status {
     /// `running`, `stopped` or `unsupported`.
     pub state: &'static str,
     pub run: Option<u8>,
-    pub tuners: Vec<Tuner>,
+    pub tuners: Vec<RunningTuner>,
     pub page_size_bytes: u64,
 
     pub shared_pages: Option<u64>,
@@ -72,7 +72,7 @@ impl Status {
     }
 
     /// Build the report from a reading (`None`: no KSM here).
-    pub fn build(state: Option<&KsmState>, page_size: u64, tuners: Vec<Tuner>) -> Status {
+    pub fn build(state: Option<&KsmState>, page_size: u64, tuners: Vec<RunningTuner>) -> Status {
         let empty = KsmState::default();
         let s = state.unwrap_or(&empty);
         let rate = match (s.pages_to_scan, s.sleep_millisecs) {

@@ -18,9 +18,9 @@ use ratatui::Frame;
 
 use crate::human;
 use crate::kernel::ksm::{Ksm, Run};
-use crate::metrics::Sample;
 use crate::root::Root;
 use crate::sample::processes::{self, ProcessKsm, SortKey};
+use crate::sample::{Parts, Sample, Sampler};
 
 /// Refresh intervals `+` and `-` step through.
 pub const INTERVALS: [Duration; 6] = [
@@ -71,7 +71,7 @@ impl View {
         if let Some((t0, prev)) = &self.last {
             let dt = at - t0;
             if dt > 0.0 {
-                if let (Some(c0), Some(c1)) = (prev.ksmd_cpu_seconds, sample.ksmd_cpu_seconds) {
+                if let (Some(c0), Some(c1)) = (prev.ksmd_cpu_seconds(), sample.ksmd_cpu_seconds()) {
                     self.cpu.push_back((at, ((c1 - c0) / dt * 100.0).max(0.0)));
                 }
                 let scanned = |s: &Sample| s.ksm.as_ref().and_then(|k| k.pages_scanned);
@@ -374,12 +374,20 @@ fn event_loop(
     interval: Duration,
 ) -> anyhow::Result<i32> {
     let start = Instant::now();
+    let mut sampler = Sampler::new(
+        root,
+        Parts {
+            ksmd: true,
+            processes: true,
+            ..Parts::default()
+        },
+    );
     let mut view = View::new(interval);
     let mut last_sample: Option<Instant> = None;
     loop {
         let due = last_sample.map(|t| t + view.interval);
         if due.is_none_or(|d| Instant::now() >= d) {
-            let sample = Sample::collect(root, None)?;
+            let sample = sampler.take()?;
             view.push(start.elapsed().as_secs_f64(), sample);
             last_sample = Some(Instant::now());
         }
@@ -419,7 +427,7 @@ fn event_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::fixture;
+    use crate::sample::fixture;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -436,7 +444,10 @@ mod tests {
         let mut v = View::new(Duration::from_secs(2));
         let first = fixture();
         let mut second = fixture();
-        second.ksmd_cpu_seconds = Some(12.84);
+        second.ksmd_cpu = Some(crate::kernel::ksmd::CpuTime {
+            ns: 12_840_000_000,
+            resolution_ns: 1,
+        });
         if let Some(k) = second.ksm.as_mut() {
             k.pages_scanned = Some(123456789 + 20000);
         }

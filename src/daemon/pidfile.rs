@@ -3,6 +3,9 @@
 //! The running daemon holds an exclusive `flock` on the file for its whole
 //! life; a file whose lock nobody holds is stale, whatever pid it names.
 
+/// The pid file of ksmtuned.
+pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -67,24 +67,52 @@ pub fn rss_kib(root: &Root, pid: u32) -> Option<u64> {
     read_proc(root, pid, "status").map(|s| parse_status_rss_kib(&s))
 }
 
-/// `utime + stime` in clock ticks, from the text of `/proc/PID/stat`.
-///
-/// The name field can hold spaces and parentheses, so fields are counted
-/// from the last `)`.
-pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut f = after.split_whitespace();
-    // After ")": state(3) ppid(4) ... utime is field 14, stime field 15.
-    let utime: u64 = f.nth(11)?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    // Fuzzing found the overflow: no kernel writes such values, but a
-    // reader must not panic on them.
-    utime.checked_add(stime)
+/// The fields of `/proc/PID/stat` the project uses; times in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stat {
+    /// Process group.
+    pub pgrp: u32,
+    /// `utime + stime`: the process's own CPU time.
+    pub cpu_ticks: u64,
+    /// `cutime + cstime`: its waited-for children's.
+    pub children_ticks: u64,
+}
+
+impl Stat {
+    /// Parse the text of `/proc/PID/stat`. The name field can hold spaces
+    /// and parentheses, so fields are counted from the last `)`.
+    pub fn parse(stat: &str) -> Option<Stat> {
+        let after = &stat[stat.rfind(')')? + 1..];
+        let mut f = after.split_whitespace();
+        // After ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
+        // cutime(13) cstime(14).
+        let mut num = |skip: usize| f.nth(skip)?.parse::<u64>().ok();
+        let pgrp = u32::try_from(num(2)?).ok()?;
+        let utime = num(8)?;
+        let stime = num(0)?;
+        // Fuzzing found the overflow: no kernel writes such values, but a
+        // reader must not panic on them.
+        let cpu_ticks = utime.checked_add(stime)?;
+        let children_ticks = match (num(0), num(0)) {
+            (Some(a), Some(b)) => a.checked_add(b)?,
+            _ => 0,
+        };
+        Some(Stat {
+            pgrp,
+            cpu_ticks,
+            children_ticks,
+        })
+    }
+}
+
+/// `/proc/PID/stat`; `None` when the process is gone.
+pub fn stat(root: &Root, pid: u32) -> Option<Stat> {
+    read_proc(root, pid, "stat").and_then(|s| Stat::parse(&s))
 }
 
 /// CPU time (user + system) of a process in clock ticks.
 pub fn cpu_ticks(root: &Root, pid: u32) -> Option<u64> {
-    read_proc(root, pid, "stat").and_then(|s| parse_stat_cpu_ticks(&s))
+    stat(root, pid).map(|s| s.cpu_ticks)
 }
 
 /// Whether a kernel process name is QEMU's, as classic ksmtuned counts it:
@@ -245,13 +273,22 @@ mod tests {
     #[test]
     fn stat_cpu() {
         let stat = "42 (a (weird) name) S 2 0 0 0 -1 69238880 0 0 0 0 17 25 0 0 39 19 1 0 4 0 0";
-        assert_eq!(parse_stat_cpu_ticks(stat), Some(42));
-        assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
-        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        assert_eq!(Stat::parse(stat).map(|s| s.cpu_ticks), Some(42));
+        assert_eq!(Stat::parse("42 (x) S 1 2"), None);
+        assert_eq!(Stat::parse("garbage"), None);
+        let stat = "4242 (ksm tuned) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 25 3 4 20 0 1 0 5 0 0";
+        assert_eq!(
+            Stat::parse(stat),
+            Some(Stat {
+                pgrp: 4242,
+                cpu_ticks: 42,
+                children_ticks: 7
+            })
+        );
         // Found by AFL++: utime + stime overflowed (a panic in debug builds).
         let max = u64::MAX;
         let huge = format!("2 (x) S 0 0 0 0 -1 0 0 0 0 0 {max} {max} 0");
-        assert_eq!(parse_stat_cpu_ticks(&huge), None);
+        assert_eq!(Stat::parse(&huge), None);
     }
 
     #[test]

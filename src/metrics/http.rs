@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{render, tuner_text, Sample, TunerMetrics, CONTENT_TYPE, DEFAULT_TOP};
+use super::{collect, render, tuner_text, TunerMetrics, CONTENT_TYPE, DEFAULT_TOP};
 use crate::error::{Error, Result};
 use crate::kernel::sys;
 use crate::root::Root;
@@ -382,8 +382,8 @@ fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String> {
         }
     }
     let at = Instant::now();
-    let text = Sample::collect(&shared.root, None)
-        .and_then(|s| render(&s, shared.opts.top))
+    let text = collect(&shared.root)
+        .and_then(|s| render(&s, None, shared.opts.top))
         .map(Arc::new)
         .map_err(|e| e.to_string());
     *cache = Some((at, text.clone()));

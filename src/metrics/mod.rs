@@ -1,7 +1,7 @@
 //! KSM's metrics in the Prometheus text exposition format (version 0.0.4).
 //!
-//! [`Sample::collect`] reads the system once; [`render`] is a pure function
-//! of a [`Sample`] (tested with numbers only). `ksmctl metrics` prints the
+//! [`collect`] reads the system once through a [`Sampler`]; [`render`] is a
+//! pure function of a [`Sample`] (tested with numbers only). `ksmctl metrics` prints the
 //! text once, for node_exporter's textfile collector; `ksmtuned` serves it
 //! with [`Server`] when `KSM_METRICS_LISTEN` is set.
 //!
@@ -22,11 +22,10 @@ pub use http::{Server, ServerOptions, SERVER_NICE};
 use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, TextEncoder};
 
 use crate::error::{Error, Result};
-use crate::kernel::ksm::{AdvisorMode, Ksm, KsmState};
-use crate::kernel::proc;
-use crate::kernel::sys;
+use crate::kernel::ksm::{AdvisorMode, KsmState};
 use crate::root::Root;
-use crate::sample::processes::{self, ProcessKsm};
+use crate::sample::processes::ProcessKsm;
+use crate::sample::{Parts, Sample, Sampler};
 
 /// Processes shown by default in the per-process metrics.
 pub const DEFAULT_TOP: usize = 20;
@@ -84,48 +83,22 @@ impl TunerMetrics {
     }
 }
 
-/// One reading of everything the metrics show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// `None`: this kernel has no KSM.
-    pub ksm: Option<KsmState>,
-    pub page_size: u64,
-    /// ksmd's CPU time (user + system); `None` without a ksmd thread.
-    pub ksmd_cpu_seconds: Option<f64>,
-    /// Processes with merged pages, any order.
-    pub processes: Vec<ProcessKsm>,
-    pub tuner: Option<TunerMetrics>,
-}
-
-impl Sample {
-    /// Read KSM, ksmd's CPU time and every process's `ksm_stat`.
-    pub fn collect(root: &Root, tuner: Option<TunerMetrics>) -> Result<Sample> {
-        let ksm = Ksm::new(root);
-        let state = if ksm.supported() {
-            Some(ksm.read()?)
-        } else {
-            None
-        };
-        let ticks = sys::clock_ticks() as f64;
-        let ksmd_cpu_seconds = crate::kernel::ksmd::find_pid(root)
-            .and_then(|pid| proc::cpu_ticks(root, pid))
-            .map(|t| t as f64 / ticks);
-        let processes = processes::scan(root, false).map_err(|source| Error::Read {
-            path: root.join("/proc"),
-            source,
-        })?;
-        Ok(Sample {
-            ksm: state,
-            page_size: sys::page_size(),
-            ksmd_cpu_seconds,
-            processes,
-            tuner,
-        })
-    }
+/// Read what the metrics show: KSM's files, ksmd's CPU time and every
+/// process's `ksm_stat`.
+pub fn collect(root: &Root) -> Result<Sample> {
+    Sampler::new(
+        root,
+        Parts {
+            ksmd: true,
+            processes: true,
+            ..Parts::default()
+        },
+    )
+    .take()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum MetricType {
     Gauge,
     Counter,
 }
@@ -138,12 +111,12 @@ struct FileMetric {
     file: &'static str,
     name: &'static str,
     help: &'static str,
-    kind: Kind,
+    kind: MetricType,
     value: Option<f64>,
 }
 
 fn file_metrics(s: &KsmState) -> Vec<FileMetric> {
-    use Kind::{Counter as C, Gauge as G};
+    use MetricType::{Counter as C, Gauge as G};
     let f = |v: Option<u64>| v.map(|v| v as f64);
     let ms = |v: Option<u64>| v.map(|v| v as f64 / 1000.0);
     let m = |file, name, help, kind, value| FileMetric {
@@ -419,7 +392,7 @@ impl Families {
 
 /// Render a sample as Prometheus text, with the `top` processes that have
 /// the most merging pages.
-pub fn render(sample: &Sample, top: usize) -> Result<String> {
+pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Result<String> {
     let fam = Families {
         reg: Registry::new(),
     };
@@ -437,8 +410,8 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
         for m in file_metrics(s) {
             let Some(v) = m.value else { continue };
             match m.kind {
-                Kind::Gauge => fam.gauge(m.name, m.help, v)?,
-                Kind::Counter => fam.counter(m.name, m.help, v)?,
+                MetricType::Gauge => fam.gauge(m.name, m.help, v)?,
+                MetricType::Counter => fam.counter(m.name, m.help, v)?,
             }
         }
         if let Some(mode) = s.advisor_mode {
@@ -459,7 +432,7 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
             s.saved_bytes(sample.page_size) as f64,
         )?;
     }
-    if let Some(cpu) = sample.ksmd_cpu_seconds {
+    if let Some(cpu) = sample.ksmd_cpu_seconds() {
         fam.counter(
             "ksm_ksmd_cpu_seconds_total",
             "CPU time (user + system) the ksmd kernel thread used.",
@@ -467,7 +440,7 @@ pub fn render(sample: &Sample, top: usize) -> Result<String> {
         )?;
     }
     render_processes(&fam, sample, top)?;
-    if let Some(t) = &sample.tuner {
+    if let Some(t) = tuner {
         render_tuner(&fam, t)?;
     }
     fam.labelled(
@@ -651,84 +624,33 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
 
 /// `ksmctl metrics [--top N]`: print the metrics once.
 pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<i32> {
-    let sample = Sample::collect(root, None)?;
-    out.write_all(render(&sample, top)?.as_bytes())?;
+    let sample = collect(root)?;
+    out.write_all(render(&sample, None, top)?.as_bytes())?;
     Ok(0)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::kernel::ksm::Run;
+    use crate::sample::fixture;
 
-    pub(crate) fn fixture() -> Sample {
-        let state = KsmState {
-            run: Some(Run::Merge),
-            pages_to_scan: Some(100),
-            sleep_millisecs: Some(20),
-            merge_across_nodes: Some(1),
-            use_zero_pages: Some(0),
-            max_page_sharing: Some(256),
-            stable_node_chains_prune_millisecs: Some(2000),
-            smart_scan: Some(1),
-            advisor_mode: Some(AdvisorMode::None),
-            advisor_max_cpu: Some(70),
-            advisor_target_scan_time: Some(200),
-            advisor_min_pages_to_scan: Some(500),
-            advisor_max_pages_to_scan: Some(30000),
-            max_kernel_pages: None,
-            pages_shared: Some(10),
-            pages_sharing: Some(1990),
-            pages_unshared: Some(300),
-            pages_volatile: Some(7),
-            pages_scanned: Some(123456789),
-            pages_skipped: Some(42),
-            full_scans: Some(17),
-            general_profit: Some(-65536),
-            ksm_zero_pages: Some(5),
-            stable_node_chains: Some(0),
-            stable_node_dups: Some(0),
-        };
-        let proc_ = |pid: u32, comm: &str, merging: u64, profit: i64| ProcessKsm {
-            pid,
-            comm: comm.into(),
-            guest: None,
-            merging_pages: merging,
-            zero_pages: 0,
-            rmap_items: merging + 3,
-            profit_bytes: Some(profit),
-            merge_any: Some(false),
-            mergeable: Some(true),
-        };
-        let mut vm = proc_(4242, "qemu-system-x86", 1500, 6_000_000);
-        vm.guest = Some("rhel9".into());
-        Sample {
-            ksm: Some(state),
-            page_size: 4096,
-            ksmd_cpu_seconds: Some(12.34),
-            processes: vec![
-                proc_(100, "small", 1, -128),
-                vm,
-                proc_(200, "probe \"x\"", 499, 2_000_000),
-                proc_(300, "idle", 0, -640),
-            ],
-            tuner: Some(TunerMetrics {
-                policy: "classic".into(),
-                state: "running".into(),
-                pages_to_scan: Some(1250),
-                sleep_ms: Some(10),
-                adjustments: 3,
-                retunes: 1,
-                reloads: 2,
-                errors: 0,
-                last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
-                cycles: 12,
-                cycles_skipped: 1,
-                interval: Some(Duration::from_secs(60)),
-                cycle_delay: Some(Duration::from_micros(1500)),
-                cycle_delay_max: Duration::from_millis(250),
-                cycle_duration: Some(Duration::from_micros(4250)),
-            }),
+    fn tuner() -> TunerMetrics {
+        TunerMetrics {
+            policy: "classic".into(),
+            state: "running".into(),
+            pages_to_scan: Some(1250),
+            sleep_ms: Some(10),
+            adjustments: 3,
+            retunes: 1,
+            reloads: 2,
+            errors: 0,
+            last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            cycles: 12,
+            cycles_skipped: 1,
+            interval: Some(Duration::from_secs(60)),
+            cycle_delay: Some(Duration::from_micros(1500)),
+            cycle_delay_max: Duration::from_millis(250),
+            cycle_duration: Some(Duration::from_micros(4250)),
         }
     }
 
@@ -740,7 +662,7 @@ pub(crate) mod tests {
 
     #[test]
     fn renders_every_family_with_help_and_type() {
-        let text = render(&fixture(), DEFAULT_TOP).unwrap();
+        let text = render(&fixture(), Some(&tuner()), DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_pages_sharing").as_deref(), Some("1990"));
         assert_eq!(
             value(&text, "ksm_general_profit_bytes").as_deref(),
@@ -844,11 +766,7 @@ pub(crate) mod tests {
     #[test]
     fn cycles_are_recorded() {
         let mut t = TunerMetrics::default();
-        let text = |t: &TunerMetrics| {
-            let mut s = fixture();
-            s.tuner = Some(t.clone());
-            render(&s, DEFAULT_TOP).unwrap()
-        };
+        let text = |t: &TunerMetrics| render(&fixture(), Some(t), DEFAULT_TOP).unwrap();
         // Before the first cycle: a count of 0, no timing.
         let before = text(&t);
         assert_eq!(
@@ -898,7 +816,7 @@ pub(crate) mod tests {
         }
         for m in file_metrics(&KsmState::default()) {
             assert_eq!(
-                m.kind == Kind::Counter,
+                m.kind == MetricType::Counter,
                 m.name.ends_with("_total"),
                 "{}",
                 m.name
@@ -908,7 +826,7 @@ pub(crate) mod tests {
 
     #[test]
     fn top_processes_by_merging_pages() {
-        let text = render(&fixture(), 2).unwrap();
+        let text = render(&fixture(), Some(&tuner()), 2).unwrap();
         let merging: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("ksm_process_merging_pages{"))
@@ -923,7 +841,7 @@ pub(crate) mod tests {
         assert!(!text.contains("pid=\"100\""));
         assert!(text.contains("ksm_process_profit_bytes{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 6000000"));
         // Processes with nothing merged never show.
-        let all = render(&fixture(), 100).unwrap();
+        let all = render(&fixture(), Some(&tuner()), 100).unwrap();
         assert!(!all.contains("pid=\"300\""));
         assert!(all.contains("pid=\"100\""));
     }
@@ -931,13 +849,10 @@ pub(crate) mod tests {
     #[test]
     fn without_ksm_or_tuner() {
         let s = Sample {
-            ksm: None,
             page_size: 65536,
-            ksmd_cpu_seconds: None,
-            processes: vec![],
-            tuner: None,
+            ..Sample::empty()
         };
-        let text = render(&s, DEFAULT_TOP).unwrap();
+        let text = render(&s, None, DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_supported").as_deref(), Some("0"));
         assert_eq!(
             value(&text, "ksm_page_size_bytes").as_deref(),

@@ -53,6 +53,7 @@ use crate::human;
 use crate::kernel::ksm::Run;
 
 use super::Decision;
+use crate::sample::Sample;
 
 /// ksmd's share of one core when idle-scanning after convergence.
 pub const IDLE_CPU: f64 = 0.005;
@@ -147,6 +148,48 @@ pub struct Input {
     pub run: Option<Run>,
     pub pages_to_scan: Option<u64>,
     pub sleep_millisecs: Option<u64>,
+}
+
+impl Input {
+    /// From a sample that read meminfo (`available_kib` is 0 without it),
+    /// pressure and ksmd's CPU time; `None` when the kernel has no KSM.
+    pub fn from_sample(s: &Sample) -> Option<Input> {
+        let state = s.ksm.as_ref()?;
+        Some(Input {
+            now: s.elapsed.as_secs_f64(),
+            available_kib: s
+                .mem
+                .as_ref()
+                .map_or(0, |m| m.mem_available.unwrap_or_else(|| m.classic_free())),
+            psi_some_avg10: s.psi_some_avg10,
+            ksmd_cpu: s.ksmd_cpu_seconds(),
+            ksmd_cpu_resolution: s.ksmd_cpu.map_or(0.0, |c| c.resolution_ns as f64 / 1e9),
+            pages_scanned: state.pages_scanned,
+            full_scans: state.full_scans.unwrap_or(0),
+            saved_pages: state.saved_pages(),
+            tracked_pages: state.pages_shared.unwrap_or(0)
+                + state.pages_sharing.unwrap_or(0)
+                + state.pages_unshared.unwrap_or(0)
+                + state.pages_volatile.unwrap_or(0),
+            volatile_pages: state.pages_volatile.unwrap_or(0),
+            general_profit: state.general_profit,
+            advisor_active: state.advisor_active(),
+            run: state.run,
+            pages_to_scan: state.pages_to_scan,
+            sleep_millisecs: state.sleep_millisecs,
+        })
+    }
+}
+
+impl Trigger {
+    /// The processes' trigger from what the sample saw come and go.
+    pub fn from_sample(s: &Sample) -> Option<Trigger> {
+        let c = s.opted_in.as_ref()?;
+        (c.appeared + c.exited > 0).then_some(Trigger::Processes {
+            appeared: c.appeared,
+            exited: c.exited,
+        })
+    }
 }
 
 /// Where the policy is.

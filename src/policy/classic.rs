@@ -5,7 +5,9 @@
 //! with many TiB decide correctly (the original's awk failed above 2 TiB).
 
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::kernel::ksm::Run;
+use crate::sample::Sample;
 
 use super::Decision;
 
@@ -66,6 +68,31 @@ impl Params {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct State {
     pub npages: i64,
+}
+
+/// What the policy looks at, KiB: `committed` is the RSS of the QEMU
+/// processes, `free` is MemFree + Buffers + Cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    pub committed: u64,
+    pub free: u64,
+}
+
+impl TryFrom<&Sample> for Input {
+    type Error = Error;
+
+    /// From a sample that followed the guests and read meminfo.
+    fn try_from(s: &Sample) -> Result<Input> {
+        let (Some(mem), Some(guests)) = (&s.mem, &s.guests) else {
+            return Err(Error::Other(
+                "the classic policy needs meminfo and the QEMU guests in its sample".into(),
+            ));
+        };
+        Ok(Input {
+            committed: guests.qemu_rss_kib,
+            free: mem.classic_free(),
+        })
+    }
 }
 
 /// One adjustment. `committed` is the RSS of QEMU processes, `free` is

@@ -4,6 +4,7 @@
 
 pub mod adaptive;
 pub mod classic;
+pub mod plan;
 
 use crate::kernel::ksm::Run;
 

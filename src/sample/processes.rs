@@ -207,7 +207,7 @@ fn split_qemu_opts(s: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn args(s: &str) -> Vec<String> {
@@ -240,7 +240,14 @@ mod tests {
         assert_eq!(guest_name(&args("qemu-kvm -name process=x")), None);
     }
 
-    fn p(pid: u32, merging: u64, zero: i64, rmap: u64, profit: Option<i64>) -> ProcessKsm {
+    /// A process with the given KSM figures, for the views' tests.
+    pub(crate) fn p(
+        pid: u32,
+        merging: u64,
+        zero: i64,
+        rmap: u64,
+        profit: Option<i64>,
+    ) -> ProcessKsm {
         ProcessKsm {
             pid,
             comm: format!("p{pid}"),

@@ -1,15 +1,49 @@
-//! Helpers shared by the churn, soak and real-kernel ksmtuned tests: child processes that are
-//! killed when dropped, probes (`ksmctl probe`), process churn
-//! (`ksmctl churn`) and readings of a process's resources.
+//! What the integration tests share: the binaries, child processes that
+//! are killed when dropped, probe processes (`ksmctl probe`) and process
+//! churn (`ksmctl churn`), the real-KSM check that says SKIPPED, waiting
+//! helpers, an HTTP client for the metrics endpoint and readers of the
+//! text exposition, and readings of a process's resources.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use ksmtuned::kernel::ksm::Ksm;
+use ksmtuned::kernel::proc::{ksm_stat, KsmStat};
+use ksmtuned::Root;
 
 pub const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
 pub const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
+
+/// The `ksmctl` binary built for the tests.
+pub fn ksmctl() -> Command {
+    Command::new(KSMCTL)
+}
+
+/// The fixture tree of a Linux 6.18 host with guests.
+pub fn fixture_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/obs-6.18")
+}
+
+/// The real KSM, or `None` (after a loud SKIPPED naming `test`) when it
+/// is not writable here.
+pub fn real_ksm(test: &str) -> Option<Ksm> {
+    let run = Path::new("/sys/kernel/mm/ksm/run");
+    match std::fs::OpenOptions::new().write(true).open(run) {
+        Ok(_) => Some(Ksm::new(&Root::default())),
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: {test}: {} is not writable here ({e}); \
+                 the real-kernel tests need root and KSM",
+                run.display()
+            );
+            None
+        }
+    }
+}
 
 /// A child process, killed and reaped on drop.
 pub struct Kill(pub Child);
@@ -31,29 +65,62 @@ fn ready(out: &mut BufReader<ChildStdout>) -> u32 {
         .unwrap_or_else(|| panic!("expected \"ready PID\", got {line:?}"))
 }
 
-/// A `ksmctl probe`: PAGES identical pages, named `comm`.
+/// A probe process: a program that prints `ready PID` once its memory is
+/// set up and exits when its standard input closes (on drop; killed if it
+/// has not exited within 10 s).
 pub struct Probe {
-    pub child: Kill,
     pub pid: u32,
+    stdin: Option<ChildStdin>,
+    child: Child,
 }
 
 impl Probe {
+    /// A `ksmctl probe`: `pages` identical pages (filled from `seed`),
+    /// opted in with `merge` (`madvise`, `prctl` or `none`), named `comm`.
     pub fn start(comm: &str, pages: usize, merge: &str, seed: u64) -> Probe {
-        let mut child = Command::new(KSMCTL)
-            .args(["probe", "--comm", comm, "--merge", merge])
+        let mut cmd = ksmctl();
+        cmd.args(["probe", "--comm", comm, "--merge", merge])
             .arg("--pages")
             .arg(pages.to_string())
             .arg("--seed")
-            .arg(seed.to_string())
+            .arg(seed.to_string());
+        Probe::spawn(cmd)
+    }
+
+    /// Any probe command (e.g. `ksmctl exec -- ksmctl probe ...`).
+    pub fn spawn(mut cmd: Command) -> Probe {
+        cmd.env_remove("KSM_ROOT")
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning a probe");
+        let stdin = child.stdin.take();
         let pid = ready(&mut BufReader::new(child.stdout.take().unwrap()));
-        Probe {
-            child: Kill(child),
-            pid,
+        Probe { pid, stdin, child }
+    }
+
+    /// The probe's `/proc/PID/ksm_stat`.
+    pub fn stat(&self) -> KsmStat {
+        ksm_stat(&Root::default(), self.pid).expect("reading the probe's /proc/PID/ksm_stat")
+    }
+
+    /// Its pages mapped to KSM pages.
+    pub fn merging(&self) -> u64 {
+        self.stat().merging_pages.expect("ksm_merging_pages line")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -146,18 +213,6 @@ pub fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// Whether /sys/kernel/mm/ksm can be written here (else say SKIPPED).
-pub fn ksm_writable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/sys/kernel/mm/ksm/run")
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: /sys/kernel/mm/ksm/run is not writable (not root, or no KSM)");
-    }
-    ok
-}
-
 /// Poll until `pred` holds, or panic naming `what`.
 pub fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -204,4 +259,81 @@ pub fn unexpected_log_lines(stderr: &str, allowed: &[&str]) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+/// Poll `f` until it returns `Some` or the timeout passes.
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Response {
+    pub code: u16,
+    /// Status line and header lines.
+    pub head: String,
+    pub body: String,
+}
+
+/// A minimal HTTP/1.0 GET (the servers close the connection after the
+/// answer).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+    )
+}
+
+/// Send raw request bytes and read the answer until the server closes.
+pub fn http_raw(addr: SocketAddr, request: &str) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status code in {head:?}")))?;
+    Ok(Response {
+        code,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// The families (`# TYPE` lines) of a text exposition.
+pub fn families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+/// The value of an unlabelled series in a text exposition.
+pub fn value_of(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -1,0 +1,89 @@
+//! What a new user meets first: `ksmctl status` lists a dry-run daemon as
+//! such, and `--check-config` names the file it checked.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn status_lists_a_dry_run_daemon_as_such() {
+    if !std::path::Path::new("/sys/kernel/mm/ksm/run").exists() {
+        eprintln!("SKIPPED: status_lists_a_dry_run_daemon_as_such: no KSM in this kernel");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("ksmtuned.conf");
+    std::fs::write(&conf, "KSM_MONITOR_INTERVAL=3600\n").unwrap();
+    let pid_file = dir.path().join("dry.pid");
+    let mut d = Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
+        .arg("--dry-run")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = d.id();
+    let mut err = BufReader::new(d.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("the dry-run daemon exited: {:?}", d.wait());
+        }
+        if line.contains(" started: policy") {
+            break;
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ksmctl"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let text = Command::new(env!("CARGO_BIN_EXE_ksmctl"))
+        .arg("status")
+        .output()
+        .unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = d.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tuners = v["tuners"].as_array().unwrap();
+    assert!(
+        tuners
+            .iter()
+            .any(|t| t["pid"] == pid && t["dry_run"] == true),
+        "{tuners:?}"
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("ksmtuned (pid {pid}, dry run: writes nothing)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_names_the_file_it_checked() {
+    // A configuration in a directory others may write: refused, and the
+    // summary names this file, not /etc/ksmtuned.conf.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("open");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = sub.join("k.conf");
+    std::fs::write(&conf, "KSM_NPAGES_MAX=2000\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
+        .arg("--check-config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: 1 error(s)", conf.display())),
+        "{err}"
+    );
+    assert!(!err.contains("/etc/ksmtuned.conf"), "{err}");
+}
