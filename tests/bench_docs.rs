@@ -61,11 +61,15 @@ fn bench_tables_are_what_the_recorded_reports_render() {
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let r: Report = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{}: not a ksm-bench report: {e}", path.display()));
-        assert_eq!(
-            shown,
-            r.render(),
-            "docs/ksm-bench.md shows another table than {file} renders"
-        );
+        let rendered = r.render();
+        if shown != rendered {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{file}.txt"));
+            std::fs::write(&out, &rendered).unwrap();
+            panic!(
+                "docs/ksm-bench.md shows another table than {file} renders (written to {})",
+                out.display()
+            );
+        }
         // The figures are the samples' (where the samples were kept).
         for t in &r.tuners {
             let (Some(f), false) = (&t.figures, t.samples.is_empty()) else {

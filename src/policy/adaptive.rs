@@ -804,6 +804,39 @@ mod tests {
     }
 
     #[test]
+    fn input_from_a_sample() {
+        use crate::kernel::ksm::KsmState;
+        use crate::kernel::ksmd::CpuTime;
+        let mut s = Sample::empty();
+        assert_eq!(Input::from_sample(&s), None);
+        s.elapsed = std::time::Duration::from_millis(2500);
+        s.ksm = Some(KsmState {
+            run: Some(Run::Merge),
+            pages_to_scan: Some(880),
+            sleep_millisecs: Some(200),
+            pages_shared: Some(10),
+            pages_sharing: Some(90),
+            pages_unshared: Some(5),
+            general_profit: Some(-4096),
+            ..Default::default()
+        });
+        s.ksmd_cpu = Some(CpuTime {
+            ns: 1_500_000_000,
+            resolution_ns: 10_000_000,
+        });
+        let i = Input::from_sample(&s).unwrap();
+        assert_eq!(i.now, 2.5);
+        assert_eq!(i.ksmd_cpu, Some(1.5));
+        assert_eq!(i.ksmd_cpu_resolution, 0.01);
+        assert_eq!(i.general_profit, Some(-4096));
+        assert_eq!(i.tracked_pages, 105);
+        assert_eq!(
+            (i.run, i.pages_to_scan, i.sleep_millisecs),
+            (Some(Run::Merge), Some(880), Some(200))
+        );
+    }
+
+    #[test]
     fn batch_pages_follows_the_budget() {
         // 25% of a core, 20 ms sleeps, 1 µs a page: 6667 pages a batch.
         assert_eq!(batch_pages(0.25, 20, 1e-6), 6666);
