@@ -651,8 +651,7 @@ impl Daemon {
             }
         }
         let applied = plan.applied;
-        let changed = self.last != Some(applied);
-        if changed && log_changes {
+        if self.last != Some(applied) && log_changes {
             let what = match d.run {
                 Run::Merge => match (applied.pages_to_scan, applied.sleep_millisecs) {
                     (Some(p), Some(s)) => {
@@ -670,10 +669,7 @@ impl Daemon {
             info!("{prefix}{what} ({})", d.reason);
         }
         self.last = Some(applied);
-        // A dry run writes nothing, so the kernel keeps differing: count
-        // (and log) a change only when the decision itself changed.
-        let wrote = !plan.writes.is_empty() && (changed || !self.dry_run);
-        (Some(applied), wrote)
+        (Some(applied), !plan.writes.is_empty())
     }
 }
 
