@@ -2,7 +2,9 @@
 //! runs recorded beside them: each table follows a marker
 //! `<!-- ksm-bench report: FILE.json -->` naming the `--json` file the run
 //! wrote (kept in docs/bench/), and must be exactly what that report
-//! renders; the figures in the report must be what its samples give.
+//! renders; the figures in the report must be what its samples give. The
+//! rows of the sprint table, which start with a report's name, give that
+//! report's figures.
 
 use std::path::{Path, PathBuf};
 
@@ -89,4 +91,45 @@ fn bench_tables_are_what_the_recorded_reports_render() {
             assert!(close(&a, &b), "{file}: {}: {a} != {b}", t.spec.name);
         }
     }
+}
+
+fn fig(r: &Report, tuner: &str, f: impl Fn(&report::Figures) -> Option<f64>, unit: &str) -> String {
+    let v = r
+        .tuners
+        .iter()
+        .find(|t| t.spec.name == tuner)
+        .and_then(|t| t.figures.as_ref())
+        .and_then(f);
+    match (v, unit) {
+        (None, _) => "-".to_string(),
+        (Some(v), "s1") => format!("{v:.1} s"),
+        (Some(v), "s2") => format!("{v:.2} s"),
+        (Some(v), _) => format!("{v:.1}%"),
+    }
+}
+
+#[test]
+fn sprint_rows_are_the_reports_figures() {
+    let doc = std::fs::read_to_string(repo("docs/ksm-bench.md")).unwrap();
+    let mut rows = 0;
+    for line in doc
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.contains(".json`"))
+    {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let file = cells[0].trim_matches('`');
+        let path = repo("docs/bench").join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let r: Report = serde_json::from_str(&text).unwrap();
+        let want = [
+            fig(&r, "max-rate", |f| f.t90_s, "s1"),
+            fig(&r, "adaptive", |f| f.t90_s, "s1"),
+            fig(&r, "adaptive", |f| f.ksmd_cpu_s_per_gib, "s2"),
+            fig(&r, "adaptive", |f| f.peak_10s_ksmd_cpu_pct, "%"),
+        ];
+        assert_eq!(&cells[1..], &want[..], "docs/ksm-bench.md row for {file}");
+        rows += 1;
+    }
+    assert!(rows >= 8, "expected the sprint table's rows, found {rows}");
 }
