@@ -31,6 +31,7 @@ CARGO ?= cargo
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 ASSETS := target/assets
 DASHBOARD := contrib/grafana/ksm-dashboard.json
+RULES := contrib/prometheus/ksm-rules.yml contrib/prometheus/ksm-rules.test.yml
 
 # The units and the libvirt hook name /usr/sbin; point them at SBINDIR.
 SUBST := sed -e 's|/usr/sbin/|$(SBINDIR)/|g'
@@ -81,6 +82,9 @@ install: all
 	if [ -f $(DASHBOARD) ]; then \
 		install -D -m 644 $(DASHBOARD) '$(DESTDIR)$(DOCDIR)/grafana/ksm-dashboard.json'; \
 	fi
+	for f in $(RULES); do \
+		install -D -m 644 $$f "$(DESTDIR)$(DOCDIR)/prometheus/$${f##*/}" || exit 1; \
+	done
 
 # remove-conf SOURCE DEST: remove DEST if it is what install put there.
 define remove-conf
@@ -110,7 +114,8 @@ uninstall:
 			"$(DESTDIR)$(FISHCOMPDIR)/$$p.fish"; \
 	done
 	rm -f '$(DESTDIR)$(DOCDIR)/README.md' '$(DESTDIR)$(DOCDIR)/grafana/ksm-dashboard.json'
-	-rmdir '$(DESTDIR)$(DOCDIR)/grafana' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
+	for f in $(RULES); do rm -f "$(DESTDIR)$(DOCDIR)/prometheus/$${f##*/}"; done
+	-rmdir '$(DESTDIR)$(DOCDIR)/grafana' '$(DESTDIR)$(DOCDIR)/prometheus' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
 
 clean-assets:
 	rm -rf $(ASSETS)

@@ -8,7 +8,8 @@
 //! (one [`sample::Sample`] per cycle, taken by a [`sample::Sampler`]) ->
 //! [`policy`] (pure decisions, and the [`policy::plan`] of writes) -> the
 //! views: [`daemon`] (`ksmtuned`), [`cli`] (`ksmctl`), [`metrics`]
-//! (Prometheus) and [`bench`] (`ksm-bench`).
+//! (Prometheus), [`doctor`] (`ksmctl doctor`, and the unmerge rails) and
+//! [`bench`] (`ksm-bench`).
 //!
 //! Everything that touches the system goes through a [`Root`], `/` in
 //! production and a temporary tree in tests, for reads *and* writes.
@@ -17,8 +18,10 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod human;
+pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Layers from the bottom; a module may use its own layer's lower ones.
 const LAYERS: &[&[&str]] = &[
-    &["error", "root", "human"],
+    &["error", "root", "human", "journal"],
     &["kernel"],
     &["config"],
     &["sample"],

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ksmtuned::kernel::ksm::{Ksm, KsmdLock};
+use ksmtuned::kernel::ksm::{Experiment, Ksm, KsmdLock};
 use ksmtuned::Root;
 use serde_json::Value;
 
@@ -46,6 +46,12 @@ fn quick_run_is_sane_and_clean() {
         eprintln!("SKIPPED: /sys/kernel/mm/ksm/run is not writable here (needs root and KSM)");
         return;
     }
+    // The bench unmerges every page (run=2) between tuners: not on a host
+    // whose memory is merged (--force below skips the bench's own check).
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
+    drop(exp);
     let exe = Path::new(env!("CARGO_BIN_EXE_ksm-bench"));
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("quick.json");

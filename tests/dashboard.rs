@@ -1,14 +1,12 @@
 //! contrib/grafana/ksm-dashboard.json uses exactly the metric names that
-//! are rendered, in expressions that Prometheus parses.
+//! are rendered and the recording rules of contrib/prometheus/ksm-rules.yml,
+//! in expressions that Prometheus parses, for one host or many.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::{Duration, UNIX_EPOCH};
 
-use ksmtuned::metrics::{collect, render, TunerMetrics, DEFAULT_TOP};
-use ksmtuned::Root;
 use serde_json::Value;
 use support::*;
 
@@ -38,61 +36,6 @@ fn expressions(v: &Value, exprs: &mut Vec<String>, queries: &mut Vec<String>) {
     }
 }
 
-/// The `ksm_` identifiers of an expression (quoted strings skipped).
-fn metric_names(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = expr.chars().peekable();
-    let mut word = String::new();
-    let mut in_quote = None;
-    while let Some(c) = chars.next() {
-        if let Some(q) = in_quote {
-            if c == '\\' {
-                chars.next();
-            } else if c == q {
-                in_quote = None;
-            }
-            continue;
-        }
-        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-            word.push(c);
-            continue;
-        }
-        if word.starts_with("ksm_") {
-            out.push(word.clone());
-        }
-        word.clear();
-        if c == '"' || c == '\'' || c == '`' {
-            in_quote = Some(c);
-        }
-    }
-    if word.starts_with("ksm_") {
-        out.push(word);
-    }
-    out
-}
-
-fn full_rendering() -> String {
-    let tuner = TunerMetrics {
-        policy: "classic".into(),
-        state: "running".into(),
-        pages_to_scan: Some(1250),
-        sleep_ms: Some(10),
-        adjustments: 3,
-        retunes: 1,
-        reloads: 1,
-        errors: 0,
-        last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
-        cycles: 40,
-        cycles_skipped: 0,
-        interval: Some(Duration::from_secs(60)),
-        cycle_delay: Some(Duration::from_millis(1)),
-        cycle_delay_max: Duration::from_millis(3),
-        cycle_duration: Some(Duration::from_millis(2)),
-    };
-    let sample = collect(&Root::new(fixture_root())).unwrap();
-    render(&sample, Some(&tuner), DEFAULT_TOP).unwrap()
-}
-
 #[test]
 fn every_metric_of_the_dashboard_is_rendered() {
     let (mut exprs, mut queries) = (Vec::new(), Vec::new());
@@ -104,7 +47,7 @@ fn every_metric_of_the_dashboard_is_rendered() {
     for e in exprs.iter().chain(&queries) {
         let names = metric_names(e);
         assert!(
-            !names.is_empty() || e.starts_with("time()"),
+            !names.is_empty() || !recorded_names(e).is_empty() || e.contains("ALERTS{"),
             "no metric in {e:?}"
         );
         for n in names {
@@ -183,4 +126,65 @@ fn dashboard_panels_are_well_formed() {
         }
     }
     assert_eq!(d["uid"], "ksm-ksmtuned");
+}
+
+#[test]
+fn dashboard_serves_one_host_and_many() {
+    let d = dashboard();
+    let (mut exprs, mut queries) = (Vec::new(), Vec::new());
+    expressions(&d, &mut exprs, &mut queries);
+    // The Host variable: several hosts at once, or all.
+    let vars = d["templating"]["list"].as_array().unwrap();
+    let host = vars
+        .iter()
+        .find(|v| v["name"] == "instance")
+        .expect("no instance variable");
+    assert_eq!(host["multi"], true, "{host}");
+    assert_eq!(host["includeAll"], true, "{host}");
+    assert_eq!(host["allValue"], ".*", "{host}");
+    // Every panel follows the selection.
+    for e in &exprs {
+        assert!(
+            e.contains(r#"instance=~"$instance""#),
+            "{e:?} does not follow the Host variable"
+        );
+    }
+    // Every recording rule used is one the rules file records.
+    let records: BTreeSet<String> = rules()
+        .into_iter()
+        .filter(|r| r.0 == "record")
+        .map(|r| r.1)
+        .collect();
+    let mut used = BTreeSet::new();
+    for e in &exprs {
+        for r in recorded_names(e) {
+            assert!(
+                records.contains(&r),
+                "the dashboard uses {r} (in {e:?}), which contrib/prometheus/ksm-rules.yml does not record"
+            );
+            used.insert(r);
+        }
+    }
+    // Fleet totals, and the top hosts by savings and by ksmd CPU.
+    let has = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+    assert!(
+        has("sum(instance:ksm_memory_saved_bytes:max"),
+        "no fleet total of memory saved"
+    );
+    assert!(
+        has("sum(instance:ksm_ksmd_cpu_seconds:rate5m"),
+        "no fleet total of ksmd CPU"
+    );
+    assert!(
+        has("topk(10, instance:ksm_memory_saved_bytes:max"),
+        "no top hosts by savings"
+    );
+    assert!(
+        has("topk(10, instance:ksm_ksmd_cpu_seconds:rate5m"),
+        "no top hosts by ksmd CPU"
+    );
+    // The first row is the fleet's.
+    let panels = d["panels"].as_array().unwrap();
+    assert_eq!(panels[0]["type"], "row");
+    assert!(panels[0]["title"].as_str().unwrap().starts_with("Fleet"));
 }

@@ -36,7 +36,7 @@ fn status_lists_a_dry_run_daemon_as_such() {
             break;
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ksmctl"))
+    let json = Command::new(env!("CARGO_BIN_EXE_ksmctl"))
         .args(["status", "--json"])
         .output()
         .unwrap();
@@ -44,11 +44,12 @@ fn status_lists_a_dry_run_daemon_as_such() {
         .arg("status")
         .output()
         .unwrap();
+    // SAFETY: kill(2) on the child we started.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
     }
     let _ = d.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let tuners = v["tuners"].as_array().unwrap();
     assert!(
         tuners
@@ -86,4 +87,68 @@ fn check_config_names_the_file_it_checked() {
         "{err}"
     );
     assert!(!err.contains("/etc/ksmtuned.conf"), "{err}");
+}
+
+#[test]
+fn strict_makes_warnings_errors_and_a_bad_configuration_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("k.conf");
+    std::fs::write(&conf, "KSM_NPAGE_MAX=2000\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
+            .args(args)
+            .arg("--root")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/linux-6.18"
+            ))
+            .arg("--pid-file")
+            .arg(dir.path().join("pid"))
+            .output()
+            .unwrap()
+    };
+    let c = conf.to_str().unwrap();
+    // --check-config: a warning passes, --strict fails.
+    let out = run(&["--check-config", c]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["--strict", "--check-config", c]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("did you mean KSM_NPAGES_MAX?"),
+        "{err}"
+    );
+    // The daemon with --strict does not start: EX_CONFIG.
+    let out = run(&["--strict", "--dry-run", "--config", c]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("--check-config --strict"), "{err}");
+}
+
+#[test]
+fn experiments_refuse_a_host_with_merged_memory() {
+    // obs-6.18 is a host with 250,000 pages sharing: not the test's. (The
+    // check comes before any write, so the fixture is not touched.)
+    use ksmtuned::kernel::ksm::{Experiment, Ksm};
+    if std::env::var(ksmtuned::kernel::ksm::HOST_IN_USE_OK).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: experiments_refuse_a_host_with_merged_memory: the opt-in is set");
+        return;
+    }
+    let root = ksmtuned::Root::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/obs-6.18"
+    ));
+    let ksm = Ksm::new(&root);
+    match Experiment::begin(&ksm) {
+        Err(e @ ksmtuned::Error::HostInUse { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("pages_sharing 250000") && m.contains("KSMTUNED_TEST_HOST_IN_USE_OK=1"),
+                "{m}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an experiment began on a host with merged memory"),
+    }
+    assert!(Experiment::begin_or_skip(&ksm).is_none());
 }

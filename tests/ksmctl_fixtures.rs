@@ -269,7 +269,7 @@ fn status_linux_6_18_with_tuner_and_negative_profit() {
         &got,
         json!({
             "supported": true, "state": "running", "run": 1,
-            "tuners": [{"pid": 4242, "comm": "ksmtuned"}],
+            "tuners": [{"pid": 4242, "comm": "ksmtuned", "dry_run": false}],
             "page_size_bytes": ps,
             "shared_pages": 100, "sharing_pages": 150, "unshared_pages": 1200000,
             "volatile_pages": 25000, "zero_pages": 64, "scanned_pages": 987654321u64,
@@ -376,14 +376,19 @@ fn get_all_one_and_json() {
 #[test]
 fn get_bad_keys() {
     let old = fixture("linux-2.6.32");
-    // A file this kernel does not have: runtime error naming the path.
-    let run = ksmctl(&old, &["get", "smart_scan"]);
-    expect_err(
-        &run,
-        1,
-        &["this kernel has no smart_scan", "smart_scan does not exist"],
+    // A file this kernel does not have: absent (null in JSON), exit 0.
+    let run = ksmctl(&old, &["get", "smart_scan", "run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "smart_scan   absent (this kernel has no such file)\nrun        = 1\n"
     );
-    assert!(run.stdout.is_empty());
+    let run = ksmctl(&old, &["get", "--json", "smart_scan", "run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&run.stdout).unwrap(),
+        json!({"smart_scan": null, "run": 1})
+    );
     // A name no kernel has: usage error.
     let run = ksmctl(&old, &["get", "pages_to_scna"]);
     expect_err(

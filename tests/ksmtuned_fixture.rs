@@ -475,14 +475,15 @@ fn run_to_end(f: &Fixture, args: &[&str]) -> (i32, String) {
 #[test]
 fn refuses_to_start_when_it_must() {
     let f = Fixture::new();
-    // A bad configuration: every problem with file:line, exit 1.
+    // A bad configuration: every problem with file:line, exit 78
+    // (EX_CONFIG, which the unit does not restart on).
     let bad = f.config(
         "KSM_MONITOR_INTERVAL=0\nKSM_NPAGES_MIN=-5\nKSM_THRES_COEF=lots\nrm -rf /\n\
          KSM_SLEEP_MSEC=$(id)\nKSM_NPAGE_MAX=1\n",
     );
     let b = bad.to_str().unwrap();
     let (code, text) = run_to_end(&f, &["--config", b]);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 78, "{text}");
     for line in 1..=5 {
         assert!(
             text.contains(&format!("ksmtuned.conf:{line}: ")),
@@ -515,7 +516,7 @@ fn refuses_to_start_when_it_must() {
         "{text}"
     );
     let (code, text) = run_to_end(&f, &["--config", "/nonexistent/k.conf"]);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 78, "{text}");
     let (code, text) = run_to_end(&f, &["--check-config"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("defaults apply"), "{text}");
@@ -703,7 +704,7 @@ fn refuses_a_config_others_could_write() {
     fs::set_permissions(&c, fs::Permissions::from_mode(0o666)).unwrap();
     let c = c.to_str().unwrap();
     let (code, err) = run_to_end(&f, &["--config", c, "--dry-run"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 78, "{err}");
     assert!(
         err.contains(&format!(
             "{c}: refusing to use this configuration file (owner uid"

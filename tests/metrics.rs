@@ -477,31 +477,7 @@ fn node_exporter_textfile_collector_reexposes_ksmctl_metrics() {
     std::fs::write(&tmp, &text).unwrap();
     std::fs::rename(&tmp, dir.path().join("ksm.prom")).unwrap();
 
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("node_exporter.log")).unwrap();
-    let child = Command::new("prometheus-node-exporter")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args(["--collector.disable-defaults", "--collector.textfile"])
-        .arg(format!(
-            "--collector.textfile.directory={}",
-            dir.path().display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting prometheus-node-exporter (scripts/test installs it)");
-    let _guard = Kill(child);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let scraped = poll_until(Duration::from_secs(20), || {
-        http_get(addr, "/metrics").ok().filter(|r| r.code == 200)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "node_exporter did not answer on {addr}: {}",
-            std::fs::read_to_string(dir.path().join("node_exporter.log")).unwrap_or_default()
-        )
-    });
-    let body = scraped.body;
+    let body = node_exporter_scrape(dir.path(), &[]);
     assert_eq!(
         value_of(&body, "node_textfile_scrape_error"),
         Some(0.0),
@@ -538,7 +514,9 @@ fn prometheus_scrapes_pages_sharing_equal_to_the_kernel() {
     let Some(ksm) = real_ksm("prometheus_scrapes_pages_sharing_equal_to_the_kernel") else {
         return;
     };
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let probe = Probe::start("obs-prom-probe", 512, "madvise", 61);
     if !exp.before().advisor_active() {
         ksm.write(Knob::PagesToScan.parse("5000").unwrap()).unwrap();

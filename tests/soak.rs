@@ -62,7 +62,9 @@ fn soak() {
     let rate = env_u64("SOAK_CHURN_RATE", 1000) as u32;
     let root = Root::default();
     let ksm = Ksm::new(&root);
-    let _exp = Experiment::begin(&ksm).unwrap();
+    let Some(_exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
 
     // The threshold is MemTotal, so free < thres and every cycle boosts:
@@ -97,20 +99,20 @@ fn soak() {
                 std::fs::read_to_string(dir.path().join("stderr")).unwrap()
             );
         }
-        if tick.is_multiple_of(5) {
+        if tick % 5 == 0 {
             ksmtuned::kernel::sys::kill(pid, libc::SIGUSR1).unwrap();
             retunes += 1;
         }
-        if tick.is_multiple_of(10) {
+        if tick % 10 == 0 {
             ksmtuned::kernel::sys::kill(pid, libc::SIGHUP).unwrap();
             reloads += 1;
         }
-        if tick.is_multiple_of(30) {
+        if tick % 30 == 0 {
             let i = (replaced % 4) as usize;
             probes[i] = Probe::start("qemu-kvm", 2048, "madvise", 10 + replaced);
             replaced += 1;
         }
-        if tick.is_multiple_of(10) || tick == first {
+        if tick % 10 == 0 || tick == first {
             let r = steady(pid);
             eprintln!(
                 "soak: t={tick:>4} s  VmRSS {:>6} KiB  RssAnon {:>5} KiB  fds {}",

@@ -509,7 +509,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
             _ => {}
         }
         n += 1;
-        if n.is_multiple_of(10) {
+        if n % 10 == 0 {
             workers.check()?;
             // Another tuner started beside ours (ksmtuned by name or pid
             // file): its writes would spoil the figures.
@@ -577,7 +577,7 @@ pub fn run(
         "ksm-bench: taking the ksmd lock {} (waits while another experiment runs)",
         crate::kernel::ksm::KsmdLock::PATH
     );
-    let experiment = Experiment::begin(&ksm)?;
+    let experiment = Experiment::begin_even_if_merged(&ksm)?;
     let began = Instant::now();
     let check_signal = || -> anyhow::Result<()> {
         match signal.load(Ordering::SeqCst) {

@@ -77,7 +77,7 @@ impl GroupCpu {
 
     /// CPU ticks of the whole group now.
     pub fn ticks(&mut self) -> u64 {
-        if self.samples.is_multiple_of(Self::RESCAN) {
+        if self.samples % Self::RESCAN == 0 {
             self.members = proc::pids(&self.root)
                 .unwrap_or_default()
                 .into_iter()

@@ -25,9 +25,23 @@ use crate::root::Root;
 #[command(
     name = "ksmctl",
     version,
-    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused), \
-                  2 usage error (unknown key, invalid value); `status`: 0 running, 3 stopped, \
-                  1 not supported."
+    after_help = "Exit status: 0 ok, 1 runtime error (no KSM, a write the kernel refused, \
+                  an unmerge refused), 2 usage error (unknown key, invalid value); `status`: \
+                  0 running, 3 stopped, 1 not supported; `doctor`: 0 nothing needs attention, \
+                  4 a finding needs attention, 1 the check failed.",
+    after_long_help = "Exit status: 0 ok; 1 runtime error (no KSM under the root, a write the \
+                       kernel refused such as EBUSY or EACCES, a bad KSM_MAX_KERNEL_PAGES, an \
+                       unmerge refused because the memory would not fit); 2 \
+                       usage error (an unknown command, option or key; a value the setting cannot \
+                       take, such as run=3, pages_to_scan=abc, or a read-only counter); 3 from \
+                       `status` only: KSM is supported but stopped (the init script convention, \
+                       not an error); 4 from `doctor` only: a finding \
+                       needs attention.\n\n\
+                       Every command reads /sys/kernel/mm/ksm under --root (or $KSM_ROOT), so it \
+                       can be tried on a copy such as the fixture trees in tests/fixtures. A file \
+                       this kernel does not have is absent (null in JSON), never an error when \
+                       reading. Changing settings needs root; reading does not, except \
+                       /proc/PID/ksm_stat (ps, top, metrics' per-process figures)."
 )]
 pub struct Cli {
     /// Resolve /sys and /proc under this directory instead of / (also $KSM_ROOT).
@@ -42,19 +56,60 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start ksmd, as the ksm service does (KSM_MAX_KERNEL_PAGES on kernels that have the limit, then run=1).
+    ///
+    /// On kernels that have max_kernel_pages (the 2.6.32 era) it writes
+    /// KSM_MAX_KERNEL_PAGES there first. The variable comes from the
+    /// environment (systemd's EnvironmentFile=), else from /etc/sysconfig/ksm
+    /// or /etc/default/ksm under the root; decimal, 0x hex and 0 octal are
+    /// accepted, 0 means unlimited, unset or empty means half of the physical
+    /// pages. A bad value stops start before anything is written, naming
+    /// where it came from. On newer kernels a set variable earns one note.
     Start,
     /// Stop ksmd (run=0); merged pages stay merged.
     Stop,
     /// Stop ksmd and unmerge every merged page (run=2); can take a while.
-    Unmerge,
+    /// Refused when the memory that comes back (what KSM saves now) exceeds
+    /// MemAvailable plus free swap, unless --force.
+    Unmerge {
+        /// Unmerge even when the host cannot take the memory back (the
+        /// out-of-memory killer makes up the difference).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check why KSM is or is not merging here, what it costs and how risky
+    /// an unmerge would be (each finding: what was seen, why, what to do;
+    /// see docs/troubleshooting.md). Exit status: 0 nothing needs
+    /// attention, 4 a finding needs attention, 1 the check failed.
+    Doctor {
+        /// Print JSON: {"attention": bool, "findings": [{"id", "severity",
+        /// "seen", "why", "what_to_do", "numbers"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether KSM runs, what it saves and how it is set.
     /// Exit status: 0 running, 3 stopped, 1 not supported.
+    ///
+    /// Memory saved = (pages_sharing + ksm_zero_pages) x page size; general
+    /// profit is the kernel's figure after KSM's own metadata (negative:
+    /// KSM costs more than it saves). Sharing ratio = pages_sharing /
+    /// pages_shared; unshared ratio = pages_unshared / pages_sharing. The
+    /// scanner's rate is the most ksmd scans with these settings
+    /// (pages_to_scan every sleep_millisecs). Tuner: a running ksmtuned
+    /// (ours or the original), found by /run/ksmtuned.pid and by process
+    /// name; a `ksmtuned --dry-run` is listed as "dry run: writes nothing".
+    /// --json gives every field as a raw integer, keys carrying their units;
+    /// null means this kernel does not have that file.
     Status {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
         json: bool,
     },
     /// Print KSM settings and counters (all present ones when no KEY is given).
+    ///
+    /// Without keys: every file this kernel has, settings first, then
+    /// counters. A named file this kernel does not have is printed as
+    /// "absent" (null with --json), with exit status 0; a name no kernel has
+    /// is a usage error (exit 2).
     Get {
         /// File names in /sys/kernel/mm/ksm, e.g. pages_to_scan.
         keys: Vec<String>,
@@ -63,14 +118,29 @@ pub enum Command {
         json: bool,
     },
     /// Change KSM settings, each validated before anything is written.
+    ///
+    /// All values are checked first; one bad value and nothing is written.
+    /// advisor_mode is written first (switching it resets pages_to_scan),
+    /// run last; pages_to_scan is refused while the kernel's scan-time
+    /// advisor owns it. merge_across_nodes and max_page_sharing change only
+    /// while no page is merged: without --unmerge the kernel's EBUSY is
+    /// explained; with it, ksmctl remembers run, unmerges (run=2), writes,
+    /// and restores run. A refused write names the file, the value and what
+    /// the errno means for KSM.
     Set {
         /// Settings as KEY=VALUE, e.g. pages_to_scan=500 sleep_millisecs=20.
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
         /// For merge_across_nodes and max_page_sharing: unmerge all pages
-        /// first (run=2), set the value, then restore run.
+        /// first (run=2), set the value, then restore run. Refused when the
+        /// memory that comes back exceeds MemAvailable plus free swap,
+        /// unless --force.
         #[arg(long)]
         unmerge: bool,
+        /// With --unmerge or run=2: unmerge even when the host cannot take
+        /// the memory back (run=2 is refused like --unmerge otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Run a program with its whole memory opted in to KSM
     /// (prctl PR_SET_MEMORY_MERGE, Linux 6.4+).
@@ -93,12 +163,32 @@ pub enum Command {
     },
     /// Print KSM's metrics once in the Prometheus text format
     /// (for node_exporter's textfile collector).
+    ///
+    /// Names start with ksm_ and carry their unit (_bytes, _seconds,
+    /// _ratio; sleep_millisecs becomes ksm_sleep_seconds); the kernel's
+    /// cumulative counters and ksmd's CPU time end in _total. Besides one
+    /// family per kernel file: ksm_memory_saved_bytes, ksm_general_profit_bytes,
+    /// ksm_page_size_bytes, ksm_supported, ksm_advisor_mode{mode},
+    /// ksm_build_info{version}, and for the processes with the most merging
+    /// pages (--top) ksm_process_merging_pages, ksm_process_zero_pages,
+    /// ksm_process_profit_bytes and ksm_process_rmap_items, labelled pid,
+    /// comm and guest. Write it atomically for the textfile collector:
+    /// ksmctl metrics > DIR/ksm.prom.tmp && mv DIR/ksm.prom.tmp DIR/ksm.prom.
     Metrics {
         /// Processes with the most merging pages to include.
         #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
         top: usize,
     },
     /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    ///
+    /// MERGING: pages of the process mapped to KSM pages; ZERO: pages mapped
+    /// to the zero page (use_zero_pages); MERGED: that memory; PROFIT: the
+    /// kernel's estimate of the gain (merged memory minus KSM's 64-byte rmap
+    /// item per scanned page; it can be negative); RMAP: rmap items; OPT-IN:
+    /// prctl (the whole process) or madvise (some mappings). For QEMU
+    /// processes GUEST is the guest's name from -name. /proc/PID/ksm_stat is
+    /// readable by root only. --json prints raw integers with units in the
+    /// key names.
     Ps {
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
@@ -130,6 +220,17 @@ pub enum Command {
         /// Content seed: probes with the same seed have identical pages.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// What backs the memory: private, shared (MAP_SHARED) or hugetlb
+        /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages).
+        #[arg(long, default_value = "private")]
+        backing: String,
+        /// Lock the memory (mlock).
+        #[arg(long)]
+        lock: bool,
+        /// Words after `--` only show in the command line (e.g. a QEMU
+        /// option a test wants seen).
+        #[arg(last = true)]
+        label: Vec<String>,
     },
     /// Process churn for tests: start and reap RATE short-lived processes
     /// per second from THREADS threads until standard input closes (or
@@ -168,7 +269,11 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(&root, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ksmctl: {}", message(&e));
+            eprintln!(
+                "{}ksmctl: {}",
+                crate::journal::when_journal(crate::journal::ERR),
+                message(&e)
+            );
             if e.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -203,7 +308,10 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             let env = std::env::var(service::MAX_KERNEL_PAGES_VAR).ok();
             let report = service::start(root, &ksm, env)?;
             if let Some(note) = report.note {
-                eprintln!("ksmctl: {note}");
+                eprintln!(
+                    "{}ksmctl: {note}",
+                    crate::journal::when_journal(crate::journal::NOTICE)
+                );
             }
             if let Some(n) = report.max_kernel_pages {
                 let what = if n == 0 {
@@ -219,8 +327,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             service::stop(&ksm)?;
             Ok(0)
         }
-        Command::Unmerge => {
+        Command::Unmerge { force } => {
             let state = ksm.read()?;
+            unmerge_rail(root, &state, force)?;
             let saved = state.saved_bytes(sys::page_size());
             let merged = state.saved_pages() > 0 || state.pages_shared.unwrap_or(0) > 0;
             if merged {
@@ -244,11 +353,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                Status::build(
-                    Some(&state),
-                    sys::page_size(),
-                    service::running_tuners(root),
-                )
+                let mut tuners = service::running_tuners(root);
+                tuners.extend(service::dry_run_tuners(root));
+                Status::build(Some(&state), sys::page_size(), tuners)
             } else {
                 Status::unsupported(sys::page_size())
             };
@@ -268,7 +375,12 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             Ok(status.exit_code())
         }
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
-        Command::Set { settings, unmerge } => set(&ksm, &settings, unmerge, &mut out),
+        Command::Set {
+            settings,
+            unmerge,
+            force,
+        } => set(root, &ksm, &settings, (unmerge, force), &mut out),
+        Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
         Command::Retune { pid_file } => {
             Ok(crate::daemon::retune(&pid_file.unwrap_or_else(|| {
@@ -283,7 +395,17 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             merge,
             comm,
             seed,
-        } => probe(pages, &merge, comm.as_deref(), seed, &mut out),
+            backing,
+            lock,
+            label: _,
+        } => probe(
+            pages,
+            &merge,
+            comm.as_deref(),
+            seed,
+            (&backing, lock),
+            &mut out,
+        ),
         Command::Churn {
             rate,
             threads,
@@ -308,21 +430,24 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
         }
         keys.iter().map(String::as_str).collect()
     };
-    let mut values = Vec::new();
+    // A file this kernel does not have is absent, not an error: `null` in
+    // JSON, "absent" in text (named keys only; the listing of all keys
+    // shows what the kernel has).
+    let mut values: Vec<(&str, Option<String>)> = Vec::new();
     for name in names {
         match ksm.read_raw(name)? {
-            Some(v) => values.push((name, v)),
+            Some(v) => values.push((name, Some(v))),
             None if keys.is_empty() => {}
-            None => bail!(
-                "this kernel has no {name} ({} does not exist)",
-                ksm.path(name).display()
-            ),
+            None => values.push((name, None)),
         }
     }
     if json {
         let map: serde_json::Map<String, serde_json::Value> = values
             .into_iter()
             .map(|(k, v)| {
+                let Some(v) = v else {
+                    return (k.to_string(), serde_json::Value::Null);
+                };
                 let val = match v.parse::<i64>() {
                     Ok(n) => n.into(),
                     Err(_) => match k {
@@ -341,13 +466,45 @@ fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::
     } else {
         let width = values.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (k, v) in values {
-            writeln!(out, "{k:<width$} = {v}")?;
+            match v {
+                Some(v) => writeln!(out, "{k:<width$} = {v}")?,
+                None => writeln!(out, "{k:<width$}   absent (this kernel has no such file)")?,
+            }
         }
     }
     Ok(0)
 }
 
-fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+/// The rail: refuse to unmerge when the memory that would come back does
+/// not fit in MemAvailable + free swap (see [`crate::doctor::rails`]),
+/// unless forced. Also refused when /proc/meminfo cannot be read; nothing
+/// saved, nothing to refuse.
+fn unmerge_rail(
+    root: &Root,
+    state: &crate::kernel::ksm::KsmState,
+    force: bool,
+) -> anyhow::Result<()> {
+    use crate::doctor::rails::{refuse_unmerge, Headroom};
+    if force || state.saved_pages() == 0 {
+        return Ok(());
+    }
+    let mem = crate::kernel::meminfo::MemInfo::read(root).context(
+        "refusing to unmerge without knowing whether the memory fits (add --force to unmerge anyway)",
+    )?;
+    let h = Headroom::new(state, &mem, sys::page_size());
+    match refuse_unmerge(&h) {
+        Some(msg) => bail!("{msg}"),
+        None => Ok(()),
+    }
+}
+
+fn set(
+    root: &Root,
+    ksm: &Ksm,
+    raw: &[String],
+    (unmerge, force): (bool, bool),
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
     ksm.require()?;
     // Validate everything before writing anything.
     let mut settings = Vec::new();
@@ -398,6 +555,12 @@ fn set(ksm: &Ksm, raw: &[String], unmerge: bool, out: &mut impl Write) -> anyhow
             );
         }
     }
+    let unmerges = settings
+        .iter()
+        .any(|s| (unmerge && s.knob.needs_unmerge()) || *s == Setting::run(Run::Unmerge));
+    if unmerges {
+        unmerge_rail(root, &ksm.read()?, force)?;
+    }
     for setting in settings {
         if unmerge && setting.knob.needs_unmerge() {
             ksm.write_with_unmerge(setting)
@@ -439,9 +602,10 @@ fn probe(
     merge: &str,
     comm: Option<&str>,
     seed: u64,
+    (backing, lock): (&str, bool),
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    use crate::kernel::mapping::{fill_identical, Mapping};
+    use crate::kernel::mapping::{fill_identical, Backing, Mapping};
     if let Some(name) = comm {
         sys::set_comm(name).context("setting the process name")?;
     }
@@ -449,13 +613,28 @@ fn probe(
         sys::set_memory_merge(true).context("prctl(PR_SET_MEMORY_MERGE)")?;
     }
     let page = sys::page_size() as usize;
-    let mut map = Mapping::anonymous(pages.max(1) * page).context("mapping probe memory")?;
+    let mut len = pages.max(1) * page;
+    let backing = match backing {
+        "private" => Backing::Private,
+        "shared" => Backing::Shared,
+        "hugetlb" => {
+            const HUGE: usize = 2 << 20;
+            len = len.div_ceil(HUGE) * HUGE;
+            Backing::HugeTlb
+        }
+        other => bail!("--backing {other:?}: expected private, shared or hugetlb"),
+    };
+    let mut map = Mapping::with_backing(len, backing)
+        .with_context(|| format!("mapping {len} bytes of {backing:?} probe memory"))?;
     match merge {
         "madvise" => map.merge(true).context("madvise(MADV_MERGEABLE)")?,
         "prctl" | "none" => {}
         other => bail!("--merge {other:?}: expected madvise, prctl or none"),
     }
     fill_identical(map.as_mut_slice(), page, seed);
+    if lock {
+        map.lock().context("mlock")?;
+    }
     writeln!(out, "ready {}", std::process::id())?;
     out.flush()?;
     let mut sink = String::new();

@@ -1,16 +1,15 @@
 //! The `ksm` service: start and stop ksmd as RHEL/Fedora's `ksm` did, and
 //! find out whether a tuner is running.
 
-use std::fs;
 use std::path::PathBuf;
 
 use crate::config::shellvars;
-use crate::daemon::pidfile::TUNER_PID_FILE;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{Knob, Ksm, Run};
 use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::root::Root;
+pub use crate::sample::services::{live_pid_from_file, masked_unit, running_tuners, RunningTuner};
 
 /// The variable that sets the 2.6.32-era limit on KSM pages.
 pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";
@@ -145,44 +144,31 @@ pub fn stop(ksm: &Ksm) -> Result<()> {
     ksm.set_run(Run::Stop)
 }
 
-/// A running tuner (ksmtuned, ours or the original).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RunningTuner {
-    pub pid: u32,
-    /// Its process name.
-    pub comm: String,
-}
-
-/// Read a pid file: `Some(pid)` only when the process still exists
-/// (`/proc/PID` under the root), so stale files are ignored.
-pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
-    let text = fs::read_to_string(root.join(pid_file)).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    (pid > 0 && root.join(format!("/proc/{pid}")).is_dir()).then_some(pid)
-}
-
-/// Tuners running on the host other than the calling process: the pid in
-/// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
-/// original bash script has that name too).
-pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
-    let me = if root.is_host() {
-        Some(std::process::id())
-    } else {
-        None
-    };
+/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
+/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
+/// `ksmtuned` started with `--dry-run` for this root.
+pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
+    let me = root.is_host().then(std::process::id);
     let mut out: Vec<RunningTuner> = Vec::new();
-    if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
+    if let Some(pid) = live_pid_from_file(root, crate::daemon::DRY_RUN_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(RunningTuner { pid, comm });
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: true,
+            });
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && proc::daemon_kind(root, pid) == Some(proc::DaemonKind::DryRun)
         {
             out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
+                dry_run: true,
             });
         }
     }

@@ -158,7 +158,14 @@ impl Status {
         } else {
             self.tuners
                 .iter()
-                .map(|t| format!("{} (pid {})", t.comm, t.pid))
+                .map(|t| {
+                    let dry = if t.dry_run {
+                        ", dry run: writes nothing"
+                    } else {
+                        ""
+                    };
+                    format!("{} (pid {}{dry})", t.comm, t.pid)
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };

@@ -20,6 +20,17 @@ use shellvars::{Assignment, Parsed};
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/ksmtuned.conf";
 
+/// The drop-in directory of a configuration file: `FILE.d`
+/// (`/etc/ksmtuned.conf.d`). Its `*.conf` files are read in name order
+/// *before* the file itself, so a variable set in the file wins: they hold
+/// defaults (the Debian package's postinst puts `KSM_POLICY=adaptive` there
+/// on a new installation; see ksmtuned.conf(5)).
+pub fn drop_in_dir(config: &Path) -> PathBuf {
+    let mut s = config.as_os_str().to_os_string();
+    s.push(".d");
+    PathBuf::from(s)
+}
+
 /// Which tuning policy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PolicyKind {
@@ -185,6 +196,10 @@ pub struct Loaded {
     pub errors: Vec<Error>,
     /// The file read, if there was one.
     pub path: Option<PathBuf>,
+    /// The drop-in files read before it (see [`drop_in_dir`]).
+    pub drop_ins: Vec<PathBuf>,
+    /// Where KSM_POLICY was set (`file:line`), if anywhere.
+    pub policy_origin: Option<String>,
 }
 
 impl Loaded {
@@ -283,8 +298,9 @@ fn check_owner_mode(
 
 /// Load the configuration. `explicit` is a file named on the command line
 /// (used as is, it must exist); otherwise the default file under the root
-/// is read if it exists, and defaults apply if it does not. The file is
-/// checked (see [`check_secure`]) on the opened file, then read from it.
+/// is read if it exists, and defaults apply if it does not. The drop-in
+/// files of [`drop_in_dir`] are read first. Every file is checked (see
+/// [`check_secure`]) on the opened file, then read from it.
 pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
@@ -294,50 +310,133 @@ pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
         errors: vec![e],
         ..Default::default()
     };
-    let mut file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return if explicit.is_none() {
-                Loaded::default()
-            } else {
-                fail(Error::Other(format!(
-                    "configuration file {} does not exist",
-                    path.display()
-                )))
-            };
+    let mut warnings = Vec::new();
+    let mut drop_ins = Vec::new();
+    let mut combined: Option<Parsed> = None;
+    let dir = drop_in_dir(&path);
+    match drop_in_files(&dir) {
+        Ok(files) => {
+            for f in files {
+                match read_checked(&f, trust, &mut warnings) {
+                    Ok(Some(p)) => {
+                        drop_ins.push(f);
+                        match &mut combined {
+                            Some(c) => c.extend(p),
+                            None => combined = Some(p),
+                        }
+                    }
+                    // Vanished since the listing.
+                    Ok(None) => {}
+                    Err(e) => return fail(e),
+                }
+            }
         }
-        Err(source) => return fail(Error::Read { path, source }),
+        Err(e) => return fail(e),
+    }
+    let main = match read_checked(&path, trust, &mut warnings) {
+        Ok(Some(p)) => Some(p),
+        Ok(None) if explicit.is_none() => None,
+        Ok(None) => {
+            return fail(Error::Other(format!(
+                "configuration file {} does not exist",
+                path.display()
+            )))
+        }
+        Err(e) => return fail(e),
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(source) => return fail(Error::Read { path, source }),
+    let parsed = match (combined, main) {
+        (Some(mut c), Some(m)) => {
+            c.path = m.path.clone();
+            c.extend(m);
+            Some(c)
+        }
+        (Some(mut c), None) => {
+            c.path = path.clone();
+            Some(c)
+        }
+        (None, m) => m,
     };
-    let mut insecure_warning = None;
-    if let Err(e) = check_secure(&path, &meta, euid_of(trust)) {
+    let Some(parsed) = parsed else {
+        return Loaded {
+            warnings,
+            ..Default::default()
+        };
+    };
+    let main_present = path.exists();
+    let mut loaded = from_parsed(parsed);
+    if !main_present {
+        loaded.path = None;
+    }
+    loaded.drop_ins = drop_ins;
+    warnings.append(&mut loaded.warnings);
+    loaded.warnings = warnings;
+    loaded
+}
+
+/// The `*.conf` files of a drop-in directory, sorted by name; none when
+/// the directory does not exist.
+fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "conf") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Open, check and parse one file; `Ok(None)` when it does not exist.
+fn read_checked(
+    path: &Path,
+    trust: Trust,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Parsed>, Error> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let meta = file.metadata().map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Err(e) = check_secure(path, &meta, euid_of(trust)) {
         match (trust, e) {
             (
                 Trust::Insecure,
                 Error::Insecure {
                     path: p, reason, ..
                 },
-            ) => {
-                insecure_warning = Some(format!(
-                    "{}: {reason}; read anyway because of --insecure-config",
-                    p.display()
-                ));
-            }
+            ) => warnings.push(format!(
+                "{}: {reason}; read anyway because of --insecure-config",
+                p.display()
+            )),
             (Trust::Insecure, _) => {}
-            (Trust::Owner { .. }, e) => return fail(e),
+            (Trust::Owner { .. }, e) => return Err(e),
         }
     }
-    match shellvars::read_from(&path, &mut file) {
-        Ok(parsed) => {
-            let mut loaded = from_parsed(parsed);
-            loaded.warnings.extend(insecure_warning);
-            loaded
-        }
-        Err(e) => fail(e),
-    }
+    shellvars::read_from(path, &mut file).map(Some)
 }
 
 fn euid_of(trust: Trust) -> u32 {
@@ -355,7 +454,7 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     let mut warnings = Vec::new();
     let path = parsed.path.clone();
     let err = |a: &Assignment, msg: String| Error::Syntax {
-        path: path.clone(),
+        path: a.path.clone(),
         line: a.line,
         message: format!("{}={:?}: {msg}", a.name, a.value),
     };
@@ -420,23 +519,28 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     if let Some(a) = last("KSM_METRICS_LISTEN") {
         match a.value.parse::<std::net::SocketAddr>() {
             Ok(_) => c.metrics_listen = Some(a.value.clone()),
-            Err(_) => errors.push(err(
-                a,
-                "expected ADDRESS:PORT, e.g. 127.0.0.1:9926 or [::1]:9926".to_string(),
-            )),
+            Err(_) => errors.push(err(a, listen_problem(&a.value))),
         }
     }
+    let mut policy_origin = None;
     if let Some(a) = last("KSM_POLICY") {
         match a.value.parse() {
-            Ok(p) => c.policy = p,
+            Ok(p) => {
+                c.policy = p;
+                policy_origin = Some(format!("{}:{}", a.path.display(), a.line));
+            }
             Err(m) => errors.push(err(a, m)),
         }
     }
     for a in &parsed.assignments {
         if !VARIABLES.iter().any(|(n, _)| *n == a.name) {
+            let hint = match did_you_mean(&a.name) {
+                Some(known) => format!("; did you mean {known}?"),
+                None => String::new(),
+            };
             warnings.push(format!(
-                "{}:{}: unknown variable {} (ignored)",
-                path.display(),
+                "{}:{}: unknown variable {} (ignored{hint})",
+                a.path.display(),
                 a.line,
                 a.name
             ));
@@ -451,7 +555,50 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         warnings,
         errors,
         path: Some(path),
+        drop_ins: Vec::new(),
+        policy_origin,
     }
+}
+
+/// The known variable an unknown name is most likely a typo of: a small
+/// edit distance (case ignored), the closest one.
+pub fn did_you_mean(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    VARIABLES
+        .iter()
+        .map(|(known, _)| (strsim::damerau_levenshtein(&upper, known), *known))
+        .filter(|(d, known)| *d <= 3.min(known.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Why a KSM_METRICS_LISTEN value is refused: a host name gets its own
+/// message (the daemon binds an address and resolves no names).
+fn listen_problem(value: &str) -> String {
+    let example = "e.g. 127.0.0.1:9926 or [::1]:9926";
+    if let Some((host, port)) = value.rsplit_once(':') {
+        let named = !host.is_empty()
+            && host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+            && host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
+            && host.chars().any(|ch| ch.is_ascii_alphabetic());
+        if named && port.parse::<u16>().is_ok() {
+            return format!(
+                "{host:?} is a host name, and ksmtuned resolves no names: give an IP address, \
+                 e.g. 127.0.0.1:{port} or [::1]:{port}"
+            );
+        }
+        if port.parse::<u16>().is_err() {
+            return format!(
+                "{port:?} is not a port number (0 to 65535): expected ADDRESS:PORT, {example}"
+            );
+        }
+    } else {
+        return format!("no port: expected ADDRESS:PORT, {example}");
+    }
+    format!("expected ADDRESS:PORT, {example}")
 }
 
 #[cfg(test)]
@@ -529,33 +676,130 @@ mod tests {
         let l = conf("KSM_NPAGE_MAX=10\n");
         assert!(l.is_ok());
         assert_eq!(l.warnings.len(), 1);
-        assert!(l.warnings[0].contains(":1: unknown variable KSM_NPAGE_MAX"));
+        assert!(
+            l.warnings[0].contains(
+                ":1: unknown variable KSM_NPAGE_MAX (ignored; did you mean KSM_NPAGES_MAX?)"
+            ),
+            "{:?}",
+            l.warnings
+        );
+        let l = conf("KSM_SLEEP_MSECS=10\nksm_policy=adaptive\nFOO=1\n");
+        assert!(
+            l.warnings[0].contains("did you mean KSM_SLEEP_MSEC?"),
+            "{:?}",
+            l.warnings
+        );
+        assert!(
+            l.warnings[1].contains("did you mean KSM_POLICY?"),
+            "{:?}",
+            l.warnings
+        );
+        assert!(
+            l.warnings[2].ends_with("unknown variable FOO (ignored)"),
+            "{:?}",
+            l.warnings
+        );
     }
 
     #[test]
-    fn shipped_example_is_the_defaults_but_for_the_policy() {
-        // New installs get the adaptive policy; every other value is the
-        // default, and a file without KSM_POLICY (an original one) stays
-        // classic.
+    fn listen_messages() {
+        let msg = |v: &str| {
+            let l = conf(&format!("KSM_METRICS_LISTEN={v}\n"));
+            assert_eq!(l.errors.len(), 1, "{v}");
+            l.errors[0].to_string()
+        };
+        let m = msg("localhost:9926");
+        assert!(
+            m.contains("KSM_METRICS_LISTEN=\"localhost:9926\"")
+                && m.contains("is a host name")
+                && m.contains("127.0.0.1:9926 or [::1]:9926"),
+            "{m}"
+        );
+        assert!(msg("metrics.example.org:9926").contains("is a host name"));
+        assert!(msg("127.0.0.1:99999").contains("\"99999\" is not a port number"));
+        assert!(msg("127.0.0.1").contains("no port"));
+        assert!(conf("KSM_METRICS_LISTEN=[::1]:9926\n").is_ok());
+    }
+
+    #[test]
+    fn refused_syntax_quotes_the_value() {
+        let l = conf("KSM_SLEEP_MSEC=$(nproc)\n");
+        let m = l.errors[0].to_string();
+        assert!(m.contains("KSM_SLEEP_MSEC=$(nproc): expansions"), "{m}");
+    }
+
+    #[test]
+    fn shipped_example_is_the_defaults() {
+        // Every line is commented out: an upgrade from Debian's ksmtuned
+        // (whose conffile is the same) changes nothing, and the policy is
+        // classic unless a drop-in (a new installation's) or the
+        // administrator sets it.
         let text = include_str!("../../etc/ksmtuned.conf");
         let l = conf(text);
         assert!(l.is_ok(), "{:?}", l.errors);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-        assert_eq!(
-            l.config,
-            Config {
-                policy: PolicyKind::Adaptive,
-                ..Config::default()
-            }
-        );
+        assert_eq!(l.config, Config::default());
         assert_eq!(Config::default().policy, PolicyKind::Classic);
         // Every variable is documented in it.
         for (name, _) in VARIABLES {
             assert!(
-                text.contains(&format!("# {name}=")) || text.contains(&format!("\n{name}=")),
+                text.contains(&format!("# {name}=")),
                 "{name} not in the example"
             );
         }
+    }
+
+    #[test]
+    fn drop_ins_are_read_first_and_the_file_wins() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("etc")).unwrap();
+        let f = t.path().join("etc/ksmtuned.conf");
+        let d = drop_in_dir(&f);
+        fs::create_dir(&d).unwrap();
+        fs::write(
+            d.join("50-policy.conf"),
+            "KSM_POLICY=adaptive\nKSM_MAX_CPU=30\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("10-first.conf"),
+            "KSM_MAX_CPU=20\nKSM_NPAGES_BOOST=400\n",
+        )
+        .unwrap();
+        fs::write(d.join("ignored.dpkg-old"), "KSM_POLICY=bad\n").unwrap();
+        let trust = Trust::Owner {
+            euid: crate::kernel::sys::euid(),
+        };
+        // No main file: the drop-ins alone.
+        let l = load(&Root::new(t.path()), None, trust);
+        assert!(l.is_ok(), "{:?}", l.errors);
+        assert!(l.path.is_none());
+        assert_eq!(l.config.policy, PolicyKind::Adaptive);
+        fs::write(&f, "# all commented\n").unwrap();
+        let l = load(&Root::default(), Some(&f), trust);
+        assert!(l.is_ok(), "{:?}", l.errors);
+        assert_eq!(l.config.policy, PolicyKind::Adaptive);
+        assert_eq!(l.config.max_cpu, 30);
+        assert_eq!(l.config.npages_boost, 400);
+        assert_eq!(l.drop_ins.len(), 2);
+        assert_eq!(
+            l.policy_origin.as_deref(),
+            Some(format!("{}:1", d.join("50-policy.conf").display()).as_str())
+        );
+        // The file has the last word.
+        fs::write(&f, "KSM_POLICY=classic\n").unwrap();
+        let l = load(&Root::default(), Some(&f), trust);
+        assert_eq!(l.config.policy, PolicyKind::Classic);
+        assert_eq!(l.config.max_cpu, 30);
+        // An error in a drop-in names the drop-in.
+        fs::write(d.join("60-bad.conf"), "\nKSM_MAX_CPU=200\n").unwrap();
+        let l = load(&Root::default(), Some(&f), trust);
+        assert_eq!(l.errors.len(), 1);
+        let m = l.errors[0].to_string();
+        assert!(
+            m.starts_with(&format!("{}:2: ", d.join("60-bad.conf").display())),
+            "{m}"
+        );
     }
 
     mod security {

@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 /// One `NAME=value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
+    /// The file it is in (for messages).
+    pub path: PathBuf,
     /// 1-based line number.
     pub line: usize,
     pub name: String,
@@ -33,6 +35,13 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// Append another file's assignments and errors: its lines come after
+    /// this file's (so they win where both assign a name).
+    pub fn extend(&mut self, other: Parsed) {
+        self.assignments.extend(other.assignments);
+        self.errors.extend(other.errors);
+    }
+
     /// The last value assigned to `name` (later lines win, as in a shell).
     pub fn get(&self, name: &str) -> Option<&Assignment> {
         self.assignments.iter().rev().find(|a| a.name == name)
@@ -49,7 +58,12 @@ pub fn parse(path: &Path, text: &str) -> Parsed {
         let line = i + 1;
         match parse_line(raw) {
             Ok(None) => {}
-            Ok(Some((name, value))) => out.assignments.push(Assignment { line, name, value }),
+            Ok(Some((name, value))) => out.assignments.push(Assignment {
+                path: path.to_path_buf(),
+                line,
+                name,
+                value,
+            }),
             Err(message) => out.errors.push(Error::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -112,7 +126,9 @@ fn parse_line(raw: &str) -> std::result::Result<Option<(String, String)>, String
     if !is_name(name) {
         return Err(format!("{name:?} is not a valid variable name"));
     }
-    let value = parse_word(&s[eq + 1..])?;
+    // A refused value is quoted as written, so the message shows what to fix.
+    let raw = &s[eq + 1..];
+    let value = parse_word(raw).map_err(|m| format!("{name}={}: {m}", raw.trim_end()))?;
     Ok(Some((name.to_string(), value)))
 }
 

@@ -25,16 +25,43 @@ use run::Daemon;
 
 /// Tune Kernel Samepage Merging to the host's memory pressure.
 #[derive(Debug, Parser)]
-#[command(name = "ksmtuned", version)]
+#[command(
+    name = "ksmtuned",
+    version,
+    after_long_help = "Signals: SIGUSR1 (ksmtuned retune, ksmctl retune) adjusts now; SIGHUP \
+                       (systemctl reload ksmtuned) re-reads the configuration, keeping the old \
+                       one if the new one is bad; SIGTERM and SIGINT exit at once, leaving run \
+                       as it is.\n\n\
+                       Logs go to standard error without time stamps: info by default, -v for \
+                       every decision with its reason, RUST_LOG overrides. When standard error \
+                       is the journal (JOURNAL_STREAM), each line carries its syslog priority, \
+                       so journalctl -p warning -u ksmtuned shows warnings and errors only. A \
+                       fault that repeats is logged when it starts and when it clears. With \
+                       DEBUG set, the original's debug lines go to LOGFILE or standard output.\n\n\
+                       Exit status: 0 after SIGTERM, or when ksm.service is masked; 1 a runtime \
+                       error (no KSM, another ksmtuned running); 2 a usage error; 78 (EX_CONFIG) \
+                       an invalid configuration, which the shipped unit does not restart on \
+                       (RestartPreventExitStatus=78). --check-config exits 0 or 1.\n\n\
+                       Files: /etc/ksmtuned.conf and /etc/ksmtuned.conf.d/*.conf \
+                       (ksmtuned.conf(5)); /run/ksmtuned.pid (/run/ksmtuned.dry-run.pid with \
+                       --dry-run), which ksmtuned holds locked."
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Check the configuration (FILE, or the one --config names), report
-    /// every problem, and exit: 0 when it is valid, 1 otherwise.
+    /// Check the configuration (FILE, or the one --config names, and the
+    /// drop-ins in FILE.d/), report every problem and the policy that would
+    /// run, and exit: 0 when it is valid, 1 otherwise.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub check_config: Option<String>,
+
+    /// Treat warnings (an unknown variable, an insecure file read because
+    /// of --insecure-config) as errors: --check-config exits 1 and the
+    /// daemon does not start.
+    #[arg(long)]
+    pub strict: bool,
 
     /// Read the configuration file even if someone other than root could
     /// have written it or its directory (owner not root, or writable by
@@ -88,7 +115,9 @@ pub enum TunedCommand {
 /// real one.
 pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
 
-/// Set up the stderr logger: no timestamps (journald adds them).
+/// Set up the stderr logger: no timestamps (journald adds them), and each
+/// line's syslog priority when standard error is the journal
+/// ([`crate::journal`]).
 pub fn init_logger(verbose: u8) {
     let level = match verbose {
         0 => log::LevelFilter::Info,
@@ -96,8 +125,15 @@ pub fn init_logger(verbose: u8) {
         _ => log::LevelFilter::Trace,
     };
     let mut b = env_logger::Builder::new();
-    b.filter_level(level)
-        .format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_lowercase(), r.args()));
+    b.filter_level(level).format(|f, r| {
+        writeln!(
+            f,
+            "{}{}: {}",
+            crate::journal::prefix(r.level()),
+            r.level().as_str().to_lowercase(),
+            r.args()
+        )
+    });
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
@@ -123,6 +159,7 @@ pub fn main(cli: Cli) -> i32 {
             &root,
             explicit.as_deref(),
             config::Trust::for_this_process(cli.insecure_config),
+            cli.strict,
         );
     }
     // A dry run keeps out of the real daemon's way by default.
@@ -141,7 +178,11 @@ pub fn main(cli: Cli) -> i32 {
         Ok(None) => 0,
         Err(e) => {
             error!("{e:#}");
-            1
+            if e.downcast_ref::<InvalidConfig>().is_some() {
+                EXIT_CONFIG
+            } else {
+                1
+            }
         }
     }
 }
@@ -160,31 +201,73 @@ pub fn retune(pid_file: &Path) -> i32 {
     }
 }
 
-/// `--check-config`: report every problem; 0 when valid.
-pub fn check_config(root: &Root, explicit: Option<&Path>, trust: config::Trust) -> i32 {
+/// The exit status of a daemon that does not start because its
+/// configuration is invalid: EX_CONFIG of sysexits.h, listed in the unit's
+/// `RestartPreventExitStatus=` so that systemd does not restart it in a
+/// loop (a restart cannot fix the file).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// The daemon's configuration is invalid (exit status [`EXIT_CONFIG`]).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: not starting (check it with `ksmtuned --check-config{strict}`)")]
+pub struct InvalidConfig {
+    strict: &'static str,
+}
+
+/// `--check-config`: report every problem; 0 when valid. With `strict`,
+/// warnings count as errors.
+pub fn check_config(
+    root: &Root,
+    explicit: Option<&Path>,
+    trust: config::Trust,
+    strict: bool,
+) -> i32 {
     let loaded = config::load(root, explicit, trust);
-    let name = loaded
-        .path
-        .clone()
+    // The file checked: the one named, else the default under the root.
+    let name = explicit
+        .map(Path::to_path_buf)
         .unwrap_or_else(|| root.join(config::DEFAULT_CONFIG));
+    let level = if strict { "error" } else { "warning" };
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("{level}: {w}");
     }
     for e in &loaded.errors {
         eprintln!("error: {e}");
     }
-    if loaded.is_ok() {
-        if loaded.path.is_some() {
-            println!("{}: OK", name.display());
+    let warned = if strict { loaded.warnings.len() } else { 0 };
+    let errors = loaded.errors.len() + warned;
+    if errors == 0 {
+        let read: Vec<String> = loaded
+            .drop_ins
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let what = if loaded.path.is_some() {
+            "OK"
         } else {
-            println!("{}: not present, defaults apply: OK", name.display());
-        }
+            "not present, defaults apply: OK"
+        };
+        let also = if read.is_empty() {
+            String::new()
+        } else {
+            format!(" (drop-ins read before it: {})", read.join(", "))
+        };
+        println!("{}: {what}{also}", name.display());
+        let origin = match &loaded.policy_origin {
+            Some(o) => format!("KSM_POLICY in {o}"),
+            None => "the default: KSM_POLICY is not set".to_string(),
+        };
+        println!("policy: {} ({origin})", loaded.config.policy);
         0
     } else {
+        let warnings = if warned > 0 {
+            format!(" ({warned} of them warning(s), --strict)")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{}: {} error(s); ksmtuned would refuse to start",
+            "{}: {errors} error(s){warnings}; ksmtuned would refuse to start",
             name.display(),
-            loaded.errors.len()
         );
         1
     }

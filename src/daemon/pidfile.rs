@@ -4,7 +4,7 @@
 //! life; a file whose lock nobody holds is stale, whatever pid it names.
 
 /// The pid file of ksmtuned.
-pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
+pub use crate::sample::services::TUNER_PID_FILE;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};

@@ -103,18 +103,24 @@ impl Policy {
 }
 
 /// Read the configuration, logging its warnings and errors; `None` when
-/// it has errors. `--policy` overrides KSM_POLICY.
+/// it has errors (or, with `--strict`, warnings). `--policy` overrides
+/// KSM_POLICY.
 fn load_config(
     root: &Root,
     path: Option<&Path>,
     trust: config::Trust,
     policy: Option<PolicyKind>,
+    strict: bool,
 ) -> Option<Config> {
     let loaded = config::load(root, path, trust);
     for w in &loaded.warnings {
-        warn!("{w}");
+        if strict {
+            error!("{w} (an error with --strict)");
+        } else {
+            warn!("{w}");
+        }
     }
-    if !loaded.is_ok() {
+    if !loaded.is_ok() || (strict && !loaded.warnings.is_empty()) {
         for e in &loaded.errors {
             error!("{e}");
         }
@@ -138,6 +144,8 @@ pub(super) struct Daemon {
     ksm: Ksm,
     config_path: Option<PathBuf>,
     trust: config::Trust,
+    /// `--strict`: warnings in the configuration are errors.
+    strict: bool,
     policy_override: Option<PolicyKind>,
     config: Config,
     /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
@@ -165,20 +173,6 @@ fn notify(enabled: bool, states: &[sd_notify::NotifyState]) {
     if enabled {
         let _ = sd_notify::notify(false, states);
     }
-}
-
-/// A masked `ksm.service` or `ksmtuned.service` (a link to /dev/null, as
-/// tuned's realtime and cpu-partitioning profiles leave them).
-fn masked_unit(root: &Root) -> Option<PathBuf> {
-    for dir in ["/etc/systemd/system", "/run/systemd/system"] {
-        for unit in ["ksm.service", "ksmtuned.service"] {
-            let p = root.join(format!("{dir}/{unit}"));
-            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
-                return Some(p);
-            }
-        }
-    }
-    None
 }
 
 fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
@@ -217,12 +211,16 @@ impl Daemon {
         pid_path: PathBuf,
     ) -> anyhow::Result<Option<Daemon>> {
         let trust = config::Trust::for_this_process(cli.insecure_config);
-        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy) else {
-            bail!("invalid configuration: not starting (check it with `ksmtuned --check-config`)");
+        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy, cli.strict)
+        else {
+            return Err(super::InvalidConfig {
+                strict: if cli.strict { " --strict" } else { "" },
+            }
+            .into());
         };
         let ksm = Ksm::new(root);
         ksm.require()?;
-        if let Some(unit) = masked_unit(root) {
+        if let Some(unit) = crate::sample::services::masked_unit(root) {
             warn!(
                 "{} is masked (for example by a tuned profile): KSM is not to be managed here; exiting",
                 unit.display()
@@ -269,6 +267,7 @@ impl Daemon {
             ksm,
             config_path: cli.config.clone(),
             trust,
+            strict: cli.strict,
             policy_override: cli.policy,
             policy: Policy::new(config.policy),
             sampler,
@@ -397,6 +396,7 @@ impl Daemon {
             self.config_path.as_deref(),
             self.trust,
             self.policy_override,
+            self.strict,
         ) else {
             error!("configuration not reloaded: keeping the previous one");
             return;

@@ -760,11 +760,63 @@ pub struct Experiment {
     _lock: KsmdLock,
 }
 
+/// The environment variable that lets experiments (the tests on the real
+/// kernel) run on a host where memory is merged already: they may unmerge
+/// it (`run=2`) or retune ksmd. `scripts/test` sets it when `CI=true`.
+pub const HOST_IN_USE_OK: &str = "KSMTUNED_TEST_HOST_IN_USE_OK";
+
 impl Experiment {
-    /// Wait for the lock, then snapshot the knobs of `ksm`.
+    /// Wait for the lock, then snapshot the knobs of `ksm`. Refused
+    /// ([`Error::HostInUse`]) when memory is merged already (pages_sharing
+    /// or ksm_zero_pages above 0 before the experiment merged anything:
+    /// someone else's, such as the guests of a hypervisor in use), unless
+    /// [`HOST_IN_USE_OK`] is `1`: an experiment unmerges and retunes, and
+    /// unmerging a host's guests is a sudden rise in their memory use.
     pub fn begin(ksm: &Ksm) -> Result<Experiment> {
+        let opted_in = std::env::var(HOST_IN_USE_OK).is_ok_and(|v| v == "1");
+        Self::begin_checked(ksm, !opted_in)
+    }
+
+    /// [`Experiment::begin`] without the check for merged memory, for a
+    /// program that makes its own (`ksm-bench`, which has `--force`).
+    pub fn begin_even_if_merged(ksm: &Ksm) -> Result<Experiment> {
+        Self::begin_checked(ksm, false)
+    }
+
+    /// [`Experiment::begin`] for a test: `None`, after printing
+    /// `SKIPPED: <test>: <why>` to standard error, when the host has merged
+    /// memory that is not the test's; panics on other errors. The test's
+    /// name is the thread's (libtest names it so).
+    pub fn begin_or_skip(ksm: &Ksm) -> Option<Experiment> {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("test");
+        match Self::begin(ksm) {
+            Ok(e) => Some(e),
+            Err(e @ Error::HostInUse { .. }) => {
+                eprintln!("SKIPPED: {test}: {e}");
+                None
+            }
+            Err(e) => panic!("{test}: cannot take ksmd over: {e}"),
+        }
+    }
+
+    fn begin_checked(ksm: &Ksm, refuse_merged: bool) -> Result<Experiment> {
         let lock = KsmdLock::acquire()?;
         let snapshot = Snapshot::take(ksm)?;
+        if refuse_merged {
+            let st = snapshot.state();
+            let (sharing, zero) = (
+                st.pages_sharing.unwrap_or(0),
+                st.ksm_zero_pages.unwrap_or(0).max(0) as u64,
+            );
+            if sharing > 0 || zero > 0 {
+                return Err(Error::HostInUse {
+                    pages_sharing: sharing,
+                    zero_pages: zero,
+                    opt_in: HOST_IN_USE_OK,
+                });
+            }
+        }
         Ok(Experiment {
             ksm: ksm.clone(),
             snapshot,

@@ -8,7 +8,20 @@ use std::ptr::NonNull;
 pub const MADV_MERGEABLE: libc::c_int = 12;
 pub const MADV_UNMERGEABLE: libc::c_int = 13;
 
-/// A private anonymous mapping, unmapped on drop.
+/// What backs a [`Mapping`]. Only `Private` can be merged by KSM: the
+/// kernel accepts `MADV_MERGEABLE` on the others and ignores it (the
+/// probes of `ksmctl doctor`'s tests show that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// MAP_PRIVATE | MAP_ANONYMOUS.
+    Private,
+    /// MAP_SHARED | MAP_ANONYMOUS (shmem, like a memfd).
+    Shared,
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB (hugetlbfs pages).
+    HugeTlb,
+}
+
+/// An anonymous mapping, unmapped on drop.
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
@@ -21,6 +34,13 @@ impl Mapping {
     /// Map `len` bytes of private anonymous memory (zero-filled, not yet
     /// touched).
     pub fn anonymous(len: usize) -> io::Result<Mapping> {
+        Mapping::with_backing(len, Backing::Private)
+    }
+
+    /// Map `len` bytes of anonymous memory backed as asked (`HugeTlb`
+    /// needs `len` to be a multiple of the huge page size and huge pages
+    /// reserved in `/proc/sys/vm/nr_hugepages`).
+    pub fn with_backing(len: usize, backing: Backing) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -30,7 +50,11 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                match backing {
+                    Backing::Private => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    Backing::Shared => libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                    Backing::HugeTlb => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+                },
                 -1,
                 0,
             )
@@ -61,6 +85,17 @@ impl Mapping {
     pub fn advise(&self, advice: libc::c_int) -> io::Result<()> {
         // SAFETY: the range is exactly our mapping.
         let r = unsafe { libc::madvise(self.ptr.as_ptr() as *mut libc::c_void, self.len, advice) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Lock the mapping in memory (`mlock`).
+    pub fn lock(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly our mapping.
+        let r = unsafe { libc::mlock(self.ptr.as_ptr() as *const libc::c_void, self.len) };
         if r == 0 {
             Ok(())
         } else {

@@ -7,15 +7,20 @@
 //! - [`meminfo`]: `/proc/meminfo` and memory pressure (PSI);
 //! - [`proc`]: per-process files (`comm`, `cmdline`, `status`, `stat`,
 //!   `ksm_stat`);
+//! - [`smaps`]: per-process memory KSM can never merge (shared, hugetlb,
+//!   pinned), and what it scans;
+//! - [`host`]: NUMA nodes, virtual machine or not, writable `/sys`;
 //! - [`ksmd`]: the ksmd kernel thread and its CPU time;
 //! - [`procevents`]: the kernel's process events (netlink connector);
 //! - [`sys`]: small, documented wrappers of `libc` calls;
 //! - [`mapping`]: anonymous memory for probes and benchmark workers.
 
+pub mod host;
 pub mod ksm;
 pub mod ksmd;
 pub mod mapping;
 pub mod meminfo;
 pub mod proc;
 pub mod procevents;
+pub mod smaps;
 pub mod sys;

@@ -51,6 +51,12 @@ pub fn cmdline(root: &Root, pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// The program a process runs (`/proc/PID/exe`); for a script, its
+/// interpreter (`/usr/bin/bash` for the original ksmtuned).
+pub fn exe(root: &Root, pid: u32) -> Option<std::path::PathBuf> {
+    fs::read_link(root.join(format!("/proc/{pid}/exe"))).ok()
+}
+
 /// VmRSS from the text of `/proc/PID/status`, in KiB (kernel threads have
 /// none: 0).
 pub fn parse_status_rss_kib(status: &str) -> u64 {
@@ -146,9 +152,22 @@ pub fn find_by_comm(root: &Root, name: &str) -> Vec<u32> {
 /// one-shot command (`retune`, `--check-config`), a `--dry-run`, or on
 /// another root (`--root DIR`: a test tree, not this host's KSM).
 pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
-    let Some(args) = cmdline(root, pid) else {
-        return false;
-    };
+    daemon_kind(root, pid) == Some(DaemonKind::Tuning)
+}
+
+/// What a process named `ksmtuned` is doing to this host's KSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonKind {
+    /// Tuning: it writes KSM's settings.
+    Tuning,
+    /// `--dry-run`: it decides and logs, and writes nothing.
+    DryRun,
+}
+
+/// The kind of `ksmtuned` daemon `pid` is for this host; `None` for a
+/// one-shot command, a daemon on another root, or a vanished process.
+pub fn daemon_kind(root: &Root, pid: u32) -> Option<DaemonKind> {
+    let args = cmdline(root, pid)?;
     let mut words = args.iter().skip(1);
     while let Some(a) = words.next() {
         let other_root = match a.strip_prefix("--root=") {
@@ -157,19 +176,25 @@ pub fn is_tuning_daemon(root: &Root, pid: u32) -> bool {
             None => None,
         };
         if other_root.is_some_and(|r| std::path::Path::new(r) != std::path::Path::new("/")) {
-            return false;
+            return None;
         }
     }
-    !args.iter().skip(1).any(|a| {
+    let one_shot = args.iter().skip(1).any(|a| {
         a == "retune"
-            || a == "--dry-run"
             || a == "--check-config"
             || a.starts_with("--check-config=")
             || a == "--help"
             || a == "-h"
             || a == "--version"
             || a == "-V"
-    })
+    });
+    if one_shot {
+        None
+    } else if args.iter().skip(1).any(|a| a == "--dry-run") {
+        Some(DaemonKind::DryRun)
+    } else {
+        Some(DaemonKind::Tuning)
+    }
 }
 
 /// Whether a process has memory opted in to KSM: `ksm_mergeable: yes` or
@@ -348,6 +373,8 @@ mod tests {
             assert_eq!(is_tuning_daemon(&root, pid), *tuner, "{cmdline:?}");
         }
         assert!(!is_tuning_daemon(&root, 99), "a vanished process");
+        assert_eq!(daemon_kind(&root, 104), Some(DaemonKind::DryRun));
+        assert_eq!(daemon_kind(&root, 105), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, KsmState};
+use crate::kernel::meminfo::MemInfo;
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
 use crate::sample::{Parts, Sample, Sampler};
@@ -83,10 +84,11 @@ impl TunerMetrics {
     }
 }
 
-/// Read what the metrics show: KSM's files, ksmd's CPU time and every
-/// process's `ksm_stat`.
+/// Read what the metrics show: KSM's files, ksmd's CPU time, every
+/// process's `ksm_stat`, and `/proc/meminfo` for the unmerge headroom
+/// (optional here: the metrics do not fail without it).
 pub fn collect(root: &Root) -> Result<Sample> {
-    Sampler::new(
+    let mut sample = Sampler::new(
         root,
         Parts {
             ksmd: true,
@@ -94,7 +96,9 @@ pub fn collect(root: &Root) -> Result<Sample> {
             ..Parts::default()
         },
     )
-    .take()
+    .take()?;
+    sample.mem = MemInfo::read(root).ok();
+    Ok(sample)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +313,7 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_supported",
         "ksm_advisor_mode",
         "ksm_memory_saved_bytes",
+        "ksm_unmerge_headroom_bytes",
         "ksm_page_size_bytes",
         "ksm_ksmd_cpu_seconds_total",
         "ksm_process_merging_pages",
@@ -431,6 +436,15 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
             "Memory KSM saves: (pages_sharing + ksm_zero_pages) * page size.",
             s.saved_bytes(sample.page_size) as f64,
         )?;
+        if let Some(mem) = &sample.mem {
+            let h = crate::doctor::rails::Headroom::new(s, mem, sample.page_size);
+            fam.gauge(
+                "ksm_unmerge_headroom_bytes",
+                "What the host could still take after unmerging everything: MemAvailable + \
+                 SwapFree - memory saved. Below 0, ksmctl unmerge refuses without --force.",
+                h.headroom_bytes() as f64,
+            )?;
+        }
     }
     if let Some(cpu) = sample.ksmd_cpu_seconds() {
         fam.counter(
@@ -632,7 +646,22 @@ pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::sample::fixture;
+
+    /// The views' fixture, with memory for the unmerge headroom.
+    fn fixture() -> Sample {
+        Sample {
+            mem: Some(MemInfo {
+                mem_total: 4 << 20,
+                mem_free: 1 << 20,
+                mem_available: Some(2 << 20),
+                buffers: 0,
+                cached: 0,
+                swap_total: 1 << 20,
+                swap_free: 512 << 10,
+            }),
+            ..crate::sample::fixture()
+        }
+    }
 
     fn tuner() -> TunerMetrics {
         TunerMetrics {
@@ -673,6 +702,15 @@ pub(crate) mod tests {
             Some("8171520")
         );
         assert_eq!(value(&text, "ksm_full_scans_total").as_deref(), Some("17"));
+        // 2 GiB available + 512 MiB swap - 1995 pages saved.
+        assert_eq!(
+            value(&text, "ksm_unmerge_headroom_bytes").as_deref(),
+            Some(
+                ((2i64 << 30) + (512 << 20) - 1995 * 4096)
+                    .to_string()
+                    .as_str()
+            )
+        );
         assert_eq!(
             value(&text, "ksm_pages_scanned_total").as_deref(),
             Some("123456789")

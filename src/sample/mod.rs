@@ -11,6 +11,7 @@
 
 pub mod census;
 pub mod processes;
+pub mod services;
 pub mod trackers;
 
 use std::time::{Duration, Instant};

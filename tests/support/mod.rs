@@ -337,3 +337,186 @@ pub fn value_of(text: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// Whether `tool` is on PATH; when it is not, says `SKIPPED: test: why`
+/// on stderr (the test then returns without checking anything).
+pub fn have_tool(test: &str, tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let f = dir.join(tool);
+            f.is_file()
+                && std::fs::metadata(&f).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    });
+    if !found {
+        eprintln!("SKIPPED: {test}: {tool} is not installed ({package}; scripts/test installs it)");
+    }
+    found
+}
+
+/// The identifiers of a PromQL expression: metric and recording-rule names,
+/// functions, keywords and label names alike (quoted strings skipped).
+pub fn promql_identifiers(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars().peekable();
+    let mut word = String::new();
+    let mut in_quote = None;
+    while let Some(c) = chars.next() {
+        if let Some(q) = in_quote {
+            if c == '\\' {
+                chars.next();
+            } else if c == q {
+                in_quote = None;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if c == '"' || c == '\'' || c == '`' {
+            in_quote = Some(c);
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// The `ksm_` metric names of an expression (quoted strings skipped).
+pub fn metric_names(expr: &str) -> Vec<String> {
+    promql_identifiers(expr)
+        .into_iter()
+        .filter(|w| w.starts_with("ksm_"))
+        .collect()
+}
+
+/// The names of recording rules (`level:metric:operations`) an expression
+/// uses.
+pub fn recorded_names(expr: &str) -> Vec<String> {
+    promql_identifiers(expr)
+        .into_iter()
+        .filter(|w| w.contains(':') && w.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .collect()
+}
+
+/// Everything ksmctl and ksmtuned render: the fixture host with a tuner.
+pub fn full_rendering() -> String {
+    use ksmtuned::metrics::{collect, render, TunerMetrics, DEFAULT_TOP};
+    use std::time::UNIX_EPOCH;
+    let tuner = TunerMetrics {
+        policy: "classic".into(),
+        state: "running".into(),
+        pages_to_scan: Some(1250),
+        sleep_ms: Some(10),
+        adjustments: 3,
+        retunes: 1,
+        reloads: 1,
+        errors: 0,
+        last_adjustment: Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
+        cycles: 40,
+        cycles_skipped: 0,
+        interval: Some(Duration::from_secs(60)),
+        cycle_delay: Some(Duration::from_millis(1)),
+        cycle_delay_max: Duration::from_millis(3),
+        cycle_duration: Some(Duration::from_millis(2)),
+    };
+    let sample = collect(&Root::new(fixture_root())).unwrap();
+    render(&sample, Some(&tuner), DEFAULT_TOP).unwrap()
+}
+
+/// Scrape a node_exporter started with only `collectors` (and the textfile
+/// collector reading `textfile_dir`) once, and stop it.
+pub fn node_exporter_scrape(textfile_dir: &std::path::Path, collectors: &[&str]) -> String {
+    let port = free_port();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("node_exporter.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = Command::new("prometheus-node-exporter");
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .arg(format!(
+            "--collector.textfile.directory={}",
+            textfile_dir.display()
+        ));
+    for c in collectors {
+        cmd.arg(format!("--collector.{c}"));
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus-node-exporter (scripts/test installs it)");
+    let _guard = Kill(child);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let scraped = poll_until(Duration::from_secs(20), || {
+        http_get(addr, "/metrics").ok().filter(|r| r.code == 200)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node_exporter did not answer on {addr}: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
+    });
+    scraped.body
+}
+
+/// contrib/prometheus/ksm-rules.yml, read for its names and expressions.
+pub fn rules_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/ksm-rules.yml")
+}
+
+/// The rules of contrib/prometheus/ksm-rules.yml: (`record` or `alert`,
+/// name, expression). The file is read line by line in the one layout it
+/// is written in (`- record:`/`- alert:` then `expr:` on one line or as a
+/// `>-` block); anything else in an `expr:` is a test failure, and the
+/// count is checked against promtool's.
+pub fn rules() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(rules_path()).expect("reading the rules file");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    while i < lines.len() {
+        let t = lines[i].trim_start();
+        let kind_name = t
+            .strip_prefix("- record: ")
+            .map(|n| ("record", n))
+            .or_else(|| t.strip_prefix("- alert: ").map(|n| ("alert", n)));
+        if let Some((kind, name)) = kind_name {
+            let e = lines[i + 1].trim_start();
+            let value = e
+                .strip_prefix("expr: ")
+                .unwrap_or_else(|| panic!("no expr: after {t:?}: {e:?}"));
+            let expr = if value == ">-" {
+                let body_indent = indent(lines[i + 2]);
+                let mut parts = Vec::new();
+                let mut j = i + 2;
+                while j < lines.len()
+                    && indent(lines[j]) == body_indent
+                    && !lines[j].trim().is_empty()
+                {
+                    parts.push(lines[j].trim());
+                    j += 1;
+                }
+                parts.join(" ")
+            } else {
+                assert!(
+                    !value.starts_with(['|', '>', '"', '\'']),
+                    "{name}: write the expr plain or as a >- block: {value:?}"
+                );
+                value.to_string()
+            };
+            out.push((kind.to_string(), name.trim().to_string(), expr));
+        }
+        i += 1;
+    }
+    out
+}

@@ -154,7 +154,9 @@ fn start_and_stop() {
     let Some(ksm) = real_ksm("start_and_stop") else {
         return;
     };
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let before = knobs();
 
     let o = ksmctl(&["stop"]);
@@ -191,7 +193,9 @@ fn probes_merge_and_ebusy_paths() {
     let Some(ksm) = real_ksm("probes_merge_and_ebusy_paths") else {
         return;
     };
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let before = knobs();
     ok(&["stop"]);
     let sharing0 = num(&status(), "sharing_pages");
@@ -292,7 +296,9 @@ fn set_and_get_every_writable_knob() {
     let Some(ksm) = real_ksm("set_and_get_every_writable_knob") else {
         return;
     };
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let before = knobs();
     ok(&["stop"]);
     ok(&["set", "advisor_mode=none"]);
@@ -376,7 +382,9 @@ fn non_root_is_told_it_needs_root() {
         eprintln!("SKIPPED: non_root_is_told_it_needs_root: setpriv (util-linux) is missing");
         return;
     }
-    let exp = Experiment::begin(&ksm).unwrap();
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
     let before = knobs();
     let (_dir, bin) = world_runnable_binary();
 

@@ -1,0 +1,399 @@
+//! The checks with numbers: each finding from facts made for it, and a
+//! healthy host with none that needs attention.
+
+use super::*;
+use crate::doctor::gather::{TunerConfig, TunerFacts};
+use crate::kernel::ksm::AdvisorMode;
+use crate::kernel::meminfo::MemInfo;
+use crate::kernel::proc::KsmStat;
+use crate::kernel::smaps::SmapsSummary;
+
+const GIB_KIB: u64 = 1024 * 1024;
+
+/// A 64 GiB host, ksmd running, one guest merging well, plenty of room.
+fn healthy() -> Facts {
+    Facts {
+        root_user: true,
+        ksm_present: true,
+        ksm: Some(KsmState {
+            run: Some(Run::Merge),
+            pages_to_scan: Some(1250),
+            sleep_millisecs: Some(10),
+            merge_across_nodes: Some(1),
+            max_page_sharing: Some(256),
+            smart_scan: Some(1),
+            advisor_mode: Some(AdvisorMode::None),
+            pages_shared: Some(100_000),
+            pages_sharing: Some(500_000),
+            pages_unshared: Some(200_000),
+            pages_volatile: Some(10_000),
+            general_profit: Some(1_900_000_000),
+            ksm_zero_pages: Some(0),
+            stable_node_chains: Some(0),
+            stable_node_dups: Some(0),
+            ..Default::default()
+        }),
+        ksm_writable: Some(true),
+        ksm_dir: "/sys/kernel/mm/ksm".into(),
+        mem: Some(MemInfo {
+            mem_total: 64 * GIB_KIB,
+            mem_free: 20 * GIB_KIB,
+            mem_available: Some(30 * GIB_KIB),
+            buffers: 0,
+            cached: 5 * GIB_KIB,
+            swap_total: 0,
+            swap_free: 0,
+        }),
+        page_size: 4096,
+        numa_nodes: Some(1),
+        tuner_config: Some(TunerConfig {
+            config: Default::default(),
+            path: None,
+            errors: vec![],
+        }),
+        processes: vec![guest(100, "vm1")],
+        ..Default::default()
+    }
+}
+
+fn guest(pid: u32, name: &str) -> ProcFacts {
+    ProcFacts {
+        pid,
+        comm: "qemu-system-x86".into(),
+        guest: Some(name.into()),
+        qemu: true,
+        ksm_stat: Some(KsmStat {
+            rmap_items: 1000,
+            merging_pages: Some(500),
+            mergeable: Some(true),
+            merge_any: Some(false),
+            ..Default::default()
+        }),
+        smaps: Some(SmapsSummary {
+            mergeable_kib: 8 * GIB_KIB,
+            mergeable_rss_kib: 8 * GIB_KIB,
+            ..Default::default()
+        }),
+        rss_kib: 8 * GIB_KIB,
+        ..Default::default()
+    }
+}
+
+fn ids(f: &Facts) -> Vec<&'static str> {
+    check(f).iter().map(|f| f.id).collect()
+}
+
+fn find(f: &Facts, id: &str) -> Finding {
+    check(f)
+        .into_iter()
+        .find(|x| x.id == id)
+        .unwrap_or_else(|| panic!("no {id} in {:?}", ids(f)))
+}
+
+fn ksm(f: &mut Facts) -> &mut KsmState {
+    f.ksm.as_mut().unwrap()
+}
+
+#[test]
+fn healthy_host_has_no_finding() {
+    assert_eq!(ids(&healthy()), Vec::<&str>::new());
+}
+
+#[test]
+fn every_finding_id_is_listed_once() {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in IDS {
+        assert!(seen.insert(id), "{id} twice");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+            "{id} is not kebab-case"
+        );
+    }
+}
+
+#[test]
+fn no_ksm() {
+    let f = Facts {
+        ksm_present: false,
+        ksm_dir: "/sys/kernel/mm/ksm".into(),
+        root_user: true,
+        ..Default::default()
+    };
+    let found = check(&f);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "ksm-not-built");
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert!(found[0].seen.contains("/sys/kernel/mm/ksm does not exist"));
+    let f = Facts {
+        ksm_present: true,
+        ksm_error: Some("cannot parse /x/run".into()),
+        root_user: true,
+        ..Default::default()
+    };
+    assert_eq!(find(&f, "ksm-unreadable").seen, "cannot parse /x/run");
+}
+
+#[test]
+fn read_only_and_guest_and_not_root() {
+    let mut f = healthy();
+    f.ksm_writable = Some(false);
+    f.in_vm = true;
+    assert_eq!(ids(&f), ["running-in-guest", "ksm-read-only"]);
+    f.root_user = false;
+    // Not root: the read-only finding is not root's fault to report.
+    assert_eq!(ids(&f), ["not-root", "running-in-guest"]);
+    // Nor is "nothing opted in" a conclusion it can draw.
+    f.processes.clear();
+    assert_eq!(ids(&f), ["not-root", "running-in-guest"]);
+}
+
+#[test]
+fn stopped_without_tuner() {
+    let mut f = healthy();
+    ksm(&mut f).run = Some(Run::Stop);
+    let x = find(&f, "ksmd-stopped");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.seen.contains("run = 0"), "{}", x.seen);
+    // Nothing opted in: worth knowing, not an alarm.
+    f.processes.clear();
+    assert_eq!(find(&f, "ksmd-stopped").severity, Severity::Info);
+}
+
+#[test]
+fn stopped_by_masked_unit() {
+    let mut f = healthy();
+    ksm(&mut f).run = Some(Run::Stop);
+    f.masked_unit = Some("/etc/systemd/system/ksm.service".into());
+    let x = find(&f, "ksm-unit-masked");
+    assert!(
+        x.what_to_do.contains("systemctl unmask ksm.service"),
+        "{}",
+        x.what_to_do
+    );
+    assert!(!ids(&f).contains(&"ksmd-stopped"));
+}
+
+#[test]
+fn stopped_by_classic_arithmetic() {
+    let mut f = healthy();
+    ksm(&mut f).run = Some(Run::Stop);
+    f.tuners = vec![TunerFacts {
+        pid: 42,
+        comm: "ksmtuned".into(),
+        script: false,
+    }];
+    // 64 GiB, threshold 20% = 12.8 GiB; committed 8 GiB; free 25 GiB.
+    let x = find(&f, "ksmd-stopped-by-tuner");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.seen.contains("committed 8.00 GiB + threshold 12.8 GiB = 20.8 GiB < total 64.0 GiB, and free 25.0 GiB > threshold"), "{}", x.seen);
+    // KiB arithmetic truncates, as in the original: 13,421,772 KiB.
+    assert_eq!(x.numbers["threshold_bytes"], 13_421_772u64 * 1024);
+    assert_eq!(x.numbers["committed_bytes"], 8u64 << 30);
+    // A big guest: the rule would run ksmd, so stopped means "not yet".
+    f.processes[0].rss_kib = 60 * GIB_KIB;
+    let x = find(&f, "ksmd-stopped-by-tuner");
+    assert!(x.seen.contains("would run it now"), "{}", x.seen);
+    assert!(x.what_to_do.contains("60 s"), "{}", x.what_to_do);
+    // Adaptive: its own reasons.
+    f.tuner_config.as_mut().unwrap().config.policy = PolicyKind::Adaptive;
+    assert!(find(&f, "ksmd-stopped-by-tuner")
+        .seen
+        .contains("adaptive policy"));
+}
+
+#[test]
+fn invalid_tuner_config() {
+    let mut f = healthy();
+    f.tuner_config.as_mut().unwrap().errors = vec!["/etc/ksmtuned.conf:3: bad".into()];
+    assert_eq!(
+        find(&f, "tuner-config-invalid").seen,
+        "/etc/ksmtuned.conf:3: bad"
+    );
+}
+
+#[test]
+fn nothing_opted_in_and_merge_off() {
+    let mut f = healthy();
+    let g = &mut f.processes[0];
+    g.ksm_stat = Some(KsmStat {
+        mergeable: Some(false),
+        merge_any: Some(false),
+        ..Default::default()
+    });
+    g.smaps = Some(SmapsSummary::default());
+    let found = ids(&f);
+    assert!(
+        found.contains(&"guest-merge-off") && found.contains(&"no-mergeable-memory"),
+        "{found:?}"
+    );
+    let x = find(&f, "guest-merge-off");
+    assert!(
+        x.seen.contains("guest vm1 (qemu-system-x86, pid 100)"),
+        "{}",
+        x.seen
+    );
+    // Older kernels: only the command line says so.
+    let g = &mut f.processes[0];
+    g.ksm_stat = None;
+    assert!(!ids(&f).contains(&"guest-merge-off"));
+    f.processes[0].merge_off_arg = true;
+    assert!(ids(&f).contains(&"guest-merge-off"));
+    // No guests at all: a note.
+    f.processes.clear();
+    assert_eq!(ids(&f), ["no-mergeable-memory"]);
+    assert_eq!(find(&f, "no-mergeable-memory").severity, Severity::Info);
+}
+
+#[test]
+fn unmergeable_guest_memory() {
+    let mut f = healthy();
+    let mut g = guest(200, "vm2");
+    g.ksm_stat.as_mut().unwrap().mergeable = Some(false);
+    g.smaps = Some(SmapsSummary {
+        shared_writable_kib: 4 * GIB_KIB,
+        ..Default::default()
+    });
+    f.processes.push(g);
+    let x = find(&f, "guest-memory-shared");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.seen.starts_with("4.00 GiB of shared"), "{}", x.seen);
+    assert_eq!(x.numbers["pids"], serde_json::json!([200]));
+    // Shared memory explains the "no" in ksm_stat: not also "merge off".
+    assert!(!ids(&f).contains(&"guest-merge-off"));
+    // Small shared mappings (QEMU's own) are not guest memory.
+    f.processes[1].smaps.as_mut().unwrap().shared_writable_kib = UNMERGEABLE_MIN_KIB - 1;
+    assert!(!ids(&f).contains(&"guest-memory-shared"));
+    let g = &mut f.processes[1];
+    g.smaps.as_mut().unwrap().hugetlb_kib = 2 * GIB_KIB;
+    g.smaps.as_mut().unwrap().locked_kib = GIB_KIB;
+    g.vfio = true;
+    let found = ids(&f);
+    for id in [
+        "guest-memory-hugetlb",
+        "guest-memory-locked",
+        "guest-memory-pinned",
+    ] {
+        assert!(found.contains(&id), "{id} not in {found:?}");
+    }
+    assert_eq!(find(&f, "guest-memory-locked").severity, Severity::Info);
+    assert_eq!(
+        find(&f, "guest-memory-hugetlb").numbers["bytes"],
+        2u64 << 30
+    );
+}
+
+#[test]
+fn slow_scan() {
+    let mut f = healthy();
+    // 8 GiB = 2,097,152 pages at 100 per 20 ms = 5000 pages/s: 419 s. Fine.
+    ksm(&mut f).pages_to_scan = Some(100);
+    ksm(&mut f).sleep_millisecs = Some(20);
+    assert!(!ids(&f).contains(&"scan-too-slow"));
+    // 64 GiB at 5000 pages/s: 3355 s, 56 min.
+    f.processes[0].smaps.as_mut().unwrap().mergeable_rss_kib = 64 * GIB_KIB;
+    let x = find(&f, "scan-too-slow");
+    assert!(
+        x.seen.contains(
+            "takes 56 min at pages_to_scan = 100 per sleep_millisecs = 20 (5000 pages/s)"
+        ),
+        "{}",
+        x.seen
+    );
+    assert_eq!(x.numbers["full_scan_seconds"], 3355);
+    ksm(&mut f).pages_to_scan = Some(0);
+    assert!(find(&f, "scan-too-slow").seen.contains("forever"));
+    // The advisor picks the rate; continuous scanning is never slow.
+    ksm(&mut f).advisor_mode = Some(AdvisorMode::ScanTime);
+    assert!(!ids(&f).contains(&"scan-too-slow"));
+    ksm(&mut f).advisor_mode = Some(AdvisorMode::None);
+    ksm(&mut f).sleep_millisecs = Some(0);
+    assert!(!ids(&f).contains(&"scan-too-slow"));
+    assert_eq!(scan_rate(100, 20), Some(5000.0));
+}
+
+#[test]
+fn advisor_and_script() {
+    let mut f = healthy();
+    ksm(&mut f).advisor_mode = Some(AdvisorMode::ScanTime);
+    f.tuners = vec![TunerFacts {
+        pid: 7,
+        comm: "ksmtuned".into(),
+        script: false,
+    }];
+    // Our ksmtuned leaves pages_to_scan to the advisor.
+    assert_eq!(ids(&f), Vec::<&str>::new());
+    f.tuners[0].script = true;
+    assert_eq!(ids(&f), ["advisor-fights-tuner"]);
+}
+
+#[test]
+fn prctl_defect_by_files() {
+    let mut f = healthy();
+    ksm(&mut f).smart_scan = None;
+    assert_eq!(ids(&f), ["prctl-exec-defect"]);
+    ksm(&mut f).general_profit = None;
+    assert_eq!(ids(&f), Vec::<&str>::new(), "before 6.4 there is no prctl");
+}
+
+#[test]
+fn not_paying() {
+    let mut f = healthy();
+    ksm(&mut f).general_profit = Some(-20 << 20);
+    let x = find(&f, "negative-profit");
+    assert!(
+        x.seen.starts_with("general_profit = -20.0 MiB"),
+        "{}",
+        x.seen
+    );
+    let mut f = healthy();
+    // 1,000,000 unshared (3.8 GiB) against 50,000 sharing: 20 to 1.
+    ksm(&mut f).pages_unshared = Some(1_000_000);
+    ksm(&mut f).pages_sharing = Some(50_000);
+    assert!(ids(&f).contains(&"wasted-scanning"));
+    ksm(&mut f).pages_sharing = Some(100_000);
+    assert!(
+        !ids(&f).contains(&"wasted-scanning"),
+        "10 to 1 is the limit"
+    );
+    // Small numbers are noise: 10,000 pages (39 MiB) against 0.
+    ksm(&mut f).pages_unshared = Some(10_000);
+    ksm(&mut f).pages_sharing = Some(0);
+    assert!(!ids(&f).contains(&"wasted-scanning"));
+    let mut f = healthy();
+    ksm(&mut f).pages_volatile = Some(900_000);
+    let x = find(&f, "volatile-pages");
+    assert!(x.seen.contains("(52%)"), "{}", x.seen);
+    ksm(&mut f).pages_volatile = Some(700_000);
+    assert!(!ids(&f).contains(&"volatile-pages"), "46% is not most");
+}
+
+#[test]
+fn chains_and_numa() {
+    let mut f = healthy();
+    ksm(&mut f).stable_node_chains = Some(3);
+    ksm(&mut f).stable_node_dups = Some(40);
+    assert_eq!(ids(&f), ["max-page-sharing-reached"]);
+    let mut f = healthy();
+    f.numa_nodes = Some(2);
+    assert_eq!(ids(&f), ["merge-across-nodes-numa"]);
+    ksm(&mut f).merge_across_nodes = Some(0);
+    assert_eq!(ids(&f), Vec::<&str>::new());
+}
+
+#[test]
+fn unmerge_risk_numbers() {
+    let mut f = healthy();
+    // Saved 500,000 pages = 1.9 GiB; available 1 GiB, swap 512 MiB free.
+    let m = f.mem.as_mut().unwrap();
+    m.mem_available = Some(GIB_KIB);
+    m.swap_free = 512 * 1024;
+    let x = find(&f, "unmerge-risk");
+    assert_eq!(x.numbers["saved_bytes"], 500_000u64 * 4096);
+    assert_eq!(
+        x.numbers["headroom_bytes"],
+        (1i64 << 30) + (512 << 20) - 500_000 * 4096
+    );
+    assert!(x.seen.contains("1.91 GiB (saved now)"), "{}", x.seen);
+    f.mem.as_mut().unwrap().swap_free = 2 * GIB_KIB;
+    assert!(!ids(&f).contains(&"unmerge-risk"));
+}

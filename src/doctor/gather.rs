@@ -1,0 +1,305 @@
+//! Everything the checks look at, read once through the kernel readers
+//! into plain data ([`Facts`]). Missing files are `None`/empty, never an
+//! error: the checks say what could not be seen.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{self, Config, PolicyKind, Trust};
+use crate::kernel::host;
+use crate::kernel::ksm::{Ksm, KsmState};
+use crate::kernel::meminfo::MemInfo;
+use crate::kernel::proc::{self, KsmStat};
+use crate::kernel::smaps::{self, SmapsSummary};
+use crate::kernel::sys;
+use crate::root::Root;
+use crate::sample::processes;
+use crate::sample::services::{self, RunningTuner};
+
+/// One process the checks look at: QEMU guests, and processes with
+/// memory opted in to KSM.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProcFacts {
+    pub pid: u32,
+    pub comm: String,
+    /// The guest's name (QEMU `-name`).
+    pub guest: Option<String>,
+    /// A QEMU process (by name or by its binary).
+    pub qemu: bool,
+    /// `/proc/PID/ksm_stat` (`None`: gone, unreadable, or an old kernel).
+    pub ksm_stat: Option<KsmStat>,
+    /// Its command line turns merging off (`mem-merge=off`).
+    pub merge_off_arg: bool,
+    /// It holds a VFIO device, or its command line assigns one (`-device
+    /// vfio-pci,...`): memory pinned.
+    pub vfio: bool,
+    /// Its mappings by kind (`None`: gone or unreadable).
+    pub smaps: Option<SmapsSummary>,
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+}
+
+impl ProcFacts {
+    /// Whether it has memory opted in to KSM, as far as the kernel says.
+    pub fn opted_in(&self) -> bool {
+        let by_stat = self.ksm_stat.as_ref().is_some_and(|s| {
+            s.mergeable == Some(true) || s.merge_any == Some(true) || s.rmap_items > 0
+        });
+        by_stat || self.smaps.is_some_and(|m| m.mergeable_kib > 0)
+    }
+
+    /// The name people know it by: `guest NAME (pid N)` or `COMM (pid N)`.
+    pub fn label(&self) -> String {
+        match &self.guest {
+            Some(g) => format!("guest {g} ({}, pid {})", self.comm, self.pid),
+            None => format!("{} (pid {})", self.comm, self.pid),
+        }
+    }
+}
+
+/// A running tuner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunerFacts {
+    pub pid: u32,
+    pub comm: String,
+    /// A shell script (the original bash ksmtuned, which writes
+    /// pages_to_scan on every cycle), not our daemon.
+    pub script: bool,
+}
+
+impl TunerFacts {
+    fn read(root: &Root, t: RunningTuner) -> TunerFacts {
+        let script = proc::exe(root, t.pid)
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .is_some_and(|n| matches!(n.as_str(), "bash" | "sh" | "dash" | "busybox"));
+        TunerFacts {
+            pid: t.pid,
+            comm: t.comm,
+            script,
+        }
+    }
+}
+
+/// The tuner's configuration as read from its file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunerConfig {
+    #[serde(skip)]
+    pub config: Config,
+    /// The file read (`None`: defaults, no file).
+    pub path: Option<PathBuf>,
+    /// Errors in it (the daemon would refuse to start).
+    pub errors: Vec<String>,
+}
+
+/// Everything the checks need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Facts {
+    /// Running as root (otherwise other processes' files are hidden).
+    pub root_user: bool,
+    /// `/sys/kernel/mm/ksm` exists.
+    pub ksm_present: bool,
+    /// Its files (`None`: no KSM, or unreadable: see `ksm_error`).
+    pub ksm: Option<KsmState>,
+    pub ksm_error: Option<String>,
+    /// Whether `run` can be written (`None`: no such file).
+    pub ksm_writable: Option<bool>,
+    pub ksm_dir: PathBuf,
+    /// `/proc/meminfo` (`None`: unreadable, see `mem_error`).
+    pub mem: Option<MemInfo>,
+    pub mem_error: Option<String>,
+    pub page_size: u64,
+    /// This kernel runs in a virtual machine.
+    pub in_vm: bool,
+    /// Online NUMA nodes (`None`: not known).
+    pub numa_nodes: Option<u64>,
+    /// Tuners running (ksmtuned, ours or the original).
+    pub tuners: Vec<TunerFacts>,
+    /// A masked `ksm.service` / `ksmtuned.service`.
+    pub masked_unit: Option<PathBuf>,
+    /// The tuner's configuration (`/etc/ksmtuned.conf`).
+    pub tuner_config: Option<TunerConfig>,
+    /// QEMU guests and processes with memory opted in.
+    pub processes: Vec<ProcFacts>,
+}
+
+impl Facts {
+    /// Classic ksmtuned's `committed`: RSS of the QEMU processes, KiB.
+    pub fn qemu_rss_kib(&self) -> u64 {
+        self.processes
+            .iter()
+            .filter(|p| proc::is_qemu_comm(&p.comm))
+            .fold(0u64, |a, p| a.saturating_add(p.rss_kib))
+    }
+}
+
+/// A tuner's `--config FILE` (`-c FILE`, `--config=FILE`, `-cFILE`) and
+/// `--policy NAME` from its command line (argv[0] first).
+pub fn tuner_options(args: &[String]) -> (Option<PathBuf>, Option<PolicyKind>) {
+    let (mut config, mut policy) = (None, None);
+    let mut words = args.iter().skip(1);
+    while let Some(a) = words.next() {
+        if a == "--config" || a == "-c" {
+            config = words.next().map(PathBuf::from);
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(v));
+        } else if let Some(v) = a
+            .strip_prefix("-c")
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            config = Some(PathBuf::from(v));
+        } else if a == "--policy" {
+            policy = words.next().and_then(|v| v.parse().ok());
+        } else if let Some(v) = a.strip_prefix("--policy=") {
+            policy = v.parse().ok();
+        }
+    }
+    (config, policy)
+}
+
+fn is_merge_off(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a.split(',').any(|opt| opt == "mem-merge=off"))
+}
+
+fn looks_like_qemu(comm: &str, args: &[String]) -> bool {
+    if proc::is_qemu_comm(comm) {
+        return true;
+    }
+    args.first().is_some_and(|argv0| {
+        let base = argv0.rsplit('/').next().unwrap_or("");
+        base.starts_with("qemu-system-") || base == "qemu-kvm" || base == "kvm"
+    })
+}
+
+/// Read one process, `None` when it is neither QEMU nor opted in (or gone).
+pub fn read_process(root: &Root, pid: u32) -> Option<ProcFacts> {
+    let comm = proc::comm(root, pid)?;
+    let args = proc::cmdline(root, pid).unwrap_or_default();
+    let qemu = looks_like_qemu(&comm, &args);
+    let ksm_stat = proc::ksm_stat(root, pid);
+    let mut p = ProcFacts {
+        pid,
+        qemu,
+        ksm_stat,
+        ..Default::default()
+    };
+    if !qemu && !p.opted_in() {
+        return None;
+    }
+    p.guest = if qemu {
+        processes::guest_name(&args)
+    } else {
+        None
+    };
+    p.merge_off_arg = is_merge_off(&args);
+    // An open /dev/vfio device, or (for users who cannot read the fds) a
+    // passthrough device on QEMU's command line.
+    p.vfio = smaps::uses_vfio(root, pid)
+        || (qemu
+            && args
+                .iter()
+                .any(|a| a.starts_with("vfio-pci") || a.contains(",vfio-pci")));
+    p.smaps = smaps::read(root, pid);
+    p.rss_kib = proc::rss_kib(root, pid).unwrap_or(0);
+    p.comm = comm;
+    Some(p)
+}
+
+/// Read everything under the root.
+pub fn gather(root: &Root) -> Facts {
+    let ksm = Ksm::new(root);
+    let mut f = Facts {
+        root_user: sys::euid() == 0,
+        ksm_present: ksm.supported(),
+        ksm_dir: ksm.dir().to_path_buf(),
+        page_size: sys::page_size(),
+        in_vm: host::in_virtual_machine(root),
+        numa_nodes: host::numa_nodes(root),
+        tuners: services::running_tuners(root)
+            .into_iter()
+            .map(|t| TunerFacts::read(root, t))
+            .collect(),
+        masked_unit: services::masked_unit(root),
+        ..Default::default()
+    };
+    if f.ksm_present {
+        match ksm.read() {
+            Ok(s) => f.ksm = Some(s),
+            Err(e) => f.ksm_error = Some(e.to_string()),
+        }
+        f.ksm_writable = host::writable(&ksm.path("run"));
+    }
+    match MemInfo::read(root) {
+        Ok(m) => f.mem = Some(m),
+        Err(e) => f.mem_error = Some(e.to_string()),
+    }
+    // The configuration the running tuner reads (its --config, else the
+    // default file), and its --policy when given.
+    let args = f
+        .tuners
+        .first()
+        .and_then(|t| proc::cmdline(root, t.pid))
+        .unwrap_or_default();
+    let (explicit, policy) = tuner_options(&args);
+    let explicit = explicit.map(|p| if p.is_absolute() { root.join(&p) } else { p });
+    let mut loaded = config::load(root, explicit.as_deref(), Trust::Insecure);
+    if let Some(p) = policy {
+        loaded.config.policy = p;
+    }
+    f.tuner_config = Some(TunerConfig {
+        path: loaded.path.or(explicit),
+        config: loaded.config,
+        errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
+    });
+    let me = root.is_host().then(std::process::id);
+    f.processes = proc::pids(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&pid| Some(pid) != me)
+        .filter_map(|pid| read_process(root, pid))
+        .collect();
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuner_command_lines() {
+        let a = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(tuner_options(&a("ksmtuned")), (None, None));
+        assert_eq!(
+            tuner_options(&a("ksmtuned -c /x.conf --policy adaptive")),
+            (Some("/x.conf".into()), Some(PolicyKind::Adaptive))
+        );
+        assert_eq!(
+            tuner_options(&a("ksmtuned --config=/y --policy=classic")),
+            (Some("/y".into()), Some(PolicyKind::Classic))
+        );
+        assert_eq!(tuner_options(&a("ksmtuned -c/z")).0, Some("/z".into()));
+        assert_eq!(
+            tuner_options(&a("ksmtuned --policy bogus --config")),
+            (None, None)
+        );
+        assert_eq!(tuner_options(&[]), (None, None));
+    }
+
+    #[test]
+    fn merge_off_forms() {
+        let a = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(is_merge_off(&a(&[
+            "qemu",
+            "-machine",
+            "pc-q35-8.2,mem-merge=off"
+        ])));
+        assert!(is_merge_off(&a(&[
+            "kvm",
+            "-machine",
+            "mem-merge=off,accel=kvm"
+        ])));
+        assert!(!is_merge_off(&a(&["qemu", "-machine", "pc,mem-merge=on"])));
+        assert!(!is_merge_off(&a(&["qemu", "-name", "mem-merge=offish"])));
+    }
+}

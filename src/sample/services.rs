@@ -1,0 +1,78 @@
+//! The services around KSM as a reading sees them: which tuners run
+//! (ksmtuned, ours or the original script) and whether systemd masked the
+//! units. Used by `ksmctl status`, `ksmctl doctor`, the daemon (which
+//! exits when masked) and `ksm-bench`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::kernel::proc;
+use crate::root::Root;
+
+/// The pid file of ksmtuned.
+pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
+
+/// A running tuner (ksmtuned, ours or the original).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunningTuner {
+    pub pid: u32,
+    /// Its process name.
+    pub comm: String,
+    /// A `ksmtuned --dry-run`: it decides and logs but writes nothing.
+    pub dry_run: bool,
+}
+
+/// Read a pid file: `Some(pid)` only when the process still exists
+/// (`/proc/PID` under the root), so stale files are ignored.
+pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
+    let text = fs::read_to_string(root.join(pid_file)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    (pid > 0 && root.join(format!("/proc/{pid}")).is_dir()).then_some(pid)
+}
+
+/// Tuners running on the host other than the calling process: the pid in
+/// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
+/// original bash script has that name too).
+pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
+    let me = if root.is_host() {
+        Some(std::process::id())
+    } else {
+        None
+    };
+    let mut out: Vec<RunningTuner> = Vec::new();
+    if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
+        if Some(pid) != me {
+            let comm = proc::comm(root, pid).unwrap_or_default();
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: false,
+            });
+        }
+    }
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
+        {
+            out.push(RunningTuner {
+                pid,
+                comm: "ksmtuned".to_string(),
+                dry_run: false,
+            });
+        }
+    }
+    out
+}
+
+/// A masked `ksm.service` or `ksmtuned.service` (a link to /dev/null, as
+/// tuned's realtime and cpu-partitioning profiles leave them).
+pub fn masked_unit(root: &Root) -> Option<PathBuf> {
+    for dir in ["/etc/systemd/system", "/run/systemd/system"] {
+        for unit in ["ksm.service", "ksmtuned.service"] {
+            let p = root.join(format!("{dir}/{unit}"));
+            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
