@@ -1,8 +1,8 @@
-//! The `ksm-bench` tables in docs/ksm-bench.md are the real output of the
-//! runs recorded beside them: each table follows a marker
-//! `<!-- ksm-bench report: FILE.json -->` naming the `--json` file the run
-//! wrote (kept in docs/bench/), and must be exactly what that report
-//! renders; the figures in the report must be what its samples give. The
+//! The `ksm-bench` tables in docs/benchmark.md are the real output of the
+//! runs recorded beside them: each table follows a marker `<!-- not
+//! checked: ...; tests/bench_docs.rs checks it against docs/bench/FILE.json
+//! -->` (tests/readme.rs cannot rerun a benchmark) naming the `--json` file
+//! the run wrote, and must be exactly what that report renders; the figures in the report must be what its samples give. The
 //! rows of the sprint table, which start with a report's name, give that
 //! report's figures.
 
@@ -14,18 +14,19 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// (json file, the console block after the marker) for every marker.
+/// (json file, the text block after the marker) for every marker.
 fn tables(doc: &str) -> Vec<(String, String)> {
+    const MARK: &str = "tests/bench_docs.rs checks it against docs/bench/";
     let mut out = Vec::new();
     let mut rest = doc;
-    while let Some(i) = rest.find("<!-- ksm-bench report: ") {
-        rest = &rest[i + "<!-- ksm-bench report: ".len()..];
+    while let Some(i) = rest.find(MARK) {
+        rest = &rest[i + MARK.len()..];
         let end = rest.find(" -->").expect("unterminated marker");
         let file = rest[..end].to_string();
         let open = rest
-            .find("```console\n")
-            .expect("no console block after the marker")
-            + 11;
+            .find("```text\n")
+            .expect("no text block after the marker")
+            + 8;
         let close = open + rest[open..].find("```").expect("unterminated block");
         out.push((file, rest[open..close].to_string()));
         rest = &rest[close..];
@@ -54,7 +55,7 @@ fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 #[test]
 fn bench_tables_are_what_the_recorded_reports_render() {
-    let doc = std::fs::read_to_string(repo("docs/ksm-bench.md")).unwrap();
+    let doc = std::fs::read_to_string(repo("docs/benchmark.md")).unwrap();
     let tables = tables(&doc);
     assert!(tables.len() >= 2, "expected the before and after tables");
     for (file, shown) in tables {
@@ -68,7 +69,7 @@ fn bench_tables_are_what_the_recorded_reports_render() {
             let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{file}.txt"));
             std::fs::write(&out, &rendered).unwrap();
             panic!(
-                "docs/ksm-bench.md shows another table than {file} renders (written to {})",
+                "docs/benchmark.md shows another table than {file} renders (written to {})",
                 out.display()
             );
         }
@@ -110,7 +111,7 @@ fn fig(r: &Report, tuner: &str, f: impl Fn(&report::Figures) -> Option<f64>, uni
 
 #[test]
 fn sprint_rows_are_the_reports_figures() {
-    let doc = std::fs::read_to_string(repo("docs/ksm-bench.md")).unwrap();
+    let doc = std::fs::read_to_string(repo("docs/benchmark.md")).unwrap();
     let mut rows = 0;
     for line in doc
         .lines()
@@ -128,7 +129,7 @@ fn sprint_rows_are_the_reports_figures() {
             fig(&r, "adaptive", |f| f.ksmd_cpu_s_per_gib, "s2"),
             fig(&r, "adaptive", |f| f.peak_10s_ksmd_cpu_pct, "%"),
         ];
-        assert_eq!(&cells[1..], &want[..], "docs/ksm-bench.md row for {file}");
+        assert_eq!(&cells[1..], &want[..], "docs/benchmark.md row for {file}");
         rows += 1;
     }
     assert!(rows >= 8, "expected the sprint table's rows, found {rows}");
