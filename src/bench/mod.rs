@@ -5,7 +5,7 @@
 //! tuner in turn ([`tuner`]), it unmerges everything, puts the kernel's
 //! defaults back, starts the tuner and samples KSM every 100 ms
 //! ([`sampler`]) until the tuner reached 90% of what is attainable and a
-//! steady-state window has passed, or a time limit. The figures and the
+//! rest window has passed, or a time limit. The figures and the
 //! table come from the samples ([`report`]), the SVG from [`plot`].
 //!
 //! The whole run holds [`Experiment`](crate::kernel::ksm::Experiment): every knob is
@@ -139,11 +139,13 @@ pub struct RunArgs {
     /// --quick 15].
     #[arg(long, value_name = "S")]
     pub time_limit: Option<f64>,
-    /// Seconds after 90% before the steady-state window [default: 5,
-    /// --quick 1].
+    /// Seconds after 90% before the rest window, where ksmd's CPU is
+    /// measured with nothing left to merge [default: 30, --quick 1].
     #[arg(long, value_name = "S")]
     pub settle: Option<f64>,
-    /// Length of the steady-state window in seconds [default: 15, --quick 2].
+    /// Length of the rest window in seconds: the table gives ksmd's
+    /// average CPU over it and its worst 5-second window [default: 60,
+    /// --quick 2].
     #[arg(long, value_name = "S")]
     pub steady: Option<f64>,
     /// Write every figure and the full time series as JSON.
@@ -192,8 +194,8 @@ pub fn resolve(args: &RunArgs, page_size: u64, ksmtuned: &Path) -> anyhow::Resul
     spec.validate().map_err(|e| anyhow!(e))?;
     let limits = Limits {
         time_limit_s: args.time_limit.unwrap_or(if q { 15.0 } else { 150.0 }),
-        settle_s: args.settle.unwrap_or(if q { 1.0 } else { 5.0 }),
-        steady_s: args.steady.unwrap_or(if q { 2.0 } else { 15.0 }),
+        settle_s: args.settle.unwrap_or(if q { 1.0 } else { 30.0 }),
+        steady_s: args.steady.unwrap_or(if q { 2.0 } else { 60.0 }),
     };
     for (name, v) in [
         ("--time-limit", limits.time_limit_s),
@@ -400,7 +402,7 @@ fn is_in_group(root: &Root, pid: u32, leader: Option<u32>) -> bool {
     crate::kernel::proc::stat(root, pid).is_some_and(|s| s.pgrp == leader)
 }
 
-/// Run one tuner from the clean state until 90% + the steady window, or
+/// Run one tuner from the clean state until 90% + the rest window, or
 /// the time limit. Errors that concern only this tuner end up in its notes;
 /// errors of the bench (KSM unreadable, a worker died) are returned.
 fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Result<TunerRun> {
@@ -717,7 +719,7 @@ pub fn run(
         *first = "ksm-bench".into();
     }
     let report = Report {
-        version: 1,
+        version: 2,
         date: sys::date_string(std::time::SystemTime::now()),
         command,
         host: Host {
@@ -740,6 +742,9 @@ pub fn run(
         },
         limits: settings.limits,
         sample_interval_ms: SAMPLE_MS,
+        ksmd_cpu_resolution_ns: crate::kernel::ksmd::Ksmd::new(&root)
+            .cpu()
+            .map_or(0, |c| c.resolution_ns),
         daemon_config: tuner::DAEMON_CONFIG.to_string(),
         knobs_before: before.clone(),
         knobs_after: after,
@@ -800,6 +805,8 @@ mod tests {
         assert_eq!(s.spec.workers, 4);
         assert_eq!(s.spec.pages_per_worker, 262_144);
         assert_eq!(s.limits.time_limit_s, 150.0);
+        // Rest: from 30 to 90 s after 90%.
+        assert_eq!((s.limits.settle_s, s.limits.steady_s), (30.0, 60.0));
         let names: Vec<&str> = s.tuners.iter().map(|t| t.name.as_str()).collect();
         // Without a ksmtuned binary adaptive is left out; classic stays
         // (it is reported as skipped, with the reason).

@@ -10,8 +10,8 @@ use super::report::{Report, RunStatus};
 use super::sampler::Point;
 
 /// ksmd CPU % of one core, over a sliding window of about one second
-/// (the kernel counts CPU time in clock ticks, 10 ms here, so a 100 ms
-/// difference is too coarse to plot).
+/// (smooth enough to read; on kernels without schedstat the CPU time comes
+/// in clock ticks, and a 100 ms difference would be too coarse to plot).
 pub fn cpu_percent_series(samples: &[Point], window_ms: u64) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(samples.len());
     let mut j = 0;

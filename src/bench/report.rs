@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sampler::Point;
 use super::tuner::TunerSpec;
@@ -14,18 +14,26 @@ const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 
 /// How long each tuner runs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Give up waiting for 90% of attainable after this long.
     pub time_limit_s: f64,
-    /// After 90%: wait this long before the steady-state window...
+    /// After 90%: wait this long before the rest window...
     pub settle_s: f64,
-    /// ...and measure ksmd's CPU over this long.
+    /// ...and measure ksmd's CPU at rest over this long.
     pub steady_s: f64,
 }
 
+/// The short window whose worst case the rest figures report, ms: a
+/// spike shorter than the rest window cannot hide in its average.
+pub const REST_WINDOW_MS: u64 = 5_000;
+
+/// The window over which the peak of ksmd's CPU share is taken for the
+/// whole run, ms (what the `--volatile` budget check looks at).
+pub const PEAK_WINDOW_MS: u64 = 10_000;
+
 /// Every figure of one tuner's run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// Attainable pages for the run's `use_zero_pages`.
     pub attainable_pages: u64,
@@ -39,11 +47,18 @@ pub struct Figures {
     /// ksmd CPU-seconds per GiB saved (at 90%, or at the end when 90% was
     /// not reached).
     pub ksmd_cpu_s_per_gib: Option<f64>,
-    /// ksmd's CPU share (% of one core) in the steady-state window.
-    pub steady_ksmd_cpu_pct: Option<f64>,
-    /// The window, seconds from the start.
-    pub steady_from_s: Option<f64>,
-    pub steady_to_s: Option<f64>,
+    /// ksmd's average CPU share (% of one core) at rest: from `settle_s`
+    /// to `settle_s + steady_s` after 90%.
+    pub rest_ksmd_cpu_pct: Option<f64>,
+    /// ksmd's CPU share in the worst 5-second window of that span (the
+    /// whole span when it is shorter).
+    pub rest_worst_5s_ksmd_cpu_pct: Option<f64>,
+    /// The rest span, seconds from the start.
+    pub rest_from_s: Option<f64>,
+    pub rest_to_s: Option<f64>,
+    /// ksmd's CPU share in the worst 10-second window of the whole run
+    /// (the whole run when it is shorter): the sprint's budget check.
+    pub peak_10s_ksmd_cpu_pct: Option<f64>,
     /// The tuner's own CPU-seconds (process and children) over the run.
     pub tuner_cpu_s: f64,
     /// ksmd CPU-seconds over the whole run.
@@ -62,6 +77,37 @@ pub struct Figures {
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
+}
+
+/// ksmd's CPU share between two samples, % of one core.
+fn share_pct(a: &Point, b: &Point) -> Option<f64> {
+    (b.t_ms > a.t_ms).then(|| {
+        b.ksmd_cpu_ms.saturating_sub(a.ksmd_cpu_ms) as f64 / (b.t_ms - a.t_ms) as f64 * 100.0
+    })
+}
+
+/// ksmd's highest CPU share over any window of `len_ms` between
+/// consecutive samples (each window starts at a sample and ends at the
+/// first sample at least `len_ms` later); over the whole series when it is
+/// shorter than that.
+pub fn worst_window_pct(samples: &[&Point], len_ms: u64) -> Option<f64> {
+    let (first, last) = (samples.first()?, samples.last()?);
+    if last.t_ms.saturating_sub(first.t_ms) < len_ms {
+        return share_pct(first, last);
+    }
+    let mut worst: Option<f64> = None;
+    let mut j = 0;
+    for (i, a) in samples.iter().enumerate() {
+        j = j.max(i + 1);
+        while j < samples.len() && samples[j].t_ms < a.t_ms + len_ms {
+            j += 1;
+        }
+        let Some(b) = samples.get(j) else { break };
+        if let Some(p) = share_pct(a, b) {
+            worst = Some(worst.map_or(p, |w: f64| w.max(p)));
+        }
+    }
+    worst
 }
 
 /// The figures of one run.
@@ -89,7 +135,7 @@ pub fn figures(
     let at90 = first_at(0.9);
     let gib = |pages: u64| pages as f64 * page_size as f64 / GIB;
     let per_gib = |s: &Point| (s.saved_pages > 0).then(|| secs(s.ksmd_cpu_ms) / gib(s.saved_pages));
-    let (mut steady, mut from, mut to) = (None, None, None);
+    let (mut rest, mut worst, mut from, mut to) = (None, None, None, None);
     if let Some(s90) = at90 {
         let start = s90.t_ms as f64 + limits.settle_s * 1000.0;
         let end = start + limits.steady_s * 1000.0;
@@ -98,14 +144,15 @@ pub fn figures(
             .filter(|s| s.t_ms as f64 >= start && s.t_ms as f64 <= end + 1.0)
             .collect();
         if let (Some(a), Some(b)) = (window.first(), window.last()) {
-            if b.t_ms > a.t_ms {
-                steady =
-                    Some((b.ksmd_cpu_ms - a.ksmd_cpu_ms) as f64 / (b.t_ms - a.t_ms) as f64 * 100.0);
+            if let Some(p) = share_pct(a, b) {
+                rest = Some(p);
+                worst = worst_window_pct(&window, REST_WINDOW_MS);
                 from = Some(secs(a.t_ms));
                 to = Some(secs(b.t_ms));
             }
         }
     }
+    let all: Vec<&Point> = samples.iter().collect();
     let t90 = at90.map(|s| secs(s.t_ms));
     Figures {
         attainable_pages: att,
@@ -114,9 +161,11 @@ pub fn figures(
         best_fraction: samples.iter().map(frac).fold(0.0, f64::max),
         ksmd_cpu_s_to_90: at90.map(|s| secs(s.ksmd_cpu_ms)),
         ksmd_cpu_s_per_gib: at90.map_or_else(|| per_gib(last), per_gib),
-        steady_ksmd_cpu_pct: steady,
-        steady_from_s: from,
-        steady_to_s: to,
+        rest_ksmd_cpu_pct: rest,
+        rest_worst_5s_ksmd_cpu_pct: worst,
+        rest_from_s: from,
+        rest_to_s: to,
+        peak_10s_ksmd_cpu_pct: worst_window_pct(&all, PEAK_WINDOW_MS),
         tuner_cpu_s: secs(samples.iter().map(|s| s.tuner_cpu_ms).max().unwrap_or(0)),
         ksmd_cpu_s_total: secs(last.ksmd_cpu_ms),
         final_saved_pages: last.saved_pages,
@@ -153,7 +202,7 @@ pub fn scan_rate(samples: &[Point], mergeable_pages: u64) -> Option<f64> {
 }
 
 /// How a tuner's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// It ran (whether or not it reached 90%: see the figures).
@@ -165,7 +214,7 @@ pub enum RunStatus {
 }
 
 /// One tuner's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TunerRun {
     #[serde(flatten)]
     pub spec: TunerSpec,
@@ -174,17 +223,18 @@ pub struct TunerRun {
     /// How long the unmerge (run=2) before it took.
     pub unmerge_s: f64,
     pub figures: Option<Figures>,
+    #[serde(default)]
     pub samples: Vec<Point>,
 }
 
 /// One ratio row: tuner / baseline for each figure where both exist.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     pub tuner: String,
     pub baseline: String,
     pub time_to_90: Option<f64>,
     pub ksmd_cpu_to_90: Option<f64>,
-    pub steady_ksmd_cpu: Option<f64>,
+    pub rest_ksmd_cpu: Option<f64>,
     pub tuner_cpu: Option<f64>,
     pub final_saved: Option<f64>,
 }
@@ -212,7 +262,7 @@ pub fn ratios(runs: &[TunerRun]) -> Vec<Ratio> {
                 baseline: base.to_string(),
                 time_to_90: ratio(f.t90_s, b.t90_s),
                 ksmd_cpu_to_90: ratio(f.ksmd_cpu_s_to_90, b.ksmd_cpu_s_to_90),
-                steady_ksmd_cpu: ratio(f.steady_ksmd_cpu_pct, b.steady_ksmd_cpu_pct),
+                rest_ksmd_cpu: ratio(f.rest_ksmd_cpu_pct, b.rest_ksmd_cpu_pct),
                 tuner_cpu: ratio(Some(f.tuner_cpu_s), Some(b.tuner_cpu_s)),
                 final_saved: ratio(
                     Some(f.final_saved_pages as f64),
@@ -225,7 +275,7 @@ pub fn ratios(runs: &[TunerRun]) -> Vec<Ratio> {
 }
 
 /// The machine the bench ran on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Host {
     pub kernel: String,
     pub cpus: usize,
@@ -234,7 +284,7 @@ pub struct Host {
 }
 
 /// The workload as run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadReport {
     #[serde(flatten)]
     pub spec: WorkloadSpec,
@@ -248,7 +298,7 @@ pub struct WorkloadReport {
 }
 
 /// The machine's limit, from the max-rate run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub scan_rate_pages_per_s: Option<f64>,
     /// Two full scans of the workload at that rate.
@@ -256,7 +306,7 @@ pub struct Machine {
 }
 
 /// Everything of one bench run (the `--json` file).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub version: u32,
     pub date: String,
@@ -265,6 +315,9 @@ pub struct Report {
     pub workload: WorkloadReport,
     pub limits: Limits,
     pub sample_interval_ms: u64,
+    /// The granularity of ksmd's CPU time: 1 ns where the kernel keeps
+    /// its run time (schedstat), a clock tick otherwise (0: no ksmd).
+    pub ksmd_cpu_resolution_ns: u64,
     pub daemon_config: String,
     pub knobs_before: KsmState,
     pub knobs_after: KsmState,
@@ -336,7 +389,16 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "limits: {:.0} s to reach 90% per tuner; steady state = {:.0} s from {:.0} s after 90%",
+            "ksmd CPU time: {}",
+            match self.ksmd_cpu_resolution_ns {
+                0 => "not found (reads 0)".to_string(),
+                1 => "nanoseconds (schedstat)".to_string(),
+                ns => format!("clock ticks of {} ms (no schedstat)", ns / 1_000_000),
+            }
+        );
+        let _ = writeln!(
+            out,
+            "limits: {:.0} s to reach 90% per tuner; rest = {:.0} s from {:.0} s after 90% (average and worst 5 s)",
             self.limits.time_limit_s, self.limits.steady_s, self.limits.settle_s
         );
         out.push('\n');
@@ -344,12 +406,16 @@ impl Report {
         let mut notes: Vec<String> = Vec::new();
         let mut header = vec![String::new()];
         for r in &self.tuners {
-            let mut h = r.spec.name.clone();
+            let mut numbers = Vec::new();
             for n in &r.notes {
                 notes.push(format!("{}: {n}", r.spec.name));
-                h = format!("{} ({})", r.spec.name, notes.len());
+                numbers.push(notes.len().to_string());
             }
-            header.push(h);
+            header.push(if numbers.is_empty() {
+                r.spec.name.clone()
+            } else {
+                format!("{} ({})", r.spec.name, numbers.join(", "))
+            });
         }
         let rows: Vec<(&str, Cell)> = vec![
             (
@@ -373,8 +439,16 @@ impl Report {
                 Box::new(|_, f| opt(f.ksmd_cpu_s_per_gib, |c| format!("{c:.2} s"))),
             ),
             (
-                "steady ksmd CPU",
-                Box::new(|_, f| opt(f.steady_ksmd_cpu_pct, |c| format!("{c:.1}%"))),
+                "peak ksmd CPU (10 s)",
+                Box::new(|_, f| opt(f.peak_10s_ksmd_cpu_pct, |c| format!("{c:.1}%"))),
+            ),
+            (
+                "rest ksmd CPU",
+                Box::new(|_, f| opt(f.rest_ksmd_cpu_pct, |c| format!("{c:.2}%"))),
+            ),
+            (
+                "  worst 5 s",
+                Box::new(|_, f| opt(f.rest_worst_5s_ksmd_cpu_pct, |c| format!("{c:.2}%"))),
             ),
             (
                 "tuner CPU",
@@ -480,11 +554,11 @@ impl Report {
             for r in &self.ratios {
                 let _ = writeln!(
                     out,
-                    "  {:<width$}  time to 90% {:>6}  ksmd CPU to 90% {:>6}  steady ksmd CPU {:>6}  saved {:>6}",
+                    "  {:<width$}  time to 90% {:>6}  ksmd CPU to 90% {:>6}  rest ksmd CPU {:>6}  saved {:>6}",
                     format!("{}/{}", r.tuner, r.baseline),
                     x(r.time_to_90),
                     x(r.ksmd_cpu_to_90),
-                    x(r.steady_ksmd_cpu),
+                    x(r.rest_ksmd_cpu),
                     x(r.final_saved),
                 );
             }
@@ -557,13 +631,45 @@ mod tests {
         let per_gib = f.ksmd_cpu_s_per_gib.unwrap();
         assert!((per_gib - 1.6 / (900.0 / 262144.0)).abs() < 1e-6);
         // Window 5 s .. 7 s: 200 ms of ksmd in 2 s = 10%.
-        assert_eq!(f.steady_from_s, Some(5.0));
-        assert_eq!(f.steady_to_s, Some(7.0));
-        assert!((f.steady_ksmd_cpu_pct.unwrap() - 10.0).abs() < 1e-9);
+        assert_eq!(f.rest_from_s, Some(5.0));
+        assert_eq!(f.rest_to_s, Some(7.0));
+        assert!((f.rest_ksmd_cpu_pct.unwrap() - 10.0).abs() < 1e-9);
+        // The span is shorter than 5 s: its worst window is all of it.
+        assert!((f.rest_worst_5s_ksmd_cpu_pct.unwrap() - 10.0).abs() < 1e-9);
+        // The whole run is shorter than 10 s: 1.9 s of ksmd in 7 s.
+        assert!((f.peak_10s_ksmd_cpu_pct.unwrap() - 1900.0 / 7000.0 * 100.0).abs() < 1e-9);
         assert_eq!(f.best_fraction, 1.0);
         assert_eq!(f.final_saved_pages, 1000);
         assert!((f.final_saved_mib - 1000.0 * 4096.0 / MIB).abs() < 1e-9);
         assert_eq!(f.duration_s, 7.0);
+    }
+
+    #[test]
+    fn a_spike_shows_in_the_worst_window_not_in_the_average() {
+        // 60 s at rest, sampled every 100 ms: ksmd at 0.4% of a core,
+        // except 3 s at 10% from 20 s on.
+        let mut samples = Vec::new();
+        let mut cpu = 0.0f64;
+        for i in 0..=600u64 {
+            samples.push(s(i * 100, 1000, cpu.round() as u64));
+            let t = i * 100;
+            cpu += if (20_000..23_000).contains(&t) {
+                10.0
+            } else {
+                0.4
+            };
+        }
+        let all: Vec<&Point> = samples.iter().collect();
+        let worst = worst_window_pct(&all, REST_WINDOW_MS).unwrap();
+        // The worst 5 s hold the whole spike: (300 + 2 s x 4) ms / 5 s.
+        assert!((worst - 6.16).abs() < 0.05, "{worst}");
+        let avg = share_pct(all[0], all[600]).unwrap();
+        assert!(avg < 1.0, "{avg}");
+        // Flat: every window is the average.
+        let flat: Vec<Point> = (0..=100u64).map(|i| s(i * 100, 0, i)).collect();
+        let flat: Vec<&Point> = flat.iter().collect();
+        assert!((worst_window_pct(&flat, 5_000).unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(worst_window_pct(&[], 5_000), None);
     }
 
     #[test]
@@ -573,7 +679,8 @@ mod tests {
         assert_eq!(f.t50_s, Some(2.0));
         assert_eq!(f.t90_s, None);
         assert_eq!(f.ksmd_cpu_s_to_90, None);
-        assert_eq!(f.steady_ksmd_cpu_pct, None);
+        assert_eq!(f.rest_ksmd_cpu_pct, None);
+        assert_eq!(f.rest_worst_5s_ksmd_cpu_pct, None);
         assert_eq!(f.time_over_ideal, None);
         assert!((f.best_fraction - 0.6).abs() < 1e-9);
         // Per GiB from the end: 1 s for 600 pages.

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::ksm::KsmState;
 use crate::kernel::proc;
@@ -15,7 +15,7 @@ use crate::sample::{Parts, Sampler};
 /// One point of the series. Counters are as the kernel reports them,
 /// except the ones marked "since the start", which count from the tuner's
 /// start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Milliseconds since the tuner started.
     pub t_ms: u64,

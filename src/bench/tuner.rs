@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::ksm::{AdvisorMode, Knob, Ksm, KsmState, Run, Setting, SettingValue};
 use crate::kernel::sys;
@@ -22,7 +22,7 @@ pub const DEFAULT_SLEEP_MILLISECS: u64 = 20;
 pub const MAX_RATE_PAGES_TO_SCAN: u64 = u32::MAX as u64;
 
 /// What a tuner is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum TunerKind {
     /// ksmd flat out: the machine's limit.
@@ -38,7 +38,7 @@ pub enum TunerKind {
 }
 
 /// A named tuner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunerSpec {
     pub name: String,
     #[serde(flatten)]

@@ -48,7 +48,7 @@ pub struct WorkloadSpec {
 }
 
 /// Per-worker page counts of each class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCounts {
     pub image: u64,
     pub zero: u64,
@@ -70,7 +70,7 @@ pub enum PageClass {
 
 /// Pages KSM can save with this workload, for both `use_zero_pages`
 /// settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attainable {
     /// With `use_zero_pages=0`: zero pages merge like any identical pages.
     pub without_zero_pages: u64,

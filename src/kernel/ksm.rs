@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{describe_io, Error, Result};
 use crate::root::Root;
@@ -21,7 +21,7 @@ use crate::root::Root;
 pub const KSM_DIR: &str = "/sys/kernel/mm/ksm";
 
 /// The values of the `run` file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Run {
     /// 0: ksmd stopped, merged pages stay merged.
@@ -53,7 +53,7 @@ impl Run {
 }
 
 /// The kernel's scan-time advisor selection (`advisor_mode`, Linux 6.8+).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdvisorMode {
     #[serde(rename = "none")]
     None,
@@ -103,7 +103,7 @@ impl fmt::Display for AdvisorMode {
 }
 
 /// One reading of every file in `/sys/kernel/mm/ksm/`; `None` = absent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KsmState {
     // Tunables.
     pub run: Option<Run>,

@@ -582,7 +582,7 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
     )?;
     fam.labelled(
         "ksm_tuner_state",
-        "What ksmtuned is doing (value 1).",
+        "What ksmtuned is doing (value 1): classic running or stopped; adaptive sprint, idle, stopped, or backoff (ksmd stopped because KSM cost more memory than it saved).",
         &["state"],
         &[(vec![t.state.clone()], 1.0)],
     )?;

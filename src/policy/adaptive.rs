@@ -15,20 +15,38 @@
 //!   over `pages_scanned`): a batch of `n` pages takes `n * cost`, and with
 //!   a sleep `s` between batches ksmd's share is `n*cost / (n*cost + s)`,
 //!   so `n = B * s / ((1 - B) * cost)` for a budget `B`. The measured share
-//!   then corrects the estimate (multiplicatively, at most x2 per step).
+//!   then corrects the estimate (multiplicatively, at most x4 per step).
 //! - **Converged.** Merging needs two passes over a page, so the sprint
 //!   lasts at least two full scans, and ends after a full scan that saved
 //!   little (less than 0.5% of the pages ksmd tracks, at least 64 pages):
-//!   everything mergeable is merged, or the rest changes too fast.
+//!   everything mergeable is merged, or the rest changes too fast. It also
+//!   ends when ksmd does no work at all for [`NO_WORK_S`]: no process has
+//!   memory opted in (ksmd sleeps in the kernel then, whatever the batch),
+//!   or ksmd is not running with the chosen settings (a dry run writes
+//!   nothing), so there is no progress to wait for.
 //! - **Idle / stop.** After convergence ksmd is stopped when there is no
 //!   memory pressure (MemAvailable above the threshold and, where the
 //!   kernel has PSI, little memory stall), and otherwise scans at a
 //!   near-idle budget (`IDLE_CPU`), enough to notice new duplicates: if
-//!   pages keep merging at that rate, a new sprint starts.
+//!   pages keep merging at that rate, a new sprint starts. The idle batch
+//!   comes from the cost of a page measured over a window of several
+//!   seconds (ksmd's run time in nanoseconds; a longer window where the
+//!   kernel counts it only in clock ticks), may grow by at most
+//!   [`REST_GROWTH`] a second, and is cut at once when a second costs more
+//!   than twice the budget: the budget is a fraction of a tick a second,
+//!   and steering by one second's reading made the batch swing between
+//!   about a hundred and ten thousand pages.
+//! - **Back-off.** KSM costs memory too: `general_profit` (Linux 6.4+) is
+//!   what merging saves minus the kernel's metadata for every page ksmd
+//!   tracks. When it is negative after a sprint, or it falls at rest while
+//!   nothing is lost to copy-on-write (ksmd's scanning adds more metadata
+//!   than it merges), ksmd is stopped and the reason given. Merged pages
+//!   stay merged; a retune or a change of processes tries again.
 //!
 //! The policy is a pure function of (parameters, its state, the sample):
 //! the daemon reads the kernel, this module only computes.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use crate::human;
@@ -58,6 +76,23 @@ pub const AIM: f64 = 0.8;
 /// PSI memory "some avg10" (percent of time stalled) that counts as
 /// pressure on its own.
 pub const PSI_PRESSURE: f64 = 10.0;
+/// A sprint in which ksmd does no work for this long (seconds) ends: there
+/// is nothing to scan, or ksmd does not run with the chosen settings.
+pub const NO_WORK_S: f64 = 3.0;
+/// At rest, the shortest window (seconds) over which the cost of a page is
+/// measured; longer when ksmd's CPU time comes in clock ticks.
+pub const REST_WINDOW_S: f64 = 10.0;
+/// The longest such window, and how much history the policy keeps.
+pub const HISTORY_S: f64 = 60.0;
+/// At rest the batch grows by at most this factor a second.
+pub const REST_GROWTH: f64 = 1.25;
+/// At rest a new batch within this fraction of the current one is not
+/// worth a write.
+pub const REST_DEADBAND: f64 = 0.15;
+/// How often (seconds) the profit is checked at rest.
+pub const PROFIT_WINDOW_S: f64 = 30.0;
+/// A fall of the profit smaller than this (bytes) in a window is noise.
+pub const PROFIT_FALL_BYTES: i64 = 1 << 20;
 
 /// The policy's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +127,10 @@ pub struct Input {
     pub psi_some_avg10: Option<f64>,
     /// ksmd's CPU time so far, seconds.
     pub ksmd_cpu: Option<f64>,
+    /// The granularity of `ksmd_cpu`, seconds: 1e-9 where the kernel keeps
+    /// ksmd's run time (schedstat), a clock tick (0.01) otherwise; 0 is
+    /// taken as fine.
+    pub ksmd_cpu_resolution: f64,
     /// `pages_scanned` (Linux 6.6+).
     pub pages_scanned: Option<u64>,
     pub full_scans: u64,
@@ -100,8 +139,15 @@ pub struct Input {
     /// Pages ksmd keeps track of: shared + sharing + unshared + volatile.
     pub tracked_pages: u64,
     pub volatile_pages: u64,
+    /// `general_profit`, bytes (Linux 6.4+): saved minus KSM's metadata.
+    pub general_profit: Option<i64>,
     /// Whether the kernel's scan-time advisor chooses pages_to_scan.
     pub advisor_active: bool,
+    /// `run`, `pages_to_scan` and `sleep_millisecs` as read: whether the
+    /// last decision is in force (`None`: not known, taken as in force).
+    pub run: Option<Run>,
+    pub pages_to_scan: Option<u64>,
+    pub sleep_millisecs: Option<u64>,
 }
 
 impl Input {
@@ -117,6 +163,7 @@ impl Input {
                 .map_or(0, |m| m.mem_available.unwrap_or_else(|| m.classic_free())),
             psi_some_avg10: s.psi_some_avg10,
             ksmd_cpu: s.ksmd_cpu_seconds(),
+            ksmd_cpu_resolution: s.ksmd_cpu.map_or(0.0, |c| c.resolution_ns as f64 / 1e9),
             pages_scanned: state.pages_scanned,
             full_scans: state.full_scans.unwrap_or(0),
             saved_pages: state.saved_pages(),
@@ -125,7 +172,11 @@ impl Input {
                 + state.pages_unshared.unwrap_or(0)
                 + state.pages_volatile.unwrap_or(0),
             volatile_pages: state.pages_volatile.unwrap_or(0),
+            general_profit: state.general_profit,
             advisor_active: state.advisor_active(),
+            run: state.run,
+            pages_to_scan: state.pages_to_scan,
+            sleep_millisecs: state.sleep_millisecs,
         })
     }
 }
@@ -151,6 +202,8 @@ pub enum Mode {
     Sprint,
     /// Converged under pressure: scanning at the idle budget.
     Idle,
+    /// ksmd stopped because KSM costs more memory than it saves.
+    Backoff,
 }
 
 impl Mode {
@@ -160,8 +213,17 @@ impl Mode {
             Mode::Stopped => "stopped",
             Mode::Sprint => "sprint",
             Mode::Idle => "idle",
+            Mode::Backoff => "backoff",
         }
     }
+}
+
+/// One past sample, for windows at rest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    now: f64,
+    cpu: Option<f64>,
+    scanned: Option<u64>,
 }
 
 /// The policy's memory between samples.
@@ -178,6 +240,8 @@ pub struct State {
     pub pages: u64,
     /// The sleep_millisecs chosen last.
     pub sleep_ms: u64,
+    /// The run chosen last (`None` before the first decision).
+    run: Option<Run>,
     /// full_scans when the sprint began.
     sprint_scans: u64,
     /// saved_pages at the last full-scan boundary, and at the one before.
@@ -188,6 +252,52 @@ pub struct State {
     gain_mark: Option<(u64, u64)>,
     /// Idle-rate merging: (time, saved) at the start of the idle period.
     idle_mark: Option<(f64, u64)>,
+    /// When ksmd was last seen doing work (or the sprint began).
+    work_at: Option<f64>,
+    /// Samples of the last [`HISTORY_S`], at least half a second apart.
+    history: VecDeque<Point>,
+    /// When the idle period began, and when its batch last changed.
+    idle_since: f64,
+    set_at: f64,
+    /// (time, general_profit, saved) at the start of the profit window.
+    profit_mark: Option<(f64, i64, u64)>,
+}
+
+impl State {
+    /// Whether the kernel runs what this policy chose last. Unknown
+    /// readings count as in force.
+    fn in_force(&self, i: &Input) -> bool {
+        let Some(run) = self.run else { return true };
+        let same = |read: Option<u64>, chosen: u64| read.is_none_or(|v| v == chosen);
+        match (run, i.run) {
+            (_, None) => true,
+            (Run::Merge, Some(Run::Merge)) => {
+                same(i.sleep_millisecs, self.sleep_ms)
+                    && (i.advisor_active || same(i.pages_to_scan, self.pages))
+            }
+            (chosen, Some(read)) => chosen == read,
+        }
+    }
+
+    fn remember(&mut self, i: &Input) {
+        if self.history.back().is_some_and(|b| i.now < b.now) {
+            self.history.clear();
+        }
+        if self.history.back().is_none_or(|b| i.now - b.now >= 0.5) {
+            self.history.push_back(Point {
+                now: i.now,
+                cpu: i.ksmd_cpu,
+                scanned: i.pages_scanned,
+            });
+        }
+        while self
+            .history
+            .front()
+            .is_some_and(|f| f.now < i.now - HISTORY_S)
+        {
+            self.history.pop_front();
+        }
+    }
 }
 
 /// The share of one core ksmd used between two samples.
@@ -197,6 +307,17 @@ fn cpu_share(prev: &Input, cur: &Input) -> Option<f64> {
         (Some(a), Some(b)) if dt >= 0.2 && b >= a => Some((b - a) / dt),
         _ => None,
     }
+}
+
+/// Whether ksmd did any work between two samples: it scanned pages (6.6+),
+/// finished a full scan, or used a millisecond of CPU (a wake-up to find
+/// nothing to scan costs microseconds).
+fn did_work(prev: &Input, cur: &Input) -> bool {
+    if let (Some(a), Some(b)) = (prev.pages_scanned, cur.pages_scanned) {
+        return b > a || cur.full_scans > prev.full_scans;
+    }
+    cur.full_scans > prev.full_scans
+        || matches!((prev.ksmd_cpu, cur.ksmd_cpu), (Some(a), Some(b)) if b - a >= 0.001)
 }
 
 /// Pages per batch for a CPU budget `b` (fraction of a core), a sleep
@@ -210,15 +331,93 @@ pub fn batch_pages(b: f64, sleep_ms: u64, cost: f64) -> u64 {
 }
 
 fn pct(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
+    if x > 0.0 && x < 0.1 {
+        format!("{:.2}%", x * 100.0)
+    } else {
+        format!("{:.0}%", x * 100.0)
+    }
+}
+
+fn signed_bytes(b: i64) -> String {
+    let s = human::ubytes(b.unsigned_abs());
+    if b < 0 {
+        format!("-{s}")
+    } else {
+        s
+    }
+}
+
+/// The idle batch: from the cost of a page over a window at rest (or
+/// ksmd's share over it, without `pages_scanned`), growing by at most
+/// [`REST_GROWTH`] a second, cut at once when the last second cost more
+/// than twice the budget. `None`: keep the batch.
+fn rest_pages(st: &State, input: &Input, prev: &Input, aim: f64, budget: f64) -> Option<u64> {
+    let res = input.ksmd_cpu_resolution.max(1e-9);
+    let fine = res <= 1e-3;
+    let cur_cpu = input.ksmd_cpu?;
+    let pages = st.pages.max(16) as f64;
+    // A second far over the budget: cut now (a fine reading only: one
+    // tick is two seconds of the idle budget).
+    if let (true, Some(share)) = (fine, cpu_share(prev, input)) {
+        if share > 2.0 * budget && in_window(st, prev.now) {
+            return Some((pages * aim / share).max(16.0) as u64);
+        }
+    }
+    // The window: long enough that one quantum of the CPU reading is at
+    // most 1/16 of what ksmd should use in it.
+    let span = (16.0 * res / aim).clamp(REST_WINDOW_S, HISTORY_S);
+    let since = st.idle_since.max(if input.pages_scanned.is_some() {
+        f64::MIN
+    } else {
+        // ksmd's share is only comparable under one setting.
+        st.set_at
+    });
+    let pt = st
+        .history
+        .iter()
+        .rev()
+        .filter(|p| p.now >= since)
+        .find(|p| input.now - p.now >= span)?;
+    let dcpu = cur_cpu - pt.cpu?;
+    let dt = input.now - pt.now;
+    let want = match (input.pages_scanned, pt.scanned) {
+        (Some(b), Some(a)) => {
+            let scanned = b.checked_sub(a).filter(|&n| n > 0)?;
+            // A window with no CPU counted (ticks): half a quantum.
+            let cost = dcpu.max(res / 2.0) / scanned as f64;
+            batch_pages(aim, IDLE_SLEEP_MS, cost) as f64
+        }
+        _ => {
+            if dcpu < 0.001 {
+                // No work at all: nothing to scan; keep the batch.
+                return None;
+            }
+            let share = (dcpu / dt).max(aim / 4.0);
+            pages * aim / share
+        }
+    };
+    let dt_step = (input.now - prev.now).clamp(0.0, 1.0);
+    let want = want
+        .min(pages * REST_GROWTH.powf(dt_step))
+        .clamp(16.0, MAX_BATCH_PAGES as f64);
+    ((want - pages).abs() > REST_DEADBAND * pages).then_some(want as u64)
+}
+
+/// Whether `t` falls in the idle period (so a reading there was taken
+/// under the idle settings).
+fn in_window(st: &State, t: f64) -> bool {
+    t >= st.idle_since
 }
 
 /// One decision.
 pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger>) -> Decision {
+    let in_force = st.in_force(input);
     let prev = st.last.replace(*input);
     let share = prev.as_ref().and_then(|pr| cpu_share(pr, input));
+    st.remember(input);
 
-    // Learn the cost of a page from what ksmd did since the last sample.
+    // Learn the cost of a page from what ksmd did since the last sample
+    // (whoever chose its settings: the cost is ksmd's).
     if let (Some(pr), Some(share)) = (prev.as_ref(), share) {
         if let (Some(a), Some(b)) = (pr.pages_scanned, input.pages_scanned) {
             let scanned = b.saturating_sub(a);
@@ -230,6 +429,9 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
                 });
             }
         }
+    }
+    if prev.as_ref().is_some_and(|pr| did_work(pr, input)) {
+        st.work_at = Some(input.now);
     }
 
     // Full-scan boundaries: what did the last complete scan save?
@@ -266,16 +468,18 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
         }
     }
 
-    // Why (re)start a sprint?
+    // Why (re)start a sprint? Rising pressure does not end a back-off:
+    // KSM did not pay.
     let mut why: Option<String> = match trigger {
         Some(Trigger::Start) => Some("start".into()),
         Some(Trigger::Retune) => Some("retune requested".into()),
         Some(Trigger::Processes { appeared, exited }) => Some(format!(
             "mergeable processes changed (+{appeared} -{exited})"
         )),
-        None if rising => Some("memory pressure rising".into()),
+        None if rising && st.mode != Mode::Backoff => Some("memory pressure rising".into()),
         None => None,
     };
+    let mut backoff: Option<String> = None;
     if why.is_none() && st.mode == Mode::Idle {
         // Still merging at the idle rate: there is more to gain.
         match st.idle_mark {
@@ -293,6 +497,31 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
             Some(_) => {}
             None => st.idle_mark = Some((input.now, input.saved_pages)),
         }
+        // KSM paying less at rest than it costs?
+        if let Some(profit) = input.general_profit {
+            match st.profit_mark {
+                Some((t, at, saved)) if input.now - t >= PROFIT_WINDOW_S => {
+                    let fall = at - profit;
+                    let lost = saved.saturating_sub(input.saved_pages) * p.page_size;
+                    if profit < 0 {
+                        backoff = Some(format!(
+                            "general_profit is {}: KSM's metadata costs more than merging saves",
+                            signed_bytes(profit)
+                        ));
+                    } else if fall > PROFIT_FALL_BYTES && fall > lost as i64 {
+                        backoff = Some(format!(
+                            "general_profit fell by {} in {:.0} s while {} was merged: scanning adds more metadata than it saves",
+                            human::ubytes(fall.unsigned_abs()),
+                            input.now - t,
+                            human::ubytes(input.saved_pages.saturating_sub(saved) * p.page_size)
+                        ));
+                    }
+                    st.profit_mark = Some((input.now, profit, input.saved_pages));
+                }
+                Some(_) => {}
+                None => st.profit_mark = Some((input.now, profit, input.saved_pages)),
+            }
+        }
     }
     let mut reason = String::new();
     if let Some(w) = &why {
@@ -303,14 +532,46 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
             st.last_scan_gain = None;
             st.gain_mark = input.pages_scanned.map(|n| (n, input.saved_pages));
             st.idle_mark = None;
+            st.profit_mark = None;
+            st.work_at = Some(input.now);
             let _ = write!(reason, "sprint ({w})");
         }
+    } else if let Some(b) = backoff {
+        st.mode = Mode::Backoff;
+        let _ = write!(
+            reason,
+            "back off: {b}; ksmd stopped (merged pages stay merged) until processes change or a retune"
+        );
     }
 
     // A sprint ends after two full scans (merging needs two passes) once
     // merging has stopped: a tenth of a full scan without progress (where
     // the kernel counts pages_scanned), or a whole full scan that saved
-    // little.
+    // little. It also ends when ksmd does no work at all.
+    let settle = |st: &mut State, reason: &mut String| {
+        let negative = input.general_profit.filter(|&g| g < 0);
+        st.mode = match negative {
+            Some(_) => Mode::Backoff,
+            None if pressure => Mode::Idle,
+            None => Mode::Stopped,
+        };
+        st.idle_mark = None;
+        st.profit_mark = None;
+        st.idle_since = input.now;
+        st.set_at = input.now;
+        let _ = write!(
+            reason,
+            "; {}",
+            match negative {
+                Some(g) => format!(
+                    "KSM costs more than it saves (general_profit {}): back off, ksmd stopped (merged pages stay merged)",
+                    signed_bytes(g)
+                ),
+                None if pressure => "memory pressure: idle scanning".into(),
+                None => "no memory pressure: stop ksmd".into(),
+            }
+        );
+    };
     if st.mode == Mode::Sprint && reason.is_empty() {
         let scans = input.full_scans.saturating_sub(st.sprint_scans);
         let quiet = match (input.pages_scanned, st.gain_mark) {
@@ -319,11 +580,10 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
             }
             _ => false,
         };
+        let idle_for = st.work_at.map_or(0.0, |t| input.now - t);
         let gain = st.last_scan_gain.filter(|&g| small_gain(g));
         match gain.or(quiet.then_some(0)) {
             Some(gain) if scans >= 2 => {
-                st.mode = if pressure { Mode::Idle } else { Mode::Stopped };
-                st.idle_mark = None;
                 let volatile = if input.tracked_pages > 0 {
                     input.volatile_pages as f64 / input.tracked_pages as f64
                 } else {
@@ -336,13 +596,42 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
                 };
                 let _ = write!(
                     reason,
-                    "converged: {evidence}, {} tracked ({} volatile); {}",
+                    "converged: {evidence}, {} tracked ({} volatile)",
                     human::count(input.tracked_pages),
                     pct(volatile),
+                );
+                settle(st, &mut reason);
+            }
+            _ if idle_for >= NO_WORK_S => {
+                let what = if in_force {
+                    "ksmd found nothing to scan: no process has memory opted in to KSM".to_string()
+                } else {
+                    format!(
+                        "ksmd is not running with the chosen settings (run {}, pages_to_scan {}, sleep_millisecs {} read; a dry run writes nothing), so whether there is anything to merge, and what it costs, cannot be measured",
+                        input.run.map_or("-".into(), |r| r.as_u8().to_string()),
+                        input.pages_to_scan.map_or("-".into(), |n| n.to_string()),
+                        input.sleep_millisecs.map_or("-".into(), |n| n.to_string()),
+                    )
+                };
+                let _ = write!(reason, "no work for {idle_for:.0} s: {what}");
+                // Nothing to merge is no loss: no back-off here.
+                st.profit_mark = None;
+                st.mode = if pressure { Mode::Idle } else { Mode::Stopped };
+                st.idle_mark = None;
+                st.idle_since = input.now;
+                st.set_at = input.now;
+                let _ = write!(
+                    reason,
+                    "; {}{}",
                     if pressure {
                         "memory pressure: idle scanning"
                     } else {
                         "no memory pressure: stop ksmd"
+                    },
+                    if in_force {
+                        ", a sprint when a process opts memory in"
+                    } else {
+                        ""
                     }
                 );
             }
@@ -358,7 +647,7 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
     // The settings for the mode.
     let cost = st.cost.unwrap_or(INITIAL_COST);
     let (run, budget, sleep) = match st.mode {
-        Mode::Stopped => (Run::Stop, 0.0, st.sleep_ms),
+        Mode::Stopped | Mode::Backoff => (Run::Stop, 0.0, st.sleep_ms),
         Mode::Sprint => (Run::Merge, p.max_cpu, SPRINT_SLEEP_MS),
         Mode::Idle => (Run::Merge, IDLE_CPU.min(p.max_cpu), IDLE_SLEEP_MS),
     };
@@ -367,23 +656,45 @@ pub fn decide(p: &Params, st: &mut State, input: &Input, trigger: Option<Trigger
         // merging starts (several times the checksum pass), and a step lasts
         // a second before it can be corrected.
         let aim = budget * AIM;
-        let mut pages = batch_pages(aim, sleep, cost);
-        // Once ksmd has run a step with the same sleep, steer by its
-        // measured share: the budget is about what ksmd really uses, and
-        // the cost of a page varies (merging costs more than checksumming).
-        if let Some(s) = share {
-            if st.pages > 0 && st.sleep_ms == sleep {
-                let factor = if s > 0.002 {
-                    (aim / s).clamp(0.25, 4.0)
-                } else {
-                    4.0
-                };
-                pages = (st.pages as f64 * factor).clamp(16.0, MAX_BATCH_PAGES as f64) as u64;
+        let same_sleep = st.pages > 0 && st.sleep_ms == sleep && st.run == Some(Run::Merge);
+        let pages = match (st.mode, prev.as_ref()) {
+            (Mode::Idle, Some(pr)) if same_sleep => {
+                // At rest: only steer by what ksmd did under these settings.
+                match in_force.then(|| rest_pages(st, input, pr, aim, budget)) {
+                    Some(Some(n)) => {
+                        st.set_at = input.now;
+                        n
+                    }
+                    _ => st.pages,
+                }
             }
-        }
+            _ => {
+                let mut pages = batch_pages(aim, sleep, cost);
+                // Once ksmd has run a step with the same sleep, steer by its
+                // measured share: the budget is about what ksmd really uses,
+                // and the cost of a page varies (merging costs more than
+                // checksumming). Not when the settings are not in force, or
+                // ksmd had nothing to do: its share says nothing then.
+                if same_sleep {
+                    pages = st.pages;
+                    let worked = prev.as_ref().is_some_and(|pr| did_work(pr, input));
+                    if let (Some(s), true, true) = (share, in_force, worked) {
+                        let factor = if s > 0.002 {
+                            (aim / s).clamp(0.25, 4.0)
+                        } else {
+                            4.0
+                        };
+                        pages =
+                            (st.pages as f64 * factor).clamp(16.0, MAX_BATCH_PAGES as f64) as u64;
+                    }
+                }
+                pages
+            }
+        };
         st.pages = pages;
         st.sleep_ms = sleep;
     }
+    st.run = Some(run);
     let _ = write!(
         reason,
         ": {} tracked, last scan saved {}, ksmd {} of a core, budget {}{}",
@@ -490,6 +801,39 @@ mod tests {
             }
             i.tracked_pages = self.mergeable;
         }
+    }
+
+    #[test]
+    fn input_from_a_sample() {
+        use crate::kernel::ksm::KsmState;
+        use crate::kernel::ksmd::CpuTime;
+        let mut s = Sample::empty();
+        assert_eq!(Input::from_sample(&s), None);
+        s.elapsed = std::time::Duration::from_millis(2500);
+        s.ksm = Some(KsmState {
+            run: Some(Run::Merge),
+            pages_to_scan: Some(880),
+            sleep_millisecs: Some(200),
+            pages_shared: Some(10),
+            pages_sharing: Some(90),
+            pages_unshared: Some(5),
+            general_profit: Some(-4096),
+            ..Default::default()
+        });
+        s.ksmd_cpu = Some(CpuTime {
+            ns: 1_500_000_000,
+            resolution_ns: 10_000_000,
+        });
+        let i = Input::from_sample(&s).unwrap();
+        assert_eq!(i.now, 2.5);
+        assert_eq!(i.ksmd_cpu, Some(1.5));
+        assert_eq!(i.ksmd_cpu_resolution, 0.01);
+        assert_eq!(i.general_profit, Some(-4096));
+        assert_eq!(i.tracked_pages, 105);
+        assert_eq!(
+            (i.run, i.pages_to_scan, i.sleep_millisecs),
+            (Some(Run::Merge), Some(880), Some(200))
+        );
     }
 
     #[test]
