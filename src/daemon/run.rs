@@ -539,21 +539,14 @@ impl Daemon {
         self.ensure_metrics_server();
         let aparams = self.adaptive_params();
         let before = self.policy.mode();
-        let sample = match self.sampler.take() {
-            Ok(s) => s,
-            Err(e) => {
-                self.faults.fail(
-                    "reading the system",
-                    format!("cannot adjust KSM this cycle: {e:#}"),
-                    &self.metrics,
-                );
-                return;
-            }
-        };
-        let decision = match self.policy.decide(&self.params, &aparams, &sample) {
-            Ok(d) => {
+        let step = self.sampler.take().and_then(|sample| {
+            let d = self.policy.decide(&self.params, &aparams, &sample)?;
+            Ok((sample, d))
+        });
+        let (sample, decision) = match step {
+            Ok(x) => {
                 self.faults.ok("reading the system");
-                d
+                x
             }
             Err(e) => {
                 self.faults.fail(
