@@ -147,6 +147,7 @@ fn every_ksm_metric_and_recording_rule_the_rules_use_exists() {
         "ksm_ksmd_cpu_seconds_total",
         "ksm_run",
         "ksm_tuner_cycles_total",
+        "ksm_tuner_max_cpu_ratio",
     ] {
         assert!(used.contains(must), "the rules do not use {must}");
     }
@@ -383,6 +384,10 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
         rendered,
         "the fixture host's memory saved"
     );
+    // The classic policy exports no CPU budget: the default half a core.
+    let budget = prom_query(port, "instance:ksm_ksmd_cpu_budget:ratio").unwrap();
+    assert_eq!(budget.len(), 1, "{budget:?}");
+    assert_eq!(sample_value(&budget[0]), 0.5, "{budget:?}");
     let up = prom_query(port, r#"up{job="ksmtuned"}"#).unwrap();
     assert_eq!(up.len(), 1);
     assert_eq!(sample_value(&up[0]), 1.0);
