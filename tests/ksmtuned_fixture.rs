@@ -647,6 +647,8 @@ fn faults_are_survived_logged_once_and_cleared() {
         "{text}"
     );
     assert_eq!(metric(&text, "ksm_pages_sharing"), Some(2560.0), "{text}");
+    // The classic policy has no CPU budget to export.
+    assert_eq!(metric(&text, "ksm_tuner_max_cpu_ratio"), None, "{text}");
     assert_eq!(
         metric(&text, "ksm_tuner_pages_to_scan"),
         Some(pages() as f64),
