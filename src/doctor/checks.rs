@@ -208,7 +208,7 @@ fn ksmd_state(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
         (PolicyKind::Classic, Some(mem)) => {
             let flavour = config.flavour.unwrap_or_default();
             let params = classic::Params::new(&config, flavour, mem.mem_total);
-            let committed = f.guest_rss_kib(flavour);
+            let committed = f.committed_kib.unwrap_or_else(|| f.guest_rss_kib(flavour));
             let free = mem.classic_free();
             let d = classic::adjust(&params, &mut classic::State::default(), committed, free);
             let sum = u128::from(committed) + u128::from(params.thres);

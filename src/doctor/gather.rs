@@ -14,8 +14,8 @@ use crate::kernel::proc::{self, KsmStat};
 use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
 use crate::root::Root;
-use crate::sample::processes;
 use crate::sample::services::{self, RunningTuner};
+use crate::sample::{processes, trackers};
 
 /// One process the checks look at: QEMU guests, and processes with
 /// memory opted in to KSM.
@@ -121,6 +121,9 @@ pub struct Facts {
     pub tuner_config: Option<TunerConfig>,
     /// QEMU guests and processes with memory opted in.
     pub processes: Vec<ProcFacts>,
+    /// Classic ksmtuned's `committed` on this host, KiB, as the daemon
+    /// computes it for the tuner's flavour (`None`: /proc unreadable).
+    pub committed_kib: Option<u64>,
 }
 
 impl Facts {
@@ -254,13 +257,19 @@ pub fn gather(root: &Root) -> Facts {
         loaded.config.policy = p;
     }
     // KSM_FLAVOUR=auto resolved on this host, as the daemon does.
-    loaded.config.flavour = Some(config::flavour::resolve(root, loaded.config.flavour).0);
+    let flavour = config::flavour::resolve(root, loaded.config.flavour).0;
+    loaded.config.flavour = Some(flavour);
+    // Classic's `committed`, read by the daemon's own tracker (PSS on
+    // Proxmox VE).
+    let me = root.is_host().then(std::process::id);
+    f.committed_kib = trackers::scan_flavour(root, me, flavour)
+        .ok()
+        .map(|s| s.committed_kib);
     f.tuner_config = Some(TunerConfig {
         path: loaded.path.or(explicit),
         config: loaded.config,
         errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
     });
-    let me = root.is_host().then(std::process::id);
     f.processes = proc::pids(root)
         .unwrap_or_default()
         .into_iter()
