@@ -276,6 +276,97 @@ fn passthrough_guest_is_pinned() {
     );
 }
 
+/// Services with much anonymous memory and nothing opted in: found by
+/// their cgroup, summed per unit, suggested for MemoryKSM=yes after an
+/// estimate; a service that opted in, a small one, and processes outside
+/// any service are not named.
+#[test]
+fn services_that_could_opt_in_to_ksm() {
+    let dir = fixture("linux-6.18");
+    let root = dir.path();
+    let proc_ = |pid: u32, comm: &str, cgroup: &str, anon_kib: u64, ksm_stat: Option<&str>| {
+        write(root, &format!("proc/{pid}/comm"), &format!("{comm}\n"));
+        write(root, &format!("proc/{pid}/cmdline"), &format!("{comm}\0"));
+        write(
+            root,
+            &format!("proc/{pid}/cgroup"),
+            &format!("0::{cgroup}\n"),
+        );
+        write(
+            root,
+            &format!("proc/{pid}/status"),
+            &format!("Name:\t{comm}\nVmRSS:\t{anon_kib} kB\nRssAnon:\t{anon_kib} kB\n"),
+        );
+        if let Some(s) = ksm_stat {
+            write(root, &format!("proc/{pid}/ksm_stat"), s);
+        }
+    };
+    let not_opted = "ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\n\
+ksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: no\n";
+    let opted = "ksm_rmap_items 10\nksm_zero_pages 0\nksm_merging_pages 0\n\
+ksm_process_profit 0\nksm_merge_any: yes\nksm_mergeable: yes\n";
+    proc_(
+        801,
+        "postgres",
+        "/system.slice/postgresql@15-main.service",
+        300 * 1024,
+        Some(not_opted),
+    );
+    proc_(
+        802,
+        "postgres",
+        "/system.slice/postgresql@15-main.service",
+        200 * 1024,
+        Some(not_opted),
+    );
+    proc_(
+        803,
+        "java",
+        "/system.slice/app.service",
+        2 * 1024 * 1024,
+        Some(opted),
+    );
+    proc_(
+        804,
+        "tiny",
+        "/system.slice/tiny.service",
+        1024,
+        Some(not_opted),
+    );
+    proc_(
+        805,
+        "bash",
+        "/user.slice/user-0.slice/session-1.scope",
+        4 * 1024 * 1024,
+        None,
+    );
+    let (_, v) = doctor(Some(root));
+    if !v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"] == "not-root")
+    {
+        let f = must(&v, "service-could-opt-in");
+        let seen = f["seen"].as_str().unwrap();
+        assert!(
+            seen.starts_with("1 systemd service(s) hold 500 MiB"),
+            "{f:#}"
+        );
+        assert!(seen.contains("postgresql@15-main.service"), "{f:#}");
+        assert_eq!(f["numbers"]["pids"], serde_json::json!([801, 802]));
+        assert!(
+            f["what_to_do"]
+                .as_str()
+                .unwrap()
+                .contains("ksmctl estimate --all-anonymous 801 802"),
+            "{f:#}"
+        );
+    } else {
+        eprintln!("SKIPPED: services_that_could_opt_in_to_ksm: needs root (the finding does)");
+    }
+}
+
 /// The rail over a fixture: 214 pages saved (856 KiB with 4 KiB pages)
 /// against 100 KiB available and no swap.
 #[test]

@@ -23,6 +23,7 @@ pub const IDS: &[&str] = &[
     "ksmd-stopped-by-tuner",
     "tuner-config-invalid",
     "no-mergeable-memory",
+    "service-could-opt-in",
     "guest-merge-off",
     "guest-memory-shared",
     "guest-memory-hugetlb",
@@ -38,6 +39,13 @@ pub const IDS: &[&str] = &[
     "merge-across-nodes-numa",
     "unmerge-risk",
 ];
+
+/// A systemd service is suggested for `MemoryKSM=yes` from this much
+/// anonymous memory (KiB): below it the rmap items cost more than a few
+/// duplicates save.
+pub const SERVICE_ANON_MIN_KIB: u64 = 256 * 1024;
+/// At most this many services are named.
+const SERVICES_NAMED: usize = 5;
 
 /// Guest memory KSM cannot merge is reported from this size per process
 /// (KiB): smaller shared mappings are QEMU's and the libraries' own.
@@ -208,7 +216,7 @@ fn ksmd_state(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
         (PolicyKind::Classic, Some(mem)) => {
             let flavour = config.flavour.unwrap_or_default();
             let params = classic::Params::new(&config, flavour, mem.mem_total);
-            let committed = f.guest_rss_kib(flavour);
+            let committed = f.committed_kib.unwrap_or_else(|| f.guest_rss_kib(flavour));
             let free = mem.classic_free();
             let d = classic::adjust(&params, &mut classic::State::default(), committed, free);
             let sum = u128::from(committed) + u128::from(params.thres);
@@ -332,6 +340,63 @@ fn opt_in(f: &Facts, out: &mut Vec<Finding>) {
              their systemd unit (systemd 256+, Linux 6.4+) or start them with ksmctl exec",
         ));
     }
+    services(f, out);
+}
+
+/// Services with much anonymous memory and none of it opted in: what
+/// `MemoryKSM=yes` would offer KSM (worth it only where copies exist,
+/// which `ksmctl estimate --all-anonymous` tells first).
+fn services(f: &Facts, out: &mut Vec<Finding>) {
+    let big: Vec<_> = f
+        .services
+        .iter()
+        .filter(|s| s.anon_kib >= SERVICE_ANON_MIN_KIB)
+        .collect();
+    if !f.root_user || big.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = big
+        .iter()
+        .take(SERVICES_NAMED)
+        .map(|s| format!("{} ({})", s.unit, human::ubytes(s.anon_kib * 1024)))
+        .collect();
+    if big.len() > SERVICES_NAMED {
+        names.push(format!("and {} more", big.len() - SERVICES_NAMED));
+    }
+    let total = big.iter().fold(0u64, |a, s| a.saturating_add(s.anon_kib));
+    let pids: Vec<u32> = big.iter().flat_map(|s| s.pids.iter().copied()).collect();
+    let first = &big[0];
+    out.push(
+        Finding::new(
+            "service-could-opt-in",
+            Severity::Info,
+            format!(
+                "{} systemd service(s) hold {} of anonymous memory with none of it opted in \
+                 to KSM: {}",
+                big.len(),
+                human::ubytes(total * 1024),
+                names.join(", ")
+            ),
+            "KSM only scans memory a process opted in; services that keep many identical \
+             pages (caches of the same data, several workers of one program) could share \
+             them, at the price of ksmd's scanning and of KSM's side channel between them",
+            format!(
+                "see what it would save first: ksmctl estimate --all-anonymous {}; if it \
+                 pays, add MemoryKSM=yes to the unit (systemctl edit {}; systemd 256+, Linux \
+                 6.4+) and restart it",
+                first
+                    .pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                first.unit
+            ),
+        )
+        .num("services", big.len())
+        .num("anonymous_bytes", total.saturating_mul(1024))
+        .num("pids", pids),
+    );
 }
 
 fn unmergeable(f: &Facts, out: &mut Vec<Finding>) {

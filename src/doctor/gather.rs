@@ -14,8 +14,8 @@ use crate::kernel::proc::{self, KsmStat};
 use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
 use crate::root::Root;
-use crate::sample::processes;
 use crate::sample::services::{self, RunningTuner};
+use crate::sample::{processes, trackers};
 
 /// One process the checks look at: QEMU guests, and processes with
 /// memory opted in to KSM.
@@ -56,6 +56,16 @@ impl ProcFacts {
             None => format!("{} (pid {})", self.comm, self.pid),
         }
     }
+}
+
+/// A systemd service none of whose processes opted memory in to KSM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceFacts {
+    /// The unit, e.g. `postgresql@15-main.service`.
+    pub unit: String,
+    /// Anonymous resident memory of its processes (RssAnon), KiB.
+    pub anon_kib: u64,
+    pub pids: Vec<u32>,
 }
 
 /// A running tuner.
@@ -121,6 +131,12 @@ pub struct Facts {
     pub tuner_config: Option<TunerConfig>,
     /// QEMU guests and processes with memory opted in.
     pub processes: Vec<ProcFacts>,
+    /// systemd services whose processes have no memory opted in to KSM,
+    /// by anonymous memory, largest first.
+    pub services: Vec<ServiceFacts>,
+    /// Classic ksmtuned's `committed` on this host, KiB, as the daemon
+    /// computes it for the tuner's flavour (`None`: /proc unreadable).
+    pub committed_kib: Option<u64>,
 }
 
 impl Facts {
@@ -254,21 +270,51 @@ pub fn gather(root: &Root) -> Facts {
         loaded.config.policy = p;
     }
     // KSM_FLAVOUR=auto resolved on this host, as the daemon does.
-    loaded.config.flavour = Some(config::flavour::resolve(root, loaded.config.flavour).0);
+    let flavour = config::flavour::resolve(root, loaded.config.flavour).0;
+    loaded.config.flavour = Some(flavour);
+    // Classic's `committed`, read by the daemon's own tracker (PSS on
+    // Proxmox VE).
+    let me = root.is_host().then(std::process::id);
+    f.committed_kib = trackers::scan_flavour(root, me, flavour)
+        .ok()
+        .map(|s| s.committed_kib);
     f.tuner_config = Some(TunerConfig {
         path: loaded.path.or(explicit),
         config: loaded.config,
         errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
     });
-    let me = root.is_host().then(std::process::id);
-    f.processes = proc::pids(root)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&pid| Some(pid) != me)
-        .filter_map(|pid| read_process(root, pid))
+    // Guests and opted-in processes; the others' anonymous memory by
+    // systemd service (what MemoryKSM=yes would opt in).
+    let mut services: std::collections::BTreeMap<String, ServiceFacts> = Default::default();
+    for pid in proc::pids(root).unwrap_or_default() {
+        if Some(pid) == me {
+            continue;
+        }
+        if let Some(p) = read_process(root, pid) {
+            f.processes.push(p);
+        } else if let Some(unit) = proc::systemd_service(root, pid) {
+            let anon = proc::rss_anon_kib(root, pid).unwrap_or(0);
+            let s = services
+                .entry(unit.clone())
+                .or_insert_with(|| ServiceFacts {
+                    unit,
+                    ..Default::default()
+                });
+            s.anon_kib = s.anon_kib.saturating_add(anon);
+            s.pids.push(pid);
+        }
+    }
+    f.services = services
+        .into_values()
+        .filter(|s| s.anon_kib >= SERVICE_FACTS_MIN_KIB)
         .collect();
+    f.services
+        .sort_by(|a, b| b.anon_kib.cmp(&a.anon_kib).then(a.unit.cmp(&b.unit)));
     f
 }
+
+/// Services with less anonymous memory than this (KiB) are not kept.
+const SERVICE_FACTS_MIN_KIB: u64 = 16 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -68,6 +68,43 @@ pub fn parse_status_rss_kib(status: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A `kB` field of the text of `/proc/PID/status` (`RssAnon`, `VmRSS`...),
+/// KiB; `None` when absent.
+pub fn parse_status_field_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Anonymous resident memory of a process (`RssAnon`, Linux 4.5+), KiB.
+pub fn rss_anon_kib(root: &Root, pid: u32) -> Option<u64> {
+    read_proc(root, pid, "status").and_then(|s| parse_status_field_kib(&s, "RssAnon"))
+}
+
+/// The systemd service a process runs in, from the text of
+/// `/proc/PID/cgroup`: the last `*.service` component of its cgroup path
+/// (cgroup v2's `0::` line, or v1's `name=systemd` hierarchy).
+pub fn parse_cgroup_service(text: &str) -> Option<String> {
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .or_else(|| {
+            text.lines()
+                .find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p))
+        })?;
+    path.split('/')
+        .rev()
+        .find(|c| c.ends_with(".service") && c.len() > ".service".len())
+        .map(str::to_string)
+}
+
+/// The systemd service of a process (`None`: none, or gone).
+pub fn systemd_service(root: &Root, pid: u32) -> Option<String> {
+    read_proc(root, pid, "cgroup").and_then(|s| parse_cgroup_service(&s))
+}
+
 /// The resident set size of a process in KiB (`VmRSS`).
 pub fn rss_kib(root: &Root, pid: u32) -> Option<u64> {
     read_proc(root, pid, "status").map(|s| parse_status_rss_kib(&s))
@@ -362,6 +399,32 @@ Rss:              123456 kB\nPss:               98765 kB\nPss_Dirty:          40
         let max = u64::MAX;
         let huge = format!("2 (x) S 0 0 0 0 -1 0 0 0 0 0 {max} {max} 0");
         assert_eq!(Stat::parse(&huge), None);
+    }
+
+    #[test]
+    fn status_fields_and_cgroup_services() {
+        let status = "Name:\tx\nVmRSS:\t  2048 kB\nRssAnon:\t  1536 kB\n";
+        assert_eq!(parse_status_field_kib(status, "RssAnon"), Some(1536));
+        assert_eq!(parse_status_field_kib(status, "RssFile"), None);
+        assert_eq!(
+            parse_cgroup_service("0::/system.slice/postgresql@15-main.service\n").as_deref(),
+            Some("postgresql@15-main.service")
+        );
+        assert_eq!(
+            parse_cgroup_service("0::/system.slice/foo.service/payload\n").as_deref(),
+            Some("foo.service")
+        );
+        assert_eq!(
+            parse_cgroup_service("12:cpu:/x\n1:name=systemd:/system.slice/redis.service\n")
+                .as_deref(),
+            Some("redis.service")
+        );
+        assert_eq!(
+            parse_cgroup_service("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
+        assert_eq!(parse_cgroup_service("0::/\n"), None);
+        assert_eq!(parse_cgroup_service(""), None);
     }
 
     #[test]

@@ -37,7 +37,14 @@ pub struct ProcScan {
 /// and their RSS, and other tuners. Processes that exit during the pass
 /// are skipped.
 pub fn scan(root: &Root, exclude: Option<u32>) -> io::Result<ProcScan> {
-    ProcTable::new(exclude).update(root, &mut Census::listing(root, "one pass"))
+    scan_flavour(root, exclude, Flavour::default())
+}
+
+/// [`scan`] counting the guests as `flavour`'s ksmtuned does (on Proxmox
+/// VE the PSS of the processes named `kvm`): the `committed` of a classic
+/// cycle, for one-shot readers such as `ksmctl doctor`.
+pub fn scan_flavour(root: &Root, exclude: Option<u32>, flavour: Flavour) -> io::Result<ProcScan> {
+    ProcTable::for_flavour(exclude, flavour).update(root, &mut Census::listing(root, "one pass"))
 }
 
 /// The QEMU processes and other tuners on the host, kept up to date from a

@@ -2,7 +2,7 @@
 //! healthy host with none that needs attention.
 
 use super::*;
-use crate::doctor::gather::{TunerConfig, TunerFacts};
+use crate::doctor::gather::{ServiceFacts, TunerConfig, TunerFacts};
 use crate::kernel::ksm::AdvisorMode;
 use crate::kernel::meminfo::MemInfo;
 use crate::kernel::proc::KsmStat;
@@ -396,4 +396,45 @@ fn unmerge_risk_numbers() {
     assert!(x.seen.contains("1.91 GiB (saved now)"), "{}", x.seen);
     f.mem.as_mut().unwrap().swap_free = 2 * GIB_KIB;
     assert!(!ids(&f).contains(&"unmerge-risk"));
+}
+
+#[test]
+fn services_that_could_opt_in() {
+    let mut f = healthy();
+    let svc = |unit: &str, mib: u64, pids: &[u32]| ServiceFacts {
+        unit: unit.into(),
+        anon_kib: mib * 1024,
+        pids: pids.to_vec(),
+    };
+    // Below the threshold: nothing to suggest.
+    f.services = vec![svc("small.service", 255, &[10])];
+    assert!(!ids(&f).contains(&"service-could-opt-in"));
+    f.services = vec![
+        svc("postgresql@15-main.service", 6144, &[20, 21]),
+        svc("redis-server.service", 512, &[30]),
+        svc("small.service", 100, &[10]),
+    ];
+    let x = find(&f, "service-could-opt-in");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.seen.starts_with("2 systemd service(s) hold 6.50 GiB"),
+        "{}",
+        x.seen
+    );
+    assert!(
+        x.seen.contains("postgresql@15-main.service (6.00 GiB)"),
+        "{}",
+        x.seen
+    );
+    assert!(!x.seen.contains("small.service"), "{}", x.seen);
+    assert!(
+        x.what_to_do
+            .contains("ksmctl estimate --all-anonymous 20 21"),
+        "{}",
+        x.what_to_do
+    );
+    assert_eq!(x.numbers["pids"], serde_json::json!([20, 21, 30]));
+    // Not root: other users' memory is not known well enough to suggest.
+    f.root_user = false;
+    assert!(!ids(&f).contains(&"service-could-opt-in"));
 }
