@@ -60,11 +60,18 @@ impl Fixture {
         self.root().join("sys/kernel/mm/ksm")
     }
 
+    /// A KSM file of the fixture. The daemon truncates and rewrites these
+    /// plain files (sysfs files are never seen empty): a read that falls
+    /// in between sees nothing and is tried again.
     fn ksm(&self, name: &str) -> String {
-        fs::read_to_string(self.ksm_dir().join(name))
-            .unwrap()
-            .trim()
-            .to_string()
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let v = fs::read_to_string(self.ksm_dir().join(name)).unwrap();
+            if !v.trim().is_empty() || Instant::now() > until {
+                return v.trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     fn set_ksm(&self, name: &str, v: &str) {
