@@ -66,6 +66,7 @@ fn every_metric_of_the_dashboard_is_rendered() {
         "ksm_ksmd_cpu_seconds_total",
         "ksm_process_merging_pages",
         "ksm_tuner_adjustments_total",
+        "ksm_tuner_max_cpu_ratio",
     ] {
         assert!(used.contains(must), "the dashboard does not show {must}");
     }

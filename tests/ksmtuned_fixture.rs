@@ -60,11 +60,18 @@ impl Fixture {
         self.root().join("sys/kernel/mm/ksm")
     }
 
+    /// A KSM file of the fixture. The daemon truncates and rewrites these
+    /// plain files (sysfs files are never seen empty): a read that falls
+    /// in between sees nothing and is tried again.
     fn ksm(&self, name: &str) -> String {
-        fs::read_to_string(self.ksm_dir().join(name))
-            .unwrap()
-            .trim()
-            .to_string()
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let v = fs::read_to_string(self.ksm_dir().join(name)).unwrap();
+            if !v.trim().is_empty() || Instant::now() > until {
+                return v.trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     fn set_ksm(&self, name: &str, v: &str) {
@@ -647,6 +654,8 @@ fn faults_are_survived_logged_once_and_cleared() {
         "{text}"
     );
     assert_eq!(metric(&text, "ksm_pages_sharing"), Some(2560.0), "{text}");
+    // The classic policy has no CPU budget to export.
+    assert_eq!(metric(&text, "ksm_tuner_max_cpu_ratio"), None, "{text}");
     assert_eq!(
         metric(&text, "ksm_tuner_pages_to_scan"),
         Some(pages() as f64),

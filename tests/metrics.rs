@@ -144,6 +144,8 @@ fn server_answers_get_metrics_with_tuner_metrics() {
         Some(1_790_000_000.0)
     );
     assert!(r.body.contains("ksm_tuner_policy{policy=\"classic\"} 1"));
+    // Classic has no CPU budget.
+    assert!(!r.body.contains("ksm_tuner_max_cpu_ratio"), "{}", r.body);
     let (ok, said) = promtool(&r.body);
     assert!(
         ok,
@@ -155,11 +157,20 @@ fn server_answers_get_metrics_with_tuner_metrics() {
     {
         let mut t = tuner.lock().unwrap();
         t.adjustments = 8;
+        t.policy = "adaptive".into();
+        t.max_cpu_ratio = Some(0.3);
         t.state = "idle".into();
     }
     let r = http_get(addr, "/metrics?x=1").unwrap();
     assert_eq!(value_of(&r.body, "ksm_tuner_adjustments_total"), Some(8.0));
     assert!(r.body.contains("ksm_tuner_state{state=\"idle\"} 1"));
+    assert_eq!(value_of(&r.body, "ksm_tuner_max_cpu_ratio"), Some(0.3));
+    let (ok, said) = promtool(&r.body);
+    assert!(
+        ok,
+        "promtool refused the adaptive tuner's metrics:\n{said}\n{}",
+        r.body
+    );
 
     let r = http_get(addr, "/").unwrap();
     assert_eq!(r.code, 404, "{r:?}");

@@ -147,6 +147,7 @@ fn every_ksm_metric_and_recording_rule_the_rules_use_exists() {
         "ksm_ksmd_cpu_seconds_total",
         "ksm_run",
         "ksm_tuner_cycles_total",
+        "ksm_tuner_max_cpu_ratio",
     ] {
         assert!(used.contains(must), "the rules do not use {must}");
     }
@@ -252,7 +253,8 @@ fn sample_value(v: &serde_json::Value) -> f64 {
 /// A real Prometheus with the scrape configuration of docs/fleet.md (its
 /// targets pointed at this machine), the rules, a ksmtuned serving the
 /// fixture host's metrics, and a real node_exporter: the relabelled
-/// `instance` joins the two, the recording rules produce every series,
+/// `instance` joins the two, the recording rules produce every series
+/// (the CPU budget is the adaptive ksmtuned's KSM_MAX_CPU),
 /// and every expression of the dashboard's Fleet row returns data.
 #[test]
 fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
@@ -287,7 +289,11 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
     let conf = dir.path().join("ksmtuned.conf");
     std::fs::write(
         &conf,
-        format!("KSM_MONITOR_INTERVAL=3600\nKSM_METRICS_LISTEN=127.0.0.1:{tuned_port}\n"),
+        // The adaptive policy, to see its CPU budget reach the rules.
+        format!(
+            "KSM_POLICY=adaptive\nKSM_MAX_CPU=30\nKSM_MONITOR_INTERVAL=3600\n\
+             KSM_METRICS_LISTEN=127.0.0.1:{tuned_port}\n"
+        ),
     )
     .unwrap();
     let tuned = Command::new(env!("CARGO_BIN_EXE_ksmtuned"))
@@ -383,6 +389,11 @@ fn prometheus_runs_the_docs_config_with_the_rules_and_feeds_the_fleet_row() {
         rendered,
         "the fixture host's memory saved"
     );
+    // The host's own budget, KSM_MAX_CPU=30 (the rules' unit tests cover
+    // the default for hosts without one).
+    let budget = prom_query(port, "instance:ksm_ksmd_cpu_budget:ratio").unwrap();
+    assert_eq!(budget.len(), 1, "{budget:?}");
+    assert_eq!(sample_value(&budget[0]), 0.3, "{budget:?}");
     let up = prom_query(port, r#"up{job="ksmtuned"}"#).unwrap();
     assert_eq!(up.len(), 1);
     assert_eq!(sample_value(&up[0]), 1.0);

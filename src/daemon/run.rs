@@ -631,6 +631,9 @@ impl Daemon {
         notify(self.notify, &[sd_notify::NotifyState::Status(&status)]);
         if let Ok(mut m) = self.metrics.lock() {
             m.policy = self.config.policy.to_string();
+            // The budget the alert KsmdOverCpuBudget compares ksmd with.
+            m.max_cpu_ratio = (self.config.policy == PolicyKind::Adaptive)
+                .then(|| self.config.max_cpu as f64 / 100.0);
             m.state = match mode {
                 Some(mode) => mode.as_str().to_string(),
                 None if decision.run == Run::Merge => "running".to_string(),

@@ -41,6 +41,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct TunerMetrics {
     /// The tuning policy's name (e.g. `classic`).
     pub policy: String,
+    /// The policy's CPU budget for ksmd, a fraction of one core
+    /// (KSM_MAX_CPU / 100): adaptive has one, classic none.
+    pub max_cpu_ratio: Option<f64>,
     /// What the tuner is doing (e.g. `running`, `idle`, `stopped`).
     pub state: String,
     /// The `pages_to_scan` it chose last (None before the first choice).
@@ -321,6 +324,7 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_process_profit_bytes",
         "ksm_process_rmap_items",
         "ksm_tuner_policy",
+        "ksm_tuner_max_cpu_ratio",
         "ksm_tuner_state",
         "ksm_tuner_pages_to_scan",
         "ksm_tuner_sleep_seconds",
@@ -580,6 +584,13 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
         &["policy"],
         &[(vec![t.policy.clone()], 1.0)],
     )?;
+    if let Some(r) = t.max_cpu_ratio {
+        fam.gauge(
+            "ksm_tuner_max_cpu_ratio",
+            "The adaptive policy's CPU budget for ksmd, a fraction of one core (KSM_MAX_CPU / 100).",
+            r,
+        )?;
+    }
     fam.labelled(
         "ksm_tuner_state",
         "What ksmtuned is doing (value 1): classic running or stopped; adaptive sprint, idle, stopped, or backoff (ksmd stopped because KSM cost more memory than it saved).",
@@ -699,8 +710,9 @@ pub(crate) mod tests {
 
     fn tuner() -> TunerMetrics {
         TunerMetrics {
-            policy: "classic".into(),
-            state: "running".into(),
+            policy: "adaptive".into(),
+            max_cpu_ratio: Some(0.3),
+            state: "sprint".into(),
             pages_to_scan: Some(1250),
             sleep_ms: Some(10),
             adjustments: 3,
@@ -775,9 +787,14 @@ pub(crate) mod tests {
             Some("1800000000")
         );
         assert_eq!(
-            value(&text, "ksm_tuner_state{state=\"running\"}").as_deref(),
+            value(&text, "ksm_tuner_state{state=\"sprint\"}").as_deref(),
             Some("1")
         );
+        assert_eq!(
+            value(&text, "ksm_tuner_max_cpu_ratio").as_deref(),
+            Some("0.3")
+        );
+        assert!(text.contains("# TYPE ksm_tuner_max_cpu_ratio gauge\n"));
         assert_eq!(
             value(&text, "ksm_tuner_cycles_total").as_deref(),
             Some("12")
@@ -847,6 +864,8 @@ pub(crate) mod tests {
         );
         assert!(!before.contains("ksm_tuner_cycle_delay"));
         assert!(!before.contains("ksm_tuner_cycle_duration_seconds"));
+        // The classic policy (the default) has no CPU budget.
+        assert!(!before.contains("ksm_tuner_max_cpu_ratio"));
         t.record_cycle(Some(Duration::from_millis(30)), Duration::from_millis(2));
         t.record_cycle(Some(Duration::from_millis(5)), Duration::from_millis(3));
         // A retune has no slot: the delays stay, the duration is its own.

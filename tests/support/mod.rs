@@ -412,8 +412,9 @@ pub fn full_rendering() -> String {
     use ksmtuned::metrics::{collect, render, TunerMetrics, DEFAULT_TOP};
     use std::time::UNIX_EPOCH;
     let tuner = TunerMetrics {
-        policy: "classic".into(),
-        state: "running".into(),
+        policy: "adaptive".into(),
+        max_cpu_ratio: Some(0.5),
+        state: "sprint".into(),
         pages_to_scan: Some(1250),
         sleep_ms: Some(10),
         adjustments: 3,
