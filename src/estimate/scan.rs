@@ -203,6 +203,8 @@ struct State {
     pfns: Vec<u64>,
     pfn_idx: Vec<usize>,
     flags: Vec<u64>,
+    /// Keys of the pages of one run read (see [`Contents::key`]).
+    keys: Vec<Option<u64>>,
     ranges: Vec<(u64, usize)>,
     /// For each range: the index of its first page in the batch.
     range_pages: Vec<usize>,
@@ -224,6 +226,7 @@ impl State {
             pfns: Vec::new(),
             pfn_idx: Vec::new(),
             flags: Vec::new(),
+            keys: Vec::with_capacity(BATCH_PAGES),
             ranges: Vec::new(),
             range_pages: Vec::new(),
             done_bytes: 0,
@@ -389,10 +392,15 @@ impl State {
             let mut off = 0usize;
             for (j, &(_, l)) in iov.iter().enumerate() {
                 let whole = l.min(got.saturating_sub(off)) / page as usize;
-                for p in 0..whole {
-                    let data = &self.buf[off + p * page as usize..off + (p + 1) * page as usize];
+                // Hash the run, then add it: the table's cache misses of
+                // consecutive pages overlap instead of waiting on hashing.
+                let run = &self.buf[off..off + whole * page as usize];
+                self.keys.clear();
+                self.keys
+                    .extend(run.chunks_exact(page as usize).map(|d| contents.key(d)));
+                for &key in &self.keys {
                     ps.pages += 1;
-                    match contents.add_page(t.group, data) {
+                    match contents.add_key(t.group, key) {
                         Added::Zero { saved } => {
                             ps.zero_pages += 1;
                             ps.saved_zero_pages += u64::from(saved);
