@@ -7,9 +7,9 @@
 //! Each test holds the ksmd lock (`Experiment`), so that no other test
 //! merges the probes' pages while they are estimated.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ksmtuned::bench::workload::{saved_in_group, WorkerOptions, Workers, WorkloadSpec};
@@ -19,41 +19,14 @@ use ksmtuned::kernel::{proc, sys, vmas};
 use ksmtuned::Root;
 use serde_json::Value;
 
-const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
+mod support;
+use support::{Probe, KSMCTL};
 
-/// A `ksmctl probe`, killed on drop.
-struct Probe {
-    child: Child,
-    pid: u32,
-}
-
-impl Probe {
-    fn start(args: &[&str]) -> Probe {
-        let mut child = Command::new(KSMCTL)
-            .arg("probe")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("expected \"ready PID\", got {line:?}"));
-        Probe { child, pid }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `ksmctl probe` with these arguments.
+fn probe(args: &[&str]) -> Probe {
+    let mut cmd = Command::new(KSMCTL);
+    cmd.arg("probe").args(args);
+    Probe::spawn(cmd)
 }
 
 /// Root with a writable KSM, else SKIPPED.
@@ -102,7 +75,7 @@ fn probes_of_known_content() {
     // A: 512 pages of seed 7, 64 zero, 32 unique, 40 never touched, and
     // 100 pages of seed 7 in an area not opted in. B: 512 pages of seed 7.
     // C: nothing opted in.
-    let a = Probe::start(&[
+    let a = probe(&[
         "--pages",
         "512",
         "--seed",
@@ -118,8 +91,8 @@ fn probes_of_known_content() {
         "--comm",
         "qemu-kvm",
     ]);
-    let b = Probe::start(&["--pages", "512", "--seed", "7", "--comm", "probe-b"]);
-    let c = Probe::start(&["--pages", "300", "--seed", "7", "--merge", "none"]);
+    let b = probe(&["--pages", "512", "--seed", "7", "--comm", "probe-b"]);
+    let c = probe(&["--pages", "300", "--seed", "7", "--merge", "none"]);
     let pids: Vec<String> = [a.pid, b.pid, c.pid].iter().map(u32::to_string).collect();
     let j = estimate_json(&pids);
     let p = &j["projection"];
@@ -262,8 +235,8 @@ fn equals_ksm_bench_attainable() {
 fn a_process_exiting_mid_scan_is_skipped_and_counted() {
     let Some(ksm) = can_run() else { return };
     let exp = Experiment::begin(&ksm).unwrap();
-    let a = Probe::start(&["--pages", "600", "--seed", "3"]);
-    let mut b = Probe::start(&["--pages", "4096", "--seed", "3"]);
+    let a = probe(&["--pages", "600", "--seed", "3"]);
+    let mut b = probe(&["--pages", "4096", "--seed", "3"]);
     let bpid = b.pid;
     let mut killed = false;
     let o = Options {
@@ -280,8 +253,7 @@ fn a_process_exiting_mid_scan_is_skipped_and_counted() {
         if p.pid == bpid && !killed {
             // After B's first batch: gone before its second.
             killed = true;
-            b.child.kill().unwrap();
-            b.child.wait().unwrap();
+            b.kill();
         }
     })
     .unwrap();
@@ -376,7 +348,7 @@ fn changes_neither_settings_nor_memory() {
     let Some(ksm) = can_run() else { return };
     let exp = Experiment::begin(&ksm).unwrap();
     ksm.set_run(Run::Stop).unwrap();
-    let a = Probe::start(&[
+    let a = probe(&[
         "--pages",
         "700",
         "--seed",
@@ -462,7 +434,7 @@ fn realized_matrix_after_merging() {
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_ksm-bench"));
     let mut workers = Workers::spawn(exe, &spec, &opts, &|| false).unwrap();
-    let lone = Probe::start(&["--pages", "100", "--unique-pages", "300", "--seed", "11"]);
+    let lone = probe(&["--pages", "100", "--unique-pages", "300", "--seed", "11"]);
     ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
         .unwrap();
     ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())

@@ -5,15 +5,16 @@
 //! processes named kvm, KSM_SLEEP_MSEC 100, detected from /etc/pve).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
+mod support;
+use support::{Probe, KSMCTL};
 const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
 
 fn fixture() -> PathBuf {
@@ -209,46 +210,16 @@ fn classic_counts_the_pss_of_kvm_processes_on_proxmox() {
 }
 
 /// A probe started as `/usr/bin/kvm ARGS...` with the process name kvm.
-struct Kvm {
-    pid: u32,
-    stdin: Option<ChildStdin>,
-    child: Child,
-}
-
-impl Kvm {
-    fn start(merge: &str, args: &[&str]) -> Kvm {
-        let mut child = Command::new(KSMCTL)
-            .arg0("/usr/bin/kvm")
-            .args([
-                "probe", "--comm", "kvm", "--pages", "256", "--merge", merge, "--",
-            ])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("probe said {line:?}"));
-        Kvm {
-            pid,
-            stdin: child.stdin.take(),
-            child,
-        }
-    }
-}
-
-impl Drop for Kvm {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
+/// A `ksmctl probe` that looks like a Proxmox VE guest: argv[0]
+/// `/usr/bin/kvm`, comm `kvm`, and QEMU's arguments after `--`.
+fn kvm(merge: &str, args: &[&str]) -> Probe {
+    let mut cmd = Command::new(KSMCTL);
+    cmd.arg0("/usr/bin/kvm")
+        .args([
+            "probe", "--comm", "kvm", "--pages", "256", "--merge", merge, "--",
+        ])
+        .args(args);
+    Probe::spawn(cmd)
 }
 
 #[test]
@@ -261,7 +232,7 @@ fn ps_names_a_real_kvm_process() {
         eprintln!("SKIPPED: ps_names_a_real_kvm_process: this kernel has no /proc/PID/ksm_stat");
         return;
     }
-    let web = Kvm::start(
+    let web = kvm(
         "madvise",
         &[
             "-id",
@@ -272,7 +243,7 @@ fn ps_names_a_real_kvm_process() {
             "type=pc+pve0",
         ],
     );
-    let db = Kvm::start(
+    let db = kvm(
         "none",
         &[
             "-id",
@@ -283,7 +254,7 @@ fn ps_names_a_real_kvm_process() {
             "type=q35+pve0,mem-merge=off",
         ],
     );
-    let idle = Kvm::start("none", &["-id", "103", "-name", "idle"]);
+    let idle = kvm("none", &["-id", "103", "-name", "idle"]);
     let v: Value = serde_json::from_str(&ksmctl(None, &["ps", "--json"])).unwrap();
     let w = by_pid(&v, web.pid.into());
     assert_eq!(
@@ -354,7 +325,7 @@ fn pss_needs_cap_sys_ptrace_and_falls_back_to_rss() {
         return;
     }
     // A kvm process of root's, with all of root's capabilities.
-    let guest = Kvm::start("none", &["-id", "900", "-name", "captest"]);
+    let guest = kvm("none", &["-id", "900", "-name", "captest"]);
     let pss = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", guest.pid)).unwrap();
     assert!(pss.contains("Pss:"), "{pss}");
     for (caps, readable) in [

@@ -103,6 +103,12 @@ impl Probe {
         ksm_stat(&Root::default(), self.pid).expect("reading the probe's /proc/PID/ksm_stat")
     }
 
+    /// Kill it now and reap it (a process that vanishes mid-scan).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("killing the probe");
+        self.child.wait().expect("reaping the probe");
+    }
+
     /// Its pages mapped to KSM pages.
     pub fn merging(&self) -> u64 {
         self.stat().merging_pages.expect("ksm_merging_pages line")
