@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use ksmtuned::doctor::checks::IDS;
 use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
 use ksmtuned::Root;
-use support::{real_ksm, wait_for, Kill, Probe, KSMCTL};
+use support::{copy_tree, real_ksm, wait_for, Kill, Probe, KSMCTL};
 
 const KSM: &str = "sys/kernel/mm/ksm";
 
@@ -93,19 +93,6 @@ fn warnings(v: &Value) -> Vec<String> {
         .filter(|f| f["severity"] == "warning")
         .map(|f| format!("{}: {}", f["id"], f["seen"]))
         .collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 fn fixture(era: &str) -> TempDir {

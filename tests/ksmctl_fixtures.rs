@@ -2,6 +2,8 @@
 //! binary, run with `--root` (or `$KSM_ROOT`) pointing at
 //! `tests/fixtures/<era>/` or at a temporary copy of it for writes.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,6 +13,7 @@ use tempfile::TempDir;
 
 use ksmtuned::human::{count, ubytes};
 use ksmtuned::kernel::sys::{page_size, phys_pages};
+use support::copy_tree;
 
 const KSM: &str = "sys/kernel/mm/ksm";
 
@@ -18,19 +21,6 @@ fn fixture(era: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(era)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 /// A writable copy of a fixture.

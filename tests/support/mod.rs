@@ -45,6 +45,20 @@ pub fn real_ksm(test: &str) -> Option<Ksm> {
     }
 }
 
+/// Copy a fixture tree (to make a writable copy).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
 /// A child process, killed and reaped on drop.
 pub struct Kill(pub Child);
 
