@@ -23,10 +23,9 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, KsmState};
-use crate::kernel::meminfo::MemInfo;
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
-use crate::sample::{Parts, Sample, Sampler};
+use crate::sample::{Memory, Parts, Sample, Sampler};
 
 /// Processes shown by default in the per-process metrics.
 pub const DEFAULT_TOP: usize = 20;
@@ -91,17 +90,16 @@ impl TunerMetrics {
 /// process's `ksm_stat`, and `/proc/meminfo` for the unmerge headroom
 /// (optional here: the metrics do not fail without it).
 pub fn collect(root: &Root) -> Result<Sample> {
-    let mut sample = Sampler::new(
+    Sampler::new(
         root,
         Parts {
+            memory: Memory::IfReadable,
             ksmd: true,
             processes: true,
             ..Parts::default()
         },
     )
-    .take()?;
-    sample.mem = MemInfo::read(root).ok();
-    Ok(sample)
+    .take()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -691,6 +689,7 @@ pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::kernel::meminfo::MemInfo;
 
     /// The views' fixture, with memory for the unmerge headroom.
     fn fixture() -> Sample {

@@ -38,11 +38,24 @@ pub enum Follow {
     OptedIn,
 }
 
+/// Whether, and how, a sampler reads `/proc/meminfo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Memory {
+    /// Not read.
+    #[default]
+    No,
+    /// Read when it can be (`None` otherwise): for views that show it.
+    IfReadable,
+    /// Read; an unreadable one fails the sample (the policies decide
+    /// from it).
+    Required,
+}
+
 /// What a sampler reads besides KSM's files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Parts {
-    /// `/proc/meminfo` (an unreadable one fails the sample).
-    pub memory: bool,
+    /// `/proc/meminfo`.
+    pub memory: Memory,
     /// Memory pressure (`/proc/pressure/memory`, when the kernel has it).
     pub pressure: bool,
     /// ksmd's CPU time.
@@ -167,7 +180,7 @@ impl Sampler {
         let mut s = Sampler::new(
             root,
             Parts {
-                memory: true,
+                memory: Memory::Required,
                 pressure: adaptive,
                 ksmd: adaptive,
                 processes: false,
@@ -218,10 +231,10 @@ impl Sampler {
             let path = root.join("/proc");
             move |source| Error::Read { path, source }
         };
-        let mem = if self.parts.memory {
-            Some(MemInfo::read(&self.root)?)
-        } else {
-            None
+        let mem = match self.parts.memory {
+            Memory::No => None,
+            Memory::IfReadable => MemInfo::read(&self.root).ok(),
+            Memory::Required => Some(MemInfo::read(&self.root)?),
         };
         let (mut guests, mut opted_in, mut tuners) = (None, None, Vec::new());
         match (&mut self.tracker, &mut self.census) {
