@@ -113,7 +113,7 @@ pub fn sysfs_value(data: &[u8]) {
     if let Some(m) = AdvisorMode::parse_selection(s) {
         assert_eq!(AdvisorMode::parse_selection(m.as_str()), Some(m));
     }
-    for knob in Knob::ALL {
+    for &knob in Knob::ALL {
         if let Ok(setting) = knob.parse(s) {
             assert_eq!(setting.knob, knob);
             let again = Setting::parse_assignment(&setting.to_string())

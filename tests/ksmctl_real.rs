@@ -19,7 +19,7 @@ use serde_json::Value;
 mod support;
 use support::{real_ksm, Probe};
 
-use ksmtuned::kernel::ksm::{Experiment, FileKind, FILES};
+use ksmtuned::kernel::ksm::{Experiment, File, Kind, FILES};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ksmctl");
 
@@ -67,11 +67,7 @@ fn knobs() -> BTreeMap<String, Value> {
     v.as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| {
-            FILES
-                .iter()
-                .any(|(n, kind)| n == k && *kind == FileKind::Knob)
-        })
+        .filter(|(k, _)| File::named(k).is_some_and(|f| f.kind == Kind::Setting))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -303,8 +299,9 @@ fn set_and_get_every_writable_knob() {
     ok(&["stop"]);
     ok(&["set", "advisor_mode=none"]);
     let mut tried = Vec::new();
-    for (key, kind) in FILES {
-        if *kind != FileKind::Knob || *key == "run" || !ksm.path(key).exists() {
+    for file in FILES {
+        let key = &file.name;
+        if file.kind != Kind::Setting || *key == "run" || !ksm.path(key).exists() {
             continue;
         }
         let cur = get(key);

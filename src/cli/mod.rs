@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::status::Status;
 use crate::human;
-use crate::kernel::ksm::{AdvisorMode, FileKind, Knob, Ksm, Run, Setting, SettingValue, FILES};
+use crate::kernel::ksm::{AdvisorMode, File, Kind, Knob, Ksm, Run, Setting, SettingValue, FILES};
 use crate::kernel::sys;
 use crate::root::Root;
 
@@ -448,13 +448,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
 fn get(ksm: &Ksm, keys: &[String], json: bool, out: &mut impl Write) -> anyhow::Result<i32> {
     ksm.require()?;
     let names: Vec<&str> = if keys.is_empty() {
-        FILES.iter().map(|(n, _)| *n).collect()
+        FILES.iter().map(|f| f.name).collect()
     } else {
         for k in keys {
-            if !FILES.iter().any(|(n, _)| n == k) {
+            if File::named(k).is_none() {
                 return Err(usage(format!(
                     "unknown KSM file {k:?}; known: {}",
-                    FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    FILES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -541,10 +541,7 @@ fn set(
     for s in raw {
         let setting = Setting::parse_assignment(s).map_err(|e| {
             let key = s.split('=').next().unwrap_or(s).trim();
-            if FILES
-                .iter()
-                .any(|(n, k)| *k == FileKind::Counter && *n == key)
-            {
+            if File::named(key).is_some_and(|f| f.kind != Kind::Setting) {
                 usage(format!(
                     "{key} is a read-only counter, not a setting (see `ksmctl get {key}`)"
                 ))

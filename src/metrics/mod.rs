@@ -22,7 +22,7 @@ pub use http::{Server, ServerOptions, SERVER_NICE};
 use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, TextEncoder};
 
 use crate::error::{Error, Result};
-use crate::kernel::ksm::{AdvisorMode, KsmState};
+use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
 use crate::sample::{Memory, Parts, Sample, Sampler};
@@ -102,217 +102,12 @@ pub fn collect(root: &Root) -> Result<Sample> {
     .take()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MetricType {
-    Gauge,
-    Counter,
-}
-
-/// The metric of one file of `/sys/kernel/mm/ksm` (advisor_mode, a
-/// selection, is rendered separately with a `mode` label).
-struct FileMetric {
-    /// The kernel's file (checked by the tests against [`crate::kernel::ksm::FILES`]).
-    #[cfg_attr(not(test), allow(dead_code))]
-    file: &'static str,
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    value: Option<f64>,
-}
-
-fn file_metrics(s: &KsmState) -> Vec<FileMetric> {
-    use MetricType::{Counter as C, Gauge as G};
-    let f = |v: Option<u64>| v.map(|v| v as f64);
-    let ms = |v: Option<u64>| v.map(|v| v as f64 / 1000.0);
-    let m = |file, name, help, kind, value| FileMetric {
-        file,
-        name,
-        help,
-        kind,
-        value,
-    };
-    vec![
-        m(
-            "run",
-            "ksm_run",
-            "KSM's run setting: 0 ksmd stopped, 1 ksmd scanning, 2 stopped and every page unmerged.",
-            G,
-            s.run.map(|r| f64::from(r.as_u8())),
-        ),
-        m(
-            "pages_to_scan",
-            "ksm_pages_to_scan",
-            "Pages ksmd scans per batch (pages_to_scan).",
-            G,
-            f(s.pages_to_scan),
-        ),
-        m(
-            "sleep_millisecs",
-            "ksm_sleep_seconds",
-            "Time ksmd sleeps between batches (sleep_millisecs).",
-            G,
-            ms(s.sleep_millisecs),
-        ),
-        m(
-            "merge_across_nodes",
-            "ksm_merge_across_nodes",
-            "Whether pages of different NUMA nodes are merged (merge_across_nodes, 0 or 1).",
-            G,
-            f(s.merge_across_nodes),
-        ),
-        m(
-            "use_zero_pages",
-            "ksm_use_zero_pages",
-            "Whether empty pages are merged with the kernel's zero page (use_zero_pages, 0 or 1).",
-            G,
-            f(s.use_zero_pages),
-        ),
-        m(
-            "max_page_sharing",
-            "ksm_max_page_sharing",
-            "Most mappings one KSM page may have (max_page_sharing).",
-            G,
-            f(s.max_page_sharing),
-        ),
-        m(
-            "stable_node_chains_prune_millisecs",
-            "ksm_stable_node_chains_prune_seconds",
-            "How often stale stable node chains are pruned (stable_node_chains_prune_millisecs).",
-            G,
-            ms(s.stable_node_chains_prune_millisecs),
-        ),
-        m(
-            "smart_scan",
-            "ksm_smart_scan",
-            "Whether pages that repeatedly failed to merge are skipped (smart_scan, 0 or 1).",
-            G,
-            f(s.smart_scan),
-        ),
-        m(
-            "advisor_max_cpu",
-            "ksm_advisor_max_cpu_ratio",
-            "The kernel advisor's cap on ksmd's CPU use (advisor_max_cpu / 100).",
-            G,
-            s.advisor_max_cpu.map(|v| v as f64 / 100.0),
-        ),
-        m(
-            "advisor_target_scan_time",
-            "ksm_advisor_target_scan_time_seconds",
-            "The kernel advisor's target time for a full scan (advisor_target_scan_time).",
-            G,
-            f(s.advisor_target_scan_time),
-        ),
-        m(
-            "advisor_min_pages_to_scan",
-            "ksm_advisor_min_pages_to_scan",
-            "The kernel advisor's starting pages_to_scan (advisor_min_pages_to_scan).",
-            G,
-            f(s.advisor_min_pages_to_scan),
-        ),
-        m(
-            "advisor_max_pages_to_scan",
-            "ksm_advisor_max_pages_to_scan",
-            "The kernel advisor's largest pages_to_scan (advisor_max_pages_to_scan).",
-            G,
-            f(s.advisor_max_pages_to_scan),
-        ),
-        m(
-            "max_kernel_pages",
-            "ksm_max_kernel_pages",
-            "Most pages KSM may use, 0 unlimited (max_kernel_pages, 2.6.32-era kernels).",
-            G,
-            f(s.max_kernel_pages),
-        ),
-        m(
-            "pages_shared",
-            "ksm_pages_shared",
-            "KSM pages in use (pages_shared).",
-            G,
-            f(s.pages_shared),
-        ),
-        m(
-            "pages_sharing",
-            "ksm_pages_sharing",
-            "Further mappings of KSM pages, i.e. pages saved (pages_sharing).",
-            G,
-            f(s.pages_sharing),
-        ),
-        m(
-            "pages_unshared",
-            "ksm_pages_unshared",
-            "Unique pages checked again and again (pages_unshared).",
-            G,
-            f(s.pages_unshared),
-        ),
-        m(
-            "pages_volatile",
-            "ksm_pages_volatile",
-            "Pages changing too fast to be merged (pages_volatile).",
-            G,
-            f(s.pages_volatile),
-        ),
-        m(
-            "pages_scanned",
-            "ksm_pages_scanned_total",
-            "Pages ksmd scanned (pages_scanned).",
-            C,
-            f(s.pages_scanned),
-        ),
-        m(
-            "pages_skipped",
-            "ksm_pages_skipped_total",
-            "Pages smart_scan skipped (pages_skipped).",
-            C,
-            f(s.pages_skipped),
-        ),
-        m(
-            "full_scans",
-            "ksm_full_scans_total",
-            "Full scans ksmd completed over all mergeable memory (full_scans).",
-            C,
-            f(s.full_scans),
-        ),
-        m(
-            "general_profit",
-            "ksm_general_profit_bytes",
-            "Memory saved minus KSM's own metadata, may be negative (general_profit).",
-            G,
-            s.general_profit.map(|v| v as f64),
-        ),
-        m(
-            "ksm_zero_pages",
-            "ksm_zero_pages",
-            "Empty pages merged with the kernel's zero page (ksm_zero_pages).",
-            G,
-            s.ksm_zero_pages.map(|v| v as f64),
-        ),
-        m(
-            "stable_node_chains",
-            "ksm_stable_node_chains",
-            "KSM pages that hit max_page_sharing and were chained (stable_node_chains).",
-            G,
-            f(s.stable_node_chains),
-        ),
-        m(
-            "stable_node_dups",
-            "ksm_stable_node_dups",
-            "Duplicated KSM pages in chains (stable_node_dups).",
-            G,
-            f(s.stable_node_dups),
-        ),
-    ]
-}
-
 /// Every metric family [`render`] can write, with its type, so that a
 /// dashboard or a test can check the names it uses.
 pub fn family_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = file_metrics(&KsmState::default())
-        .iter()
-        .map(|m| m.name)
-        .collect();
+    let mut names: Vec<&str> = FILES.iter().map(|f| f.metric).collect();
     names.extend([
         "ksm_supported",
-        "ksm_advisor_mode",
         "ksm_memory_saved_bytes",
         "ksm_unmerge_headroom_bytes",
         "ksm_page_size_bytes",
@@ -414,25 +209,7 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
         sample.page_size as f64,
     )?;
     if let Some(s) = &sample.ksm {
-        for m in file_metrics(s) {
-            let Some(v) = m.value else { continue };
-            match m.kind {
-                MetricType::Gauge => fam.gauge(m.name, m.help, v)?,
-                MetricType::Counter => fam.counter(m.name, m.help, v)?,
-            }
-        }
-        if let Some(mode) = s.advisor_mode {
-            let rows: Vec<(Vec<String>, f64)> = [AdvisorMode::None, AdvisorMode::ScanTime]
-                .iter()
-                .map(|m| (vec![m.to_string()], if *m == mode { 1.0 } else { 0.0 }))
-                .collect();
-            fam.labelled(
-                "ksm_advisor_mode",
-                "The kernel's pages_to_scan advisor: 1 for the selected mode (advisor_mode).",
-                &["mode"],
-                &rows,
-            )?;
-        }
+        render_files(&fam, s)?;
         fam.gauge(
             "ksm_memory_saved_bytes",
             "Memory KSM saves: (pages_sharing + ksm_zero_pages) * page size.",
@@ -467,6 +244,27 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
         &[(vec![env!("CARGO_PKG_VERSION").to_string()], 1.0)],
     )?;
     fam.encode()
+}
+
+/// One family per file of KSM's that this kernel has ([`FILES`]): its
+/// value in base units; the advisor's mode (a choice) as one series per
+/// mode, 1 for the selected one.
+fn render_files(fam: &Families, s: &KsmState) -> Result<()> {
+    for f in FILES {
+        if let Some(Value::Mode(mode)) = s.value(f.name) {
+            let rows: Vec<(Vec<String>, f64)> = AdvisorMode::ALL
+                .iter()
+                .map(|m| (vec![m.to_string()], if *m == mode { 1.0 } else { 0.0 }))
+                .collect();
+            fam.labelled(f.metric, f.help, &["mode"], &rows)?;
+        } else if let Some(v) = f.metric_value(s) {
+            match f.kind {
+                Kind::Counter => fam.counter(f.metric, f.help, v)?,
+                Kind::Setting | Kind::Gauge => fam.gauge(f.metric, f.help, v)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Only the tuner's metrics: the server adds them, always current, to its
@@ -890,28 +688,6 @@ pub(crate) mod tests {
             value(&after, "ksm_tuner_cycle_duration_seconds").as_deref(),
             Some("0.007")
         );
-    }
-
-    #[test]
-    fn every_ksm_file_has_a_metric() {
-        let names: Vec<&str> = file_metrics(&KsmState::default())
-            .iter()
-            .map(|m| m.file)
-            .collect();
-        for (file, _) in crate::kernel::ksm::FILES {
-            assert!(
-                *file == "advisor_mode" || names.contains(file),
-                "{file} has no metric"
-            );
-        }
-        for m in file_metrics(&KsmState::default()) {
-            assert_eq!(
-                m.kind == MetricType::Counter,
-                m.name.ends_with("_total"),
-                "{}",
-                m.name
-            );
-        }
     }
 
     #[test]
