@@ -26,6 +26,7 @@ pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;
+pub mod report;
 pub mod root;
 pub mod sample;
 

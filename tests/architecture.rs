@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["policy"],
     // What ksmctl computes beyond the policies (estimate, doctor).
     &["estimate", "doctor"],
+    // The one report every view renders (status, top, ps, metrics).
+    &["report"],
     &["metrics"],
     &["daemon"],
     &["cli"],

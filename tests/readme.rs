@@ -190,12 +190,12 @@ fn top_screen(root: &Path) -> Vec<String> {
     let root = ksmtuned::Root::new(root);
     // Two refreshes, 2 s apart (the default), of the same fixture, read as
     // `ksmctl top` reads it.
-    use ksmtuned::sample::{Parts, Sampler};
+    use ksmtuned::sample::{Parts, Processes, Sampler};
     let mut sampler = Sampler::new(
         &root,
         Parts {
             ksmd: true,
-            processes: true,
+            processes: Processes::Merged,
             ..Parts::default()
         },
     );

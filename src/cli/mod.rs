@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::cli::status::Status;
 use crate::human;
 use crate::kernel::ksm::{AdvisorMode, File, Kind, Knob, Ksm, Run, Setting, SettingValue, FILES};
 use crate::kernel::sys;
+use crate::report::{KsmRun, Report};
 use crate::root::Root;
+use crate::sample::{Parts, Sampler};
 
 /// Start, stop and inspect the kernel's samepage merging (KSM).
 #[derive(Debug, Parser)]
@@ -370,18 +371,17 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { json } => {
-            let status = if ksm.supported() {
-                let state = ksm.read()?;
-                let mut tuners = service::running_tuners(root);
+            let sample = Sampler::new(root, Parts::default()).take()?;
+            let mut tuners = Vec::new();
+            if sample.ksm.is_some() {
+                tuners = service::running_tuners(root);
                 tuners.extend(service::dry_run_tuners(root));
-                Status::build(Some(&state), sys::page_size(), tuners)
-            } else {
-                Status::unsupported(sys::page_size())
-            };
+            }
+            let report = Report::build(&sample, None, tuners);
             if json {
-                serde_json::to_writer_pretty(&mut out, &status)?;
+                serde_json::to_writer_pretty(&mut out, &report.status_json())?;
                 writeln!(out)?;
-            } else if !status.supported {
+            } else if report.run == KsmRun::Unsupported {
                 // Name the directory actually looked at (under --root).
                 writeln!(
                     out,
@@ -389,9 +389,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                     ksm.dir().display()
                 )?;
             } else {
-                write!(out, "{}", status.render())?;
+                write!(out, "{}", status::render(&report))?;
             }
-            Ok(status.exit_code())
+            Ok(report.run.exit_code())
         }
         Command::Get { keys, json } => get(&ksm, &keys, json, &mut out),
         Command::Set {

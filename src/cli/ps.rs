@@ -14,158 +14,123 @@ use std::io;
 use serde::Serialize;
 
 use crate::human;
+use crate::report::{Report, Totals};
 use crate::root::Root;
-use crate::sample::processes::{guest_label, opt_in_name, scan, ProcessKsm};
+use crate::sample::processes::{guest_label, ProcessKsm};
+use crate::sample::{Parts, Processes, Sampler};
 
-/// One row of `ksmctl ps --json`: raw integers, units in the keys.
+/// One row of `ksmctl ps --json`: the sampled process and what it saves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Row {
-    pub pid: u32,
-    pub comm: String,
-    pub guest: Option<String>,
-    /// Proxmox VE's VMID.
-    pub vmid: Option<u64>,
-    /// A QEMU guest (listed even with nothing merged).
-    pub qemu: bool,
-    /// A guest whose memory KSM cannot merge: why.
-    pub not_mergeable: Option<String>,
-    pub merging_pages: u64,
-    pub zero_pages: i64,
+pub struct Row<'a> {
+    #[serde(flatten)]
+    pub process: &'a ProcessKsm,
+    /// Its merged pages (merging + zero) in bytes.
     pub merged_bytes: u64,
-    pub profit_bytes: Option<i64>,
-    pub rmap_items: u64,
-    pub merge_any: Option<bool>,
-    pub mergeable: Option<bool>,
 }
 
-/// The totals line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub processes: usize,
-    pub merging_pages: u64,
-    pub zero_pages: i64,
-    pub merged_bytes: u64,
-    /// Sum over the processes that report a profit.
-    pub profit_bytes: Option<i64>,
-    pub rmap_items: u64,
-}
-
-/// Everything `ksmctl ps` shows.
+/// `ksmctl ps --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub struct Json<'a> {
     pub page_size_bytes: u64,
-    pub processes: Vec<Row>,
-    pub total: Totals,
+    pub processes: Vec<Row<'a>>,
+    pub total: &'a Totals,
 }
 
-impl Report {
-    /// Build the report from scanned processes (kept in their order).
-    pub fn build(procs: &[ProcessKsm], page_size: u64) -> Report {
-        let mut total = Totals::default();
-        let processes = procs
+/// The JSON of a report's processes.
+pub fn json(r: &Report) -> Json<'_> {
+    Json {
+        page_size_bytes: r.page_size,
+        processes: r
+            .processes
             .iter()
-            .map(|p| {
-                let merged_bytes = p.saved_pages().saturating_mul(page_size);
-                total.processes += 1;
-                total.merging_pages += p.merging_pages;
-                total.zero_pages += p.zero_pages;
-                total.merged_bytes += merged_bytes;
-                total.rmap_items += p.rmap_items;
-                if let Some(pr) = p.profit_bytes {
-                    total.profit_bytes = Some(total.profit_bytes.unwrap_or(0) + pr);
-                }
-                Row {
-                    pid: p.pid,
-                    comm: p.comm.clone(),
-                    guest: p.guest.clone(),
-                    vmid: p.vmid,
-                    qemu: p.qemu,
-                    not_mergeable: p.not_mergeable.clone(),
-                    merging_pages: p.merging_pages,
-                    zero_pages: p.zero_pages,
-                    merged_bytes,
-                    profit_bytes: p.profit_bytes,
-                    rmap_items: p.rmap_items,
-                    merge_any: p.merge_any,
-                    mergeable: p.mergeable,
-                }
+            .map(|p| Row {
+                process: p,
+                merged_bytes: r.bytes(p.saved_pages()),
             })
-            .collect();
-        Report {
-            page_size_bytes: page_size,
-            processes,
-            total,
-        }
+            .collect(),
+        total: &r.totals,
     }
+}
 
-    /// The human table, aligned, with a totals line.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
+/// The human table of a report's processes, aligned, with a totals line.
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} OPT-IN",
+        "PID", "COMM", "GUEST", "MERGING", "ZERO", "MERGED", "PROFIT", "RMAP"
+    );
+    let profit = |p: Option<i64>| {
+        p.map(|p| human::bytes(p.into()))
+            .unwrap_or_else(|| "-".into())
+    };
+    for p in &r.processes {
+        let opt = match &p.not_mergeable {
+            Some(why) => format!("no: {why}"),
+            None => p.opt_in().to_string(),
+        };
         let _ = writeln!(
             o,
-            "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} OPT-IN",
-            "PID", "COMM", "GUEST", "MERGING", "ZERO", "MERGED", "PROFIT", "RMAP"
+            "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} {}",
+            p.pid,
+            p.comm,
+            guest_label(p.vmid, p.guest.as_deref()).unwrap_or_else(|| "-".into()),
+            human::count(p.merging_pages),
+            p.zero_pages,
+            human::ubytes(r.bytes(p.saved_pages())),
+            profit(p.profit_bytes),
+            human::count(p.rmap_items),
+            opt
         );
-        for r in &self.processes {
-            let opt = match &r.not_mergeable {
-                Some(why) => format!("no: {why}"),
-                None => opt_in_name(r.merge_any, r.mergeable).to_string(),
-            };
-            let _ = writeln!(
-                o,
-                "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} {}",
-                r.pid,
-                r.comm,
-                guest_label(r.vmid, r.guest.as_deref()).unwrap_or_else(|| "-".into()),
-                human::count(r.merging_pages),
-                r.zero_pages,
-                human::ubytes(r.merged_bytes),
-                r.profit_bytes
-                    .map(|p| human::bytes(p.into()))
-                    .unwrap_or_else(|| "-".into()),
-                human::count(r.rmap_items),
-                opt
-            );
-        }
-        let t = &self.total;
-        let label = format!(
-            "TOTAL ({} process{})",
-            t.processes,
-            if t.processes == 1 { "" } else { "es" }
-        );
-        let _ = writeln!(
-            o,
-            "{:<38} {:>11} {:>9} {:>10} {:>10} {:>11}",
-            label,
-            human::count(t.merging_pages),
-            t.zero_pages,
-            human::ubytes(t.merged_bytes),
-            t.profit_bytes
-                .map(|p| human::bytes(p.into()))
-                .unwrap_or_else(|| "-".into()),
-            human::count(t.rmap_items),
-        );
-        o
     }
+    let t = &r.totals;
+    let label = format!(
+        "TOTAL ({} process{})",
+        t.processes,
+        if t.processes == 1 { "" } else { "es" }
+    );
+    let _ = writeln!(
+        o,
+        "{:<38} {:>11} {:>9} {:>10} {:>10} {:>11}",
+        label,
+        human::count(t.merging_pages),
+        t.zero_pages,
+        human::ubytes(t.merged_bytes),
+        profit(t.profit_bytes),
+        human::count(t.rmap_items),
+    );
+    o
 }
 
 /// `ksmctl ps [--json] [--all]`.
 pub fn command(
     root: &Root,
-    json: bool,
+    json_out: bool,
     all: bool,
     out: &mut impl io::Write,
 ) -> anyhow::Result<i32> {
     use anyhow::Context;
-    let procs = scan(root, all)
-        .with_context(|| format!("cannot list processes in {}", root.join("/proc").display()))?;
-    let report = Report::build(&procs, crate::kernel::sys::page_size());
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &report)?;
+    let processes = if all {
+        Processes::Scanned
+    } else {
+        Processes::Merged
+    };
+    let sample = Sampler::new(
+        root,
+        Parts {
+            processes,
+            ..Parts::default()
+        },
+    )
+    .take()
+    .with_context(|| format!("cannot list processes in {}", root.join("/proc").display()))?;
+    let report = Report::build(&sample, None, Vec::new());
+    if json_out {
+        serde_json::to_writer_pretty(&mut *out, &json(&report))?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", report.render())?;
-        if procs.is_empty() {
+        write!(out, "{}", render(&report))?;
+        if report.processes.is_empty() {
             let hint = if crate::kernel::sys::euid() != 0 && root.is_host() {
                 " (/proc/PID/ksm_stat is readable by root only: run as root)"
             } else {
@@ -185,6 +150,16 @@ pub fn command(
 mod tests {
     use super::*;
     use crate::sample::processes::tests::p;
+    use crate::sample::Sample;
+
+    fn report(processes: Vec<ProcessKsm>) -> Report {
+        let sample = Sample {
+            page_size: 4096,
+            processes,
+            ..Sample::empty()
+        };
+        Report::build(&sample, None, Vec::new())
+    }
 
     #[test]
     fn report_totals_and_table() {
@@ -193,13 +168,13 @@ mod tests {
         a.merge_any = Some(false);
         a.mergeable = Some(true);
         let b = p(11, 0, 0, 300, Some(-19_200));
-        let r = Report::build(&[a, b], 4096);
-        assert_eq!(r.total.processes, 2);
-        assert_eq!(r.total.merging_pages, 1000);
-        assert_eq!(r.total.merged_bytes, 1024 * 4096);
-        assert_eq!(r.total.profit_bytes, Some(4_000_000 - 19_200));
-        assert_eq!(r.total.rmap_items, 1400);
-        let text = r.render();
+        let r = report(vec![a, b]);
+        assert_eq!(r.totals.processes, 2);
+        assert_eq!(r.totals.merging_pages, 1000);
+        assert_eq!(r.totals.merged_bytes, 1024 * 4096);
+        assert_eq!(r.totals.profit_bytes, Some(4_000_000 - 19_200));
+        assert_eq!(r.totals.rmap_items, 1400);
+        let text = render(&r);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].contains("MERGING") && lines[0].contains("OPT-IN"));
@@ -222,7 +197,7 @@ mod tests {
         a.vmid = Some(101);
         a.not_mergeable = Some("mem-merge=off".into());
         a.mergeable = Some(false);
-        let text = Report::build(&[a], 4096).render();
+        let text = render(&report(vec![a]));
         let row = text.lines().nth(1).unwrap();
         assert!(row.contains(" kvm ") && row.contains("101 (web)"), "{row}");
         assert!(row.ends_with("no: mem-merge=off"), "{row}");

@@ -17,10 +17,11 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, T
 use ratatui::Frame;
 
 use crate::human;
-use crate::kernel::ksm::{Ksm, Run};
+use crate::kernel::ksm::Ksm;
+use crate::report::Report;
 use crate::root::Root;
 use crate::sample::processes::{self, ProcessKsm, SortKey};
-use crate::sample::{Parts, Sample, Sampler};
+use crate::sample::{Parts, Processes, Sample, Sampler};
 
 /// Refresh intervals `+` and `-` step through.
 pub const INTERVALS: [Duration; 6] = [
@@ -35,7 +36,7 @@ pub const INTERVALS: [Duration; 6] = [
 /// Points kept for the graphs.
 const HISTORY: usize = 300;
 
-/// The live view's state: the samples seen and the user's choices.
+/// The live view's state: the reports seen and the user's choices.
 #[derive(Debug, Clone)]
 pub struct View {
     pub sort: SortKey,
@@ -44,9 +45,8 @@ pub struct View {
     saved: VecDeque<(f64, f64)>,
     /// (seconds since start, ksmd CPU percent of one CPU)
     cpu: VecDeque<(f64, f64)>,
-    last: Option<(f64, Sample)>,
-    /// Pages per second scanned between the last two samples.
-    scan_rate: Option<f64>,
+    /// The last sample (for the next report's rates) and its report.
+    last: Option<(Sample, Report)>,
 }
 
 impl View {
@@ -58,28 +58,19 @@ impl View {
             saved: VecDeque::new(),
             cpu: VecDeque::new(),
             last: None,
-            scan_rate: None,
         }
     }
 
-    /// Add a sample taken `at` seconds after the start.
-    pub fn push(&mut self, at: f64, sample: Sample) {
-        if let Some(ksm) = &sample.ksm {
-            self.saved
-                .push_back((at, ksm.saved_bytes(sample.page_size) as f64));
+    /// Add a sample taken `at` seconds after the start (the view's clock:
+    /// the rates are per second of it).
+    pub fn push(&mut self, at: f64, mut sample: Sample) {
+        sample.elapsed = Duration::from_secs_f64(at.max(0.0));
+        let report = Report::build(&sample, self.last.as_ref().map(|(s, _)| s), Vec::new());
+        if report.ksm.is_some() {
+            self.saved.push_back((at, report.saved_bytes as f64));
         }
-        if let Some((t0, prev)) = &self.last {
-            let dt = at - t0;
-            if dt > 0.0 {
-                if let (Some(c0), Some(c1)) = (prev.ksmd_cpu_seconds(), sample.ksmd_cpu_seconds()) {
-                    self.cpu.push_back((at, ((c1 - c0) / dt * 100.0).max(0.0)));
-                }
-                let scanned = |s: &Sample| s.ksm.as_ref().and_then(|k| k.pages_scanned);
-                self.scan_rate = match (scanned(prev), scanned(&sample)) {
-                    (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / dt),
-                    _ => None,
-                };
-            }
+        if let Some(c) = report.ksmd_cpu_ratio {
+            self.cpu.push_back((at, c * 100.0));
         }
         while self.saved.len() > HISTORY {
             self.saved.pop_front();
@@ -87,7 +78,12 @@ impl View {
         while self.cpu.len() > HISTORY {
             self.cpu.pop_front();
         }
-        self.last = Some((at, sample));
+        self.last = Some((sample, report));
+    }
+
+    /// The last report.
+    pub fn report(&self) -> Option<&Report> {
+        self.last.as_ref().map(|(_, r)| r)
     }
 
     /// Refresh more often (`+`).
@@ -109,12 +105,11 @@ impl View {
         self.cpu.back().map(|&(_, p)| p)
     }
 
-    /// The processes of the last sample in the chosen order.
+    /// The processes of the last report in the chosen order.
     pub fn processes(&self) -> Vec<ProcessKsm> {
         let mut p = self
-            .last
-            .as_ref()
-            .map(|(_, s)| s.processes.clone())
+            .report()
+            .map(|r| r.processes.clone())
             .unwrap_or_default();
         processes::sort(&mut p, self.sort);
         p
@@ -131,24 +126,15 @@ fn secs(d: Duration) -> String {
 }
 
 fn header_lines(view: &View) -> Vec<Line<'static>> {
-    let Some((_, sample)) = &view.last else {
+    let Some(r) = view.report() else {
         return vec![Line::from("reading KSM...")];
     };
-    let Some(k) = &sample.ksm else {
+    let Some(k) = &r.ksm else {
         return vec![Line::from(
             "KSM not supported: no /sys/kernel/mm/ksm (kernel built without CONFIG_KSM)",
         )];
     };
-    let state = match k.run {
-        Some(Run::Merge) => "running",
-        Some(Run::Stop) => "stopped",
-        Some(Run::Unmerge) => "stopped, unmerged",
-        None => "unknown",
-    };
-    let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
-        _ => "-".to_string(),
-    };
+    let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let profit = k
         .general_profit
         .map(|p| human::bytes(p.into()))
@@ -158,15 +144,16 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         .map(|c| format!("{c:.1}%"))
         .unwrap_or_else(|| "-".into());
     let line1 = format!(
-        "KSM {state}   saved {}   profit {profit}   ksmd CPU {cpu}",
-        human::ubytes(k.saved_bytes(sample.page_size)),
+        "KSM {}   saved {}   profit {profit}   ksmd CPU {cpu}",
+        r.run.short(),
+        human::ubytes(r.saved_bytes),
     );
     let scanner = match (k.pages_to_scan, k.sleep_millisecs) {
         (Some(p), Some(ms)) => format!("{} pages every {ms} ms", human::count(p)),
         _ => "-".into(),
     };
-    let rate = view
-        .scan_rate
+    let rate = r
+        .scan_rate_pages_per_s
         .map(|r| format!("{} pages/s", human::count(r.round() as u64)))
         .unwrap_or_else(|| "-".into());
     let advisor = k
@@ -181,8 +168,8 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         .unwrap_or_default();
     let line3 = format!(
         "sharing ratio {}   unshared ratio {}   full scans {}{zero}",
-        ratio(k.pages_sharing, k.pages_shared),
-        ratio(k.pages_unshared, k.pages_sharing),
+        ratio(r.sharing_ratio),
+        ratio(r.unshared_ratio),
         n(k.full_scans),
     );
     let line4 = format!(
@@ -230,8 +217,8 @@ fn graph<'a>(
 
 fn process_table(view: &View) -> Table<'static> {
     let procs = view.processes();
-    let page = view.last.as_ref().map(|(_, s)| s.page_size).unwrap_or(4096);
-    let total: u64 = procs.iter().map(|p| p.saved_pages()).sum();
+    let page = view.report().map_or(4096, |r| r.page_size);
+    let total = view.report().map_or(0, |r| r.totals.merged_bytes);
     let rows: Vec<Row> = procs
         .iter()
         .map(|p| {
@@ -269,7 +256,7 @@ fn process_table(view: &View) -> Table<'static> {
         " {} process{}, {} merged, sorted by {} ",
         procs.len(),
         if procs.len() == 1 { "" } else { "es" },
-        human::ubytes(total.saturating_mul(page)),
+        human::ubytes(total),
         view.sort.name()
     );
     Table::new(
@@ -303,7 +290,10 @@ pub fn draw(frame: &mut Frame, view: &View) {
     );
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(graphs);
-    let now = view.last.as_ref().map(|(t, _)| *t).unwrap_or(0.0);
+    let now = view
+        .last
+        .as_ref()
+        .map_or(0.0, |(s, _)| s.elapsed.as_secs_f64());
     let saved: Vec<(f64, f64)> = view.saved.iter().copied().collect();
     let cpu: Vec<(f64, f64)> = view.cpu.iter().copied().collect();
     let saved_now = saved.last().map(|p| human::ubytes(p.1 as u64));
@@ -382,7 +372,7 @@ fn event_loop(
         root,
         Parts {
             ksmd: true,
-            processes: true,
+            processes: Processes::Merged,
             ..Parts::default()
         },
     );

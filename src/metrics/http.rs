@@ -57,7 +57,9 @@ use super::{collect, render, tuner_text, TunerMetrics, CONTENT_TYPE, DEFAULT_TOP
 use crate::config::web::WebConfig;
 use crate::error::{Error, Result};
 use crate::kernel::sys;
+use crate::report::Report;
 use crate::root::Root;
+use crate::sample::{processes, Sample};
 
 /// Limits of the HTTP endpoint.
 #[derive(Debug, Clone)]
@@ -84,7 +86,14 @@ pub struct ServerOptions {
     pub max_age: Duration,
     /// TLS and basic authentication; plain HTTP, open to all, when `None`.
     pub web: Option<Arc<WebConfig>>,
+    /// The daemon's last sample, published after each cycle: served
+    /// (with the processes read at the scrape) while it is younger than
+    /// `max_age`, instead of reading KSM's files and meminfo again.
+    pub published: Option<Published>,
 }
+
+/// Where a daemon publishes its last sample, and when it took it.
+pub type Published = Arc<Mutex<Option<(Instant, Arc<Sample>)>>>;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -96,6 +105,7 @@ impl Default for ServerOptions {
             max_requests_per_connection: 1000,
             max_age: Duration::from_secs(1),
             web: None,
+            published: None,
         }
     }
 }
@@ -702,9 +712,15 @@ async fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String
     }
     let at = Instant::now();
     let (root, top) = (shared.root.clone(), shared.opts.top);
+    let published = shared.opts.published.as_ref().and_then(|p| {
+        lock(p)
+            .as_ref()
+            .filter(|(taken, _)| taken.elapsed() < shared.opts.max_age)
+            .map(|(_, s)| Arc::clone(s))
+    });
     let text = tokio::task::spawn_blocking(move || {
-        collect(&root)
-            .and_then(|s| render(&s, None, top))
+        read_system(&root, published)
+            .and_then(|s| render(&Report::build(&s, None, Vec::new()), None, top))
             .map(Arc::new)
             .map_err(|e| e.to_string())
     })
@@ -712,6 +728,22 @@ async fn system_text(shared: &Shared) -> std::result::Result<Arc<String>, String
     .unwrap_or_else(|e| Err(format!("reading the system failed: {e}")));
     *lock(&shared.cache) = Some((at, text.clone()));
     text
+}
+
+/// The system's part of the metrics: the daemon's `published` sample with
+/// the processes read now, or (without a recent one) a reading of its own.
+fn read_system(root: &Root, published: Option<Arc<Sample>>) -> Result<Sample> {
+    let Some(sample) = published else {
+        return collect(root);
+    };
+    let processes = processes::scan(root, false).map_err(|source| Error::Read {
+        path: root.join("/proc"),
+        source,
+    })?;
+    Ok(Sample {
+        processes,
+        ..Sample::clone(&sample)
+    })
 }
 
 #[cfg(test)]

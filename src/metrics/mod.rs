@@ -1,7 +1,7 @@
 //! KSM's metrics in the Prometheus text exposition format (version 0.0.4).
 //!
 //! [`collect`] reads the system once through a [`Sampler`]; [`render`] is a
-//! pure function of a [`Sample`] (tested with numbers only). `ksmctl metrics` prints the
+//! pure function of the [`Report`] of a sample (tested with numbers only). `ksmctl metrics` prints the
 //! text once, for node_exporter's textfile collector; `ksmtuned` serves it
 //! with [`Server`] when `KSM_METRICS_LISTEN` is set.
 //!
@@ -23,9 +23,10 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
+use crate::report::Report;
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
-use crate::sample::{Memory, Parts, Sample, Sampler};
+use crate::sample::{Memory, Parts, Processes, Sample, Sampler};
 
 /// Processes shown by default in the per-process metrics.
 pub const DEFAULT_TOP: usize = 20;
@@ -95,7 +96,7 @@ pub fn collect(root: &Root) -> Result<Sample> {
         Parts {
             memory: Memory::IfReadable,
             ksmd: true,
-            processes: true,
+            processes: Processes::Merged,
             ..Parts::default()
         },
     )
@@ -194,29 +195,28 @@ impl Families {
 
 /// Render a sample as Prometheus text, with the `top` processes that have
 /// the most merging pages.
-pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Result<String> {
+pub fn render(report: &Report, tuner: Option<&TunerMetrics>, top: usize) -> Result<String> {
     let fam = Families {
         reg: Registry::new(),
     };
     fam.gauge(
         "ksm_supported",
         "Whether this kernel has KSM (/sys/kernel/mm/ksm exists).",
-        if sample.ksm.is_some() { 1.0 } else { 0.0 },
+        if report.ksm.is_some() { 1.0 } else { 0.0 },
     )?;
     fam.gauge(
         "ksm_page_size_bytes",
         "The page size KSM merges in.",
-        sample.page_size as f64,
+        report.page_size as f64,
     )?;
-    if let Some(s) = &sample.ksm {
+    if let Some(s) = &report.ksm {
         render_files(&fam, s)?;
         fam.gauge(
             "ksm_memory_saved_bytes",
             "Memory KSM saves: (pages_sharing + ksm_zero_pages) * page size.",
-            s.saved_bytes(sample.page_size) as f64,
+            report.saved_bytes as f64,
         )?;
-        if let Some(mem) = &sample.mem {
-            let h = crate::doctor::rails::Headroom::new(s, mem, sample.page_size);
+        if let Some(h) = &report.headroom {
             fam.gauge(
                 "ksm_unmerge_headroom_bytes",
                 "What the host could still take after unmerging everything: MemAvailable + \
@@ -225,15 +225,15 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
             )?;
         }
     }
-    if let Some(cpu) = sample.ksmd_cpu_seconds() {
+    if let Some(cpu) = report.ksmd_cpu_seconds {
         fam.counter(
             "ksm_ksmd_cpu_seconds_total",
             "CPU time (user + system) the ksmd kernel thread used.",
             cpu,
         )?;
     }
-    render_processes(&fam, sample, top)?;
-    render_guests(&fam, sample)?;
+    render_processes(&fam, &report.processes, top)?;
+    render_guests(&fam, &report.processes)?;
     if let Some(t) = tuner {
         render_tuner(&fam, t)?;
     }
@@ -279,9 +279,8 @@ pub(crate) fn tuner_text(t: &TunerMetrics) -> Result<String> {
 
 /// Every QEMU guest, merged or not, with its names and why KSM cannot
 /// merge it (empty when it can): `ksm_guest_info`, value 1.
-fn render_guests(fam: &Families, sample: &Sample) -> Result<()> {
-    let rows: Vec<(Vec<String>, f64)> = sample
-        .processes
+fn render_guests(fam: &Families, processes: &[ProcessKsm]) -> Result<()> {
+    let rows: Vec<(Vec<String>, f64)> = processes
         .iter()
         .filter(|p| p.qemu)
         .map(|p| {
@@ -308,12 +307,8 @@ fn render_guests(fam: &Families, sample: &Sample) -> Result<()> {
     )
 }
 
-fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
-    let mut procs: Vec<&ProcessKsm> = sample
-        .processes
-        .iter()
-        .filter(|p| p.merging_pages > 0)
-        .collect();
+fn render_processes(fam: &Families, processes: &[ProcessKsm], top: usize) -> Result<()> {
+    let mut procs: Vec<&ProcessKsm> = processes.iter().filter(|p| p.merging_pages > 0).collect();
     procs.sort_by(|a, b| {
         b.merging_pages
             .cmp(&a.merging_pages)
@@ -479,8 +474,8 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
 
 /// `ksmctl metrics [--top N]`: print the metrics once.
 pub fn command(root: &Root, top: usize, out: &mut impl Write) -> anyhow::Result<i32> {
-    let sample = collect(root)?;
-    out.write_all(render(&sample, None, top)?.as_bytes())?;
+    let report = Report::build(&collect(root)?, None, Vec::new());
+    out.write_all(render(&report, None, top)?.as_bytes())?;
     Ok(0)
 }
 
@@ -503,6 +498,10 @@ pub(crate) mod tests {
             }),
             ..crate::sample::fixture()
         }
+    }
+
+    fn report(s: Sample) -> Report {
+        Report::build(&s, None, Vec::new())
     }
 
     fn tuner() -> TunerMetrics {
@@ -534,7 +533,7 @@ pub(crate) mod tests {
 
     #[test]
     fn renders_every_family_with_help_and_type() {
-        let text = render(&fixture(), Some(&tuner()), DEFAULT_TOP).unwrap();
+        let text = render(&report(fixture()), Some(&tuner()), DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_pages_sharing").as_deref(), Some("1990"));
         assert_eq!(
             value(&text, "ksm_general_profit_bytes").as_deref(),
@@ -652,7 +651,7 @@ pub(crate) mod tests {
     #[test]
     fn cycles_are_recorded() {
         let mut t = TunerMetrics::default();
-        let text = |t: &TunerMetrics| render(&fixture(), Some(t), DEFAULT_TOP).unwrap();
+        let text = |t: &TunerMetrics| render(&report(fixture()), Some(t), DEFAULT_TOP).unwrap();
         // Before the first cycle: a count of 0, no timing.
         let before = text(&t);
         assert_eq!(
@@ -692,7 +691,7 @@ pub(crate) mod tests {
 
     #[test]
     fn top_processes_by_merging_pages() {
-        let text = render(&fixture(), Some(&tuner()), 2).unwrap();
+        let text = render(&report(fixture()), Some(&tuner()), 2).unwrap();
         let merging: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("ksm_process_merging_pages{"))
@@ -707,7 +706,7 @@ pub(crate) mod tests {
         assert!(!text.contains("pid=\"100\""));
         assert!(text.contains("ksm_process_profit_bytes{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 6000000"));
         // Processes with nothing merged never show.
-        let all = render(&fixture(), Some(&tuner()), 100).unwrap();
+        let all = render(&report(fixture()), Some(&tuner()), 100).unwrap();
         assert!(!all.contains("pid=\"300\""));
         assert!(all.contains("pid=\"100\""));
     }
@@ -718,7 +717,7 @@ pub(crate) mod tests {
             page_size: 65536,
             ..Sample::empty()
         };
-        let text = render(&s, None, DEFAULT_TOP).unwrap();
+        let text = render(&report(s), None, DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_supported").as_deref(), Some("0"));
         assert_eq!(
             value(&text, "ksm_page_size_bytes").as_deref(),

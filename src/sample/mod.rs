@@ -51,6 +51,18 @@ pub enum Memory {
     Required,
 }
 
+/// Which processes' `ksm_stat` a sampler reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Processes {
+    /// None.
+    #[default]
+    No,
+    /// The processes with merged pages, and every QEMU guest.
+    Merged,
+    /// Also those KSM only scanned (rmap items, nothing merged).
+    Scanned,
+}
+
 /// What a sampler reads besides KSM's files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Parts {
@@ -60,8 +72,8 @@ pub struct Parts {
     pub pressure: bool,
     /// ksmd's CPU time.
     pub ksmd: bool,
-    /// Every process's `ksm_stat`.
-    pub processes: bool,
+    /// Processes' `ksm_stat`.
+    pub processes: Processes,
 }
 
 /// One reading. Parts the sampler was not asked for are `None` (or empty).
@@ -183,7 +195,7 @@ impl Sampler {
                 memory: Memory::Required,
                 pressure: adaptive,
                 ksmd: adaptive,
-                processes: false,
+                processes: Processes::No,
             },
         );
         s.follow(
@@ -259,10 +271,10 @@ impl Sampler {
         } else {
             None
         };
-        let processes = if self.parts.processes {
-            processes::scan(&self.root, false).map_err(proc_err(&self.root))?
-        } else {
-            Vec::new()
+        let processes = match self.parts.processes {
+            Processes::No => Vec::new(),
+            p => processes::scan(&self.root, p == Processes::Scanned)
+                .map_err(proc_err(&self.root))?,
         };
         Ok(Sample {
             elapsed: self.start.elapsed(),
@@ -378,7 +390,7 @@ mod tests {
         let mut s = Sampler::new(
             &fixture(),
             Parts {
-                processes: true,
+                processes: Processes::Merged,
                 ..Parts::default()
             },
         );

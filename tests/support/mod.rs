@@ -450,7 +450,8 @@ pub fn full_rendering() -> String {
         cycle_duration: Some(Duration::from_millis(2)),
     };
     let sample = collect(&Root::new(fixture_root())).unwrap();
-    render(&sample, Some(&tuner), DEFAULT_TOP).unwrap()
+    let report = ksmtuned::report::Report::build(&sample, None, Vec::new());
+    render(&report, Some(&tuner), DEFAULT_TOP).unwrap()
 }
 
 /// Scrape a node_exporter started with only `collectors` (and the textfile

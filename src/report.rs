@@ -1,0 +1,315 @@
+//! One computed report of KSM's state, rendered by every view.
+//!
+//! A [`Report`] is built from a [`Sample`] and, for the rates that need
+//! two readings (ksmd's CPU share, pages scanned per second), the sample
+//! before it. `ksmctl status` (text and JSON), `ksmctl top`, `ksmctl ps`
+//! and the Prometheus metrics render the same report, so the run state is
+//! worded, and the savings, ratios and totals computed, in one place.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::doctor::rails::Headroom;
+use crate::kernel::ksm::{KsmState, Run, FILES};
+use crate::sample::processes::ProcessKsm;
+use crate::sample::services::RunningTuner;
+use crate::sample::Sample;
+
+/// What ksmd is doing, as `run` and the presence of KSM say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KsmRun {
+    /// No `/sys/kernel/mm/ksm`: the kernel was built without CONFIG_KSM.
+    Unsupported,
+    /// run=1.
+    Running,
+    /// run=0: merged pages stay merged.
+    Stopped,
+    /// run=2: stopped, and the merged pages were unmerged.
+    Unmerged,
+    /// KSM without a `run` file.
+    Unknown,
+}
+
+impl KsmRun {
+    /// From a reading (`None`: no KSM).
+    pub fn of(state: Option<&KsmState>) -> KsmRun {
+        match state.map(|s| s.run) {
+            None => KsmRun::Unsupported,
+            Some(Some(Run::Merge)) => KsmRun::Running,
+            Some(Some(Run::Stop)) => KsmRun::Stopped,
+            Some(Some(Run::Unmerge)) => KsmRun::Unmerged,
+            Some(None) => KsmRun::Unknown,
+        }
+    }
+
+    /// One word, for machines (`ksmctl status --json`'s `state`).
+    pub fn word(self) -> &'static str {
+        match self {
+            KsmRun::Unsupported => "unsupported",
+            KsmRun::Running => "running",
+            _ => "stopped",
+        }
+    }
+
+    /// A few words, for a header line (`ksmctl top`).
+    pub fn short(self) -> &'static str {
+        match self {
+            KsmRun::Unsupported => "not supported",
+            KsmRun::Running => "running",
+            KsmRun::Stopped => "stopped",
+            KsmRun::Unmerged => "stopped, unmerged",
+            KsmRun::Unknown => "unknown",
+        }
+    }
+
+    /// The state with what it means (`ksmctl status`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            KsmRun::Unsupported => "not supported (kernel built without CONFIG_KSM)",
+            KsmRun::Running => "running (ksmd is scanning)",
+            KsmRun::Stopped => "stopped (ksmd idle; merged pages stay merged)",
+            KsmRun::Unmerged => "stopped (run=2: merged pages were unmerged)",
+            KsmRun::Unknown => "unknown (no run file)",
+        }
+    }
+
+    /// The exit status of `ksmctl status`, as an init script's: 0
+    /// running, 3 stopped, 1 not supported.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            KsmRun::Running => 0,
+            KsmRun::Unsupported => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// The sums over the processes of a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub processes: usize,
+    pub merging_pages: u64,
+    pub zero_pages: i64,
+    pub merged_bytes: u64,
+    /// Sum over the processes that report a profit.
+    pub profit_bytes: Option<i64>,
+    pub rmap_items: u64,
+}
+
+impl Totals {
+    fn of(procs: &[ProcessKsm], page_size: u64) -> Totals {
+        let mut t = Totals::default();
+        for p in procs {
+            t.processes += 1;
+            t.merging_pages += p.merging_pages;
+            t.zero_pages += p.zero_pages;
+            t.merged_bytes += p.saved_pages().saturating_mul(page_size);
+            t.rmap_items += p.rmap_items;
+            if let Some(pr) = p.profit_bytes {
+                t.profit_bytes = Some(t.profit_bytes.unwrap_or(0) + pr);
+            }
+        }
+        t
+    }
+}
+
+/// Everything the views show, computed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub page_size: u64,
+    /// KSM's files; `None`: no KSM.
+    pub ksm: Option<KsmState>,
+    pub run: KsmRun,
+    /// `pages_sharing + ksm_zero_pages`.
+    pub saved_pages: u64,
+    pub saved_bytes: u64,
+    /// pages_sharing / pages_shared.
+    pub sharing_ratio: Option<f64>,
+    /// pages_unshared / pages_sharing.
+    pub unshared_ratio: Option<f64>,
+    /// The most ksmd scans with its settings: pages_to_scan every
+    /// sleep_millisecs (`None` without a sleep: it scans continuously).
+    pub scan_limit_pages_per_s: Option<u64>,
+    /// Pages scanned per second between the sample before and this one.
+    pub scan_rate_pages_per_s: Option<f64>,
+    /// ksmd's CPU time since boot, seconds.
+    pub ksmd_cpu_seconds: Option<f64>,
+    /// ksmd's CPU use between the sample before and this one, a fraction
+    /// of one CPU.
+    pub ksmd_cpu_ratio: Option<f64>,
+    /// What an unmerge would give back and what the host can take (when
+    /// meminfo was read).
+    pub headroom: Option<Headroom>,
+    /// The tuners running (ksmtuned, ksmtuned's dry runs, others).
+    pub tuners: Vec<RunningTuner>,
+    /// The processes with merged pages (and every QEMU guest), as sampled.
+    pub processes: Vec<ProcessKsm>,
+    pub totals: Totals,
+}
+
+fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
+        _ => None,
+    }
+}
+
+impl Report {
+    /// The report of `sample`; `before` (an earlier sample of the same
+    /// sampler) gives the rates.
+    pub fn build(sample: &Sample, before: Option<&Sample>, tuners: Vec<RunningTuner>) -> Report {
+        let page_size = sample.page_size;
+        let ksm = sample.ksm.clone();
+        let s = ksm.clone().unwrap_or_default();
+        let dt = before
+            .map(|b| sample.elapsed.saturating_sub(b.elapsed).as_secs_f64())
+            .filter(|dt| *dt > 0.0);
+        let ksmd_cpu_seconds = sample.ksmd_cpu_seconds();
+        let ksmd_cpu_ratio = match (dt, before.and_then(Sample::ksmd_cpu_seconds)) {
+            (Some(dt), Some(c0)) => ksmd_cpu_seconds.map(|c1| ((c1 - c0) / dt).max(0.0)),
+            _ => None,
+        };
+        let scanned = |s: &Sample| s.ksm.as_ref().and_then(|k| k.pages_scanned);
+        let scan_rate_pages_per_s = match (dt, before.and_then(scanned), scanned(sample)) {
+            (Some(dt), Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / dt),
+            _ => None,
+        };
+        Report {
+            page_size,
+            run: KsmRun::of(ksm.as_ref()),
+            saved_pages: s.saved_pages(),
+            saved_bytes: s.saved_bytes(page_size),
+            sharing_ratio: ratio(s.pages_sharing, s.pages_shared),
+            unshared_ratio: ratio(s.pages_unshared, s.pages_sharing),
+            scan_limit_pages_per_s: match (s.pages_to_scan, s.sleep_millisecs) {
+                (Some(p), Some(ms)) if ms > 0 => Some(p.saturating_mul(1000) / ms),
+                _ => None,
+            },
+            scan_rate_pages_per_s,
+            ksmd_cpu_seconds,
+            ksmd_cpu_ratio,
+            headroom: match (&ksm, &sample.mem) {
+                (Some(k), Some(mem)) => Some(Headroom::new(k, mem, page_size)),
+                _ => None,
+            },
+            tuners,
+            totals: Totals::of(&sample.processes, page_size),
+            processes: sample.processes.clone(),
+            ksm,
+        }
+    }
+
+    /// KSM's files (the default, all absent, without KSM).
+    pub fn files(&self) -> KsmState {
+        self.ksm.clone().unwrap_or_default()
+    }
+
+    /// The bytes of `pages` pages.
+    pub fn bytes(&self, pages: u64) -> u64 {
+        pages.saturating_mul(self.page_size)
+    }
+
+    /// `ksmctl status --json`: the state, every file of KSM's under its
+    /// published key (`null`: this kernel does not have it), and what is
+    /// computed from them. Keys carry their units.
+    pub fn status_json(&self) -> StatusJson<'_> {
+        StatusJson(self)
+    }
+}
+
+/// The JSON of `ksmctl status` (see [`Report::status_json`]).
+pub struct StatusJson<'a>(&'a Report);
+
+impl Serialize for StatusJson<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let files = r.files();
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("supported", &r.ksm.is_some())?;
+        m.serialize_entry("state", r.run.word())?;
+        m.serialize_entry("tuners", &r.tuners)?;
+        m.serialize_entry("page_size_bytes", &r.page_size)?;
+        for f in FILES {
+            m.serialize_entry(f.status_key, &f.json_value(&files))?;
+        }
+        m.serialize_entry("saved_pages", &r.saved_pages)?;
+        m.serialize_entry("saved_bytes", &r.saved_bytes)?;
+        m.serialize_entry("sharing_ratio", &r.sharing_ratio)?;
+        m.serialize_entry("unshared_ratio", &r.unshared_ratio)?;
+        m.serialize_entry("scan_rate_pages_per_s", &r.scan_limit_pages_per_s)?;
+        m.serialize_entry(
+            "scan_rate_bytes_per_s",
+            &r.scan_limit_pages_per_s.map(|p| r.bytes(p)),
+        )?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn run_states() {
+        let s = |run| KsmState {
+            run,
+            ..Default::default()
+        };
+        assert_eq!(KsmRun::of(None), KsmRun::Unsupported);
+        assert_eq!(KsmRun::of(Some(&s(Some(Run::Merge)))), KsmRun::Running);
+        assert_eq!(KsmRun::of(Some(&s(Some(Run::Unmerge)))), KsmRun::Unmerged);
+        assert_eq!(KsmRun::of(Some(&s(None))).exit_code(), 3);
+        assert_eq!(KsmRun::Unsupported.exit_code(), 1);
+        assert_eq!(KsmRun::Unmerged.word(), "stopped");
+    }
+
+    #[test]
+    fn computed_once_from_a_sample_and_the_one_before() {
+        let mut now = crate::sample::fixture();
+        now.elapsed = Duration::from_secs(10);
+        let mut before = now.clone();
+        before.elapsed = Duration::from_secs(8);
+        before.ksmd_cpu = now.ksmd_cpu.map(|c| crate::kernel::ksmd::CpuTime {
+            ns: c.ns - 500_000_000,
+            ..c
+        });
+        if let Some(k) = before.ksm.as_mut() {
+            k.pages_scanned = k.pages_scanned.map(|n| n - 2000);
+        }
+        let r = Report::build(&now, Some(&before), Vec::new());
+        let k = now.ksm.as_ref().unwrap();
+        assert_eq!(r.saved_pages, k.saved_pages());
+        assert_eq!(r.saved_bytes, k.saved_pages() * now.page_size);
+        assert_eq!(
+            r.sharing_ratio,
+            Some(k.pages_sharing.unwrap() as f64 / k.pages_shared.unwrap() as f64)
+        );
+        assert_eq!(r.scan_rate_pages_per_s, Some(1000.0));
+        assert!((r.ksmd_cpu_ratio.unwrap() - 0.25).abs() < 1e-9);
+        let alone = Report::build(&now, None, Vec::new());
+        assert_eq!(alone.ksmd_cpu_ratio, None);
+        assert_eq!(alone.scan_rate_pages_per_s, None);
+        assert_eq!(r.totals.processes, now.processes.len());
+        assert_eq!(
+            r.totals.merging_pages,
+            now.processes.iter().map(|p| p.merging_pages).sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn status_json_has_every_file_under_its_key() {
+        let r = Report::build(&crate::sample::fixture(), None, Vec::new());
+        let v = serde_json::to_value(r.status_json()).unwrap();
+        for f in FILES {
+            assert!(v.get(f.status_key).is_some(), "{}", f.status_key);
+        }
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["saved_bytes"], r.saved_bytes);
+        let none = Report::build(&Sample::empty(), None, Vec::new());
+        let v = serde_json::to_value(none.status_json()).unwrap();
+        assert_eq!(v["supported"], false);
+        assert_eq!(v["state"], "unsupported");
+        assert!(v["sharing_pages"].is_null());
+    }
+}
