@@ -18,8 +18,8 @@ use support::*;
 
 fn fake_tuner() -> TunerMetrics {
     TunerMetrics {
-        policy: "classic".into(),
-        state: "running".into(),
+        policy: ksmtuned::config::PolicyKind::Classic,
+        state: ksmtuned::policy::tuner::TunerState::Running,
         pages_to_scan: Some(1250),
         sleep_ms: Some(10),
         adjustments: 7,
@@ -157,9 +157,10 @@ fn server_answers_get_metrics_with_tuner_metrics() {
     {
         let mut t = tuner.lock().unwrap();
         t.adjustments = 8;
-        t.policy = "adaptive".into();
+        t.policy = ksmtuned::config::PolicyKind::Adaptive;
         t.max_cpu_ratio = Some(0.3);
-        t.state = "idle".into();
+        t.state =
+            ksmtuned::policy::tuner::TunerState::Adaptive(ksmtuned::policy::adaptive::Mode::Idle);
     }
     let r = http_get(addr, "/metrics?x=1").unwrap();
     assert_eq!(value_of(&r.body, "ksm_tuner_adjustments_total"), Some(8.0));

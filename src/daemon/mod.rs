@@ -167,7 +167,16 @@ pub fn main(cli: Cli) -> i32 {
         (None, true) => Some(root.join(DRY_RUN_PID_FILE)),
         (p, _) => p.clone(),
     };
-    match Daemon::start(&root, &cli, pid_path(&pid_file)) {
+    let opts = run::Options {
+        config: cli.config.clone(),
+        trust: config::Trust::for_this_process(cli.insecure_config),
+        strict: cli.strict,
+        policy: cli.policy,
+        dry_run: cli.dry_run,
+        interval: cli.interval_ms.map(std::time::Duration::from_millis),
+        pid_file: pid_path(&pid_file),
+    };
+    match Daemon::start(&root, opts) {
         Ok(Some(mut d)) => match d.run_loop() {
             Ok(()) => 0,
             Err(e) => {

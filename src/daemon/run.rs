@@ -17,7 +17,7 @@
 //! files), hands it to the pure policy, and executes the [`Plan`] of
 //! writes of its decision.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,110 +27,61 @@ use log::{debug, error, info, warn};
 use super::debuglog::DebugLog;
 use super::faults::Faults;
 use super::pidfile::PidFile;
-use super::Cli;
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
 use crate::kernel::ksm::{Knob, Ksm, KsmState, Run};
 use crate::kernel::meminfo::MemInfo;
-use crate::kernel::sys;
-use crate::metrics::{Server, TunerMetrics};
-use crate::policy::adaptive::{self, Trigger};
+use crate::metrics::{Published, Server, TunerMetrics};
 use crate::policy::plan::{Applied, Plan, Style};
-use crate::policy::{classic, Decision};
+use crate::policy::tuner::Tuner;
+use crate::policy::Decision;
 use crate::root::Root;
 use crate::sample::census::Source;
-use crate::sample::{Sample, Sampler};
+use crate::sample::Sampler;
 
-/// The running policy and its memory between cycles.
-enum Policy {
-    Classic(classic::State),
-    Adaptive(Box<AdaptiveRun>),
+/// How the daemon was started (from its command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--config`: the file instead of /etc/ksmtuned.conf.
+    pub config: Option<PathBuf>,
+    pub trust: config::Trust,
+    /// `--strict`: warnings in the configuration are errors.
+    pub strict: bool,
+    /// `--policy`: replaces KSM_POLICY.
+    pub policy: Option<PolicyKind>,
+    /// `--dry-run`: decide and log, write nothing.
+    pub dry_run: bool,
+    /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
+    pub interval: Option<Duration>,
+    /// The pid file to hold.
+    pub pid_file: PathBuf,
 }
 
-/// The adaptive policy's state, and a trigger not yet handed to it.
-struct AdaptiveRun {
-    state: adaptive::State,
-    pending: Option<Trigger>,
-}
-
-impl Policy {
-    fn new(kind: PolicyKind) -> Policy {
-        match kind {
-            PolicyKind::Classic => Policy::Classic(classic::State::default()),
-            PolicyKind::Adaptive => Policy::Adaptive(Box::new(AdaptiveRun {
-                state: adaptive::State::default(),
-                pending: Some(Trigger::Start),
-            })),
-        }
-    }
-
-    fn mode(&self) -> Option<adaptive::Mode> {
-        match self {
-            Policy::Adaptive(run) => Some(run.state.mode),
-            Policy::Classic(..) => None,
-        }
-    }
-
-    /// How the policy's decisions are written.
-    fn style(&self) -> Style {
-        match self {
-            Policy::Classic(..) => Style::Classic,
-            Policy::Adaptive(..) => Style::Adaptive,
-        }
-    }
-
-    /// Decide from one sample.
-    fn decide(
-        &mut self,
-        classic: &classic::Params,
-        adaptive: &adaptive::Params,
-        sample: &Sample,
-    ) -> crate::Result<Decision> {
-        Ok(match self {
-            Policy::Classic(state) => {
-                let i = classic::Input::try_from(sample)?;
-                classic::adjust(classic, state, i.committed, i.free)
+impl Options {
+    /// Read the configuration, logging its warnings and errors; `None`
+    /// when it has errors (or, with `--strict`, warnings). `--policy`
+    /// overrides KSM_POLICY.
+    fn load_config(&self, root: &Root) -> Option<Config> {
+        let loaded = config::load(root, self.config.as_deref(), self.trust);
+        for w in &loaded.warnings {
+            if self.strict {
+                error!("{w} (an error with --strict)");
+            } else {
+                warn!("{w}");
             }
-            Policy::Adaptive(run) => {
-                let input = adaptive::Input::from_sample(sample).ok_or_else(|| {
-                    crate::Error::Other("the sample has no KSM files".to_string())
-                })?;
-                let trigger = run.pending.take().or(Trigger::from_sample(sample));
-                adaptive::decide(adaptive, &mut run.state, &input, trigger)
+        }
+        if !loaded.is_ok() || (self.strict && !loaded.warnings.is_empty()) {
+            for e in &loaded.errors {
+                error!("{e}");
             }
-        })
-    }
-}
-
-/// Read the configuration, logging its warnings and errors; `None` when
-/// it has errors (or, with `--strict`, warnings). `--policy` overrides
-/// KSM_POLICY.
-fn load_config(
-    root: &Root,
-    path: Option<&Path>,
-    trust: config::Trust,
-    policy: Option<PolicyKind>,
-    strict: bool,
-) -> Option<Config> {
-    let loaded = config::load(root, path, trust);
-    for w in &loaded.warnings {
-        if strict {
-            error!("{w} (an error with --strict)");
-        } else {
-            warn!("{w}");
+            return None;
         }
-    }
-    if !loaded.is_ok() || (strict && !loaded.warnings.is_empty()) {
-        for e in &loaded.errors {
-            error!("{e}");
+        let mut config = loaded.config;
+        if let Some(p) = self.policy {
+            config.policy = p;
         }
-        return None;
+        Some(config)
     }
-    let mut config = loaded.config;
-    if let Some(p) = policy {
-        config.policy = p;
-    }
-    Some(config)
 }
 
 enum Event {
@@ -139,42 +90,60 @@ enum Event {
     Exit(i32),
 }
 
+/// systemd's notification socket and watchdog.
+struct Systemd {
+    notify: bool,
+    /// How often to ping the watchdog (half its timeout).
+    watchdog: Option<Duration>,
+}
+
+impl Systemd {
+    fn from_env() -> Systemd {
+        let mut usec = 0;
+        Systemd {
+            notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            watchdog: sd_notify::watchdog_enabled(false, &mut usec)
+                .then(|| Duration::from_micros(usec / 2)),
+        }
+    }
+
+    fn send(&self, states: &[sd_notify::NotifyState]) {
+        if self.notify {
+            let _ = sd_notify::notify(false, states);
+        }
+    }
+}
+
+/// Executes plans: writes KSM's settings (or, in a dry run, says what it
+/// would write), remembering what is in force.
+struct Writer {
+    ksm: Ksm,
+    dry_run: bool,
+    /// What the last plan put in force.
+    last: Option<Applied>,
+    /// The advisor's choosing pages_to_scan was said.
+    advisor_noted: bool,
+}
+
 pub(super) struct Daemon {
     root: Root,
-    ksm: Ksm,
-    config_path: Option<PathBuf>,
-    trust: config::Trust,
-    /// `--strict`: warnings in the configuration are errors.
-    strict: bool,
-    policy_override: Option<PolicyKind>,
-    config: Config,
-    /// `--interval-ms`: replaces KSM_MONITOR_INTERVAL.
-    interval_override: Option<Duration>,
-    params: classic::Params,
-    /// KSM_FLAVOUR resolved on this host, and why.
-    flavour: (config::Flavour, String),
-    policy: Policy,
+    opts: Options,
+    tuner: Tuner,
     /// Reads the system once per cycle; follows the processes the policy
     /// needs.
     sampler: Sampler,
-    dry_run: bool,
+    writer: Writer,
     debug_log: DebugLog,
-    notify: bool,
-    watchdog: Option<Duration>,
-    last: Option<Applied>,
-    advisor_noted: bool,
-    yielded_to: Vec<u32>,
     faults: Faults,
     metrics: Arc<Mutex<TunerMetrics>>,
+    /// The last sample, for the metrics endpoint.
+    published: Published,
     server: Option<Server>,
+    systemd: Systemd,
+    /// The other tuners KSM is left to.
+    yielded_to: Vec<u32>,
     _pid: PidFile,
     events: mpsc::Receiver<Event>,
-}
-
-fn notify(enabled: bool, states: &[sd_notify::NotifyState]) {
-    if enabled {
-        let _ = sd_notify::notify(false, states);
-    }
 }
 
 fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
@@ -204,19 +173,20 @@ fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
     Ok(rx)
 }
 
+/// The sampler of a tuner, never counting this process as another tuner.
+fn sampler_for(root: &Root, tuner: &Tuner) -> Sampler {
+    let mut s = Sampler::for_policy(root, tuner.kind(), Some(std::process::id()));
+    s.set_flavour(tuner.flavour().0);
+    s
+}
+
 impl Daemon {
     /// Everything before the first adjustment. `Ok(None)`: nothing to do
     /// (a masked unit), exit 0.
-    pub(super) fn start(
-        root: &Root,
-        cli: &Cli,
-        pid_path: PathBuf,
-    ) -> anyhow::Result<Option<Daemon>> {
-        let trust = config::Trust::for_this_process(cli.insecure_config);
-        let Some(config) = load_config(root, cli.config.as_deref(), trust, cli.policy, cli.strict)
-        else {
+    pub(super) fn start(root: &Root, opts: Options) -> anyhow::Result<Option<Daemon>> {
+        let Some(config) = opts.load_config(root) else {
             return Err(super::InvalidConfig {
-                strict: if cli.strict { " --strict" } else { "" },
+                strict: if opts.strict { " --strict" } else { "" },
             }
             .into());
         };
@@ -229,19 +199,12 @@ impl Daemon {
             );
             return Ok(None);
         }
-        let pid = PidFile::acquire(&pid_path)?;
+        let pid = PidFile::acquire(&opts.pid_file)?;
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
-        let params = classic::Params::new(&config, flavour.0, mem.mem_total);
-        let debug_log = DebugLog::from_config(&config);
-
-        let mut usec = 0;
-        let watchdog =
-            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
-        let interval_override = cli.interval_ms.map(Duration::from_millis);
-        let mut sampler = Sampler::for_policy(root, config.policy, Some(std::process::id()));
-        sampler.set_flavour(flavour.0);
+        let tuner = Tuner::new(config, flavour, mem.mem_total);
+        let sampler = sampler_for(root, &tuner);
         match sampler.census_source() {
             Some(Source::Events) | None => {
                 debug!("following processes through the kernel's process events")
@@ -250,81 +213,68 @@ impl Daemon {
             Some(Source::Listing(why)) if !root.is_host() => debug!("listing /proc: {why}"),
             Some(Source::Listing(why)) => info!("listing /proc on every cycle: {why}"),
         }
+        let (params, (flavour, why)) = (tuner.classic_params(), tuner.flavour());
         info!(
-            "ksmtuned {} started: policy {}, flavour {} ({}), interval {}, sleep_millisecs {}, threshold {} KiB{}",
+            "ksmtuned {} started: policy {}, flavour {flavour} ({why}), interval {}, sleep_millisecs {}, threshold {} KiB{}",
             env!("CARGO_PKG_VERSION"),
-            config.policy,
-            flavour.0,
-            flavour.1,
-            match interval_override {
+            tuner.kind(),
+            match opts.interval {
                 Some(d) => format!("{} ms", d.as_millis()),
-                None => format!("{} s", config.monitor_interval),
+                None => format!("{} s", tuner.config().monitor_interval),
             },
             params.sleep,
             params.thres,
-            if cli.dry_run {
+            if opts.dry_run {
                 " (dry run: nothing is written)"
             } else {
                 ""
             }
         );
+        let metrics = Arc::new(Mutex::new(TunerMetrics {
+            policy: tuner.kind(),
+            max_cpu_ratio: tuner.max_cpu_ratio(),
+            ..TunerMetrics::default()
+        }));
         Ok(Some(Daemon {
             root: root.clone(),
-            ksm,
-            config_path: cli.config.clone(),
-            trust,
-            strict: cli.strict,
-            policy_override: cli.policy,
-            policy: Policy::new(config.policy),
+            writer: Writer {
+                ksm,
+                dry_run: opts.dry_run,
+                last: None,
+                advisor_noted: false,
+            },
+            debug_log: DebugLog::from_config(tuner.config()),
+            opts,
             sampler,
-            config,
-            interval_override,
-            params,
-            flavour,
-            dry_run: cli.dry_run,
-            debug_log,
-            notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
-            watchdog,
-            last: None,
-            advisor_noted: false,
-            yielded_to: Vec::new(),
-            faults: Faults::default(),
-            metrics: Arc::new(Mutex::new(TunerMetrics::default())),
+            tuner,
+            faults: Faults::new(Arc::clone(&metrics)),
+            metrics,
+            published: Published::default(),
             server: None,
+            systemd: Systemd::from_env(),
+            yielded_to: Vec::new(),
             _pid: pid,
             events,
         }))
     }
 
-    /// Time between cycles: KSM_MONITOR_INTERVAL for classic; the
-    /// adaptive policy samples every second (cheaply: one read of /proc's
-    /// directory, KSM's files, meminfo) so that it notices new guests and
-    /// keeps ksmd within its CPU budget.
     fn interval(&self) -> Duration {
-        let configured = self
-            .interval_override
-            .unwrap_or(Duration::from_secs(self.config.monitor_interval));
-        match self.policy {
-            Policy::Classic(..) => configured,
-            Policy::Adaptive(_) => configured.min(Duration::from_secs(1)),
-        }
+        self.tuner.interval(self.opts.interval)
     }
 
-    fn retune_requested(&mut self) {
-        if let Policy::Adaptive(run) = &mut self.policy {
-            run.pending = Some(Trigger::Retune);
+    fn with_metrics(&self, f: impl FnOnce(&mut TunerMetrics)) {
+        if let Ok(mut m) = self.metrics.lock() {
+            f(&mut m);
         }
     }
 
     pub(super) fn run_loop(&mut self) -> anyhow::Result<()> {
-        for l in self.params.debug_lines() {
-            self.debug_line(&l);
-        }
+        self.debug_params();
         let first = Instant::now();
         self.timed_cycle(Some(first));
-        notify(self.notify, &[sd_notify::NotifyState::Ready]);
+        self.systemd.send(&[sd_notify::NotifyState::Ready]);
         let mut due = first + self.interval();
-        let mut next_ping = self.watchdog.map(|w| Instant::now() + w);
+        let mut next_ping = self.systemd.watchdog.map(|w| Instant::now() + w);
         loop {
             let now = Instant::now();
             let wake = next_ping.map_or(due, |p| p.min(due));
@@ -334,7 +284,7 @@ impl Daemon {
             {
                 Ok(Event::Exit(code)) => {
                     info!("exiting; KSM is left as it is");
-                    notify(self.notify, &[sd_notify::NotifyState::Stopping]);
+                    self.systemd.send(&[sd_notify::NotifyState::Stopping]);
                     if code != 0 {
                         bail!("exiting with status {code}");
                     }
@@ -342,19 +292,17 @@ impl Daemon {
                 }
                 Ok(Event::Retune) => {
                     info!("retune requested");
-                    if let Ok(mut m) = self.metrics.lock() {
-                        m.retunes += 1;
-                    }
-                    self.retune_requested();
+                    self.with_metrics(|m| m.retunes += 1);
+                    self.tuner.retune();
                     self.timed_cycle(None);
                     due = Instant::now() + self.interval();
                 }
                 Ok(Event::Reload) => {
-                    notify(self.notify, &[sd_notify::NotifyState::Reloading]);
+                    self.systemd.send(&[sd_notify::NotifyState::Reloading]);
                     self.reload();
-                    self.retune_requested();
+                    self.tuner.retune();
                     self.timed_cycle(None);
-                    notify(self.notify, &[sd_notify::NotifyState::Ready]);
+                    self.systemd.send(&[sd_notify::NotifyState::Ready]);
                     due = Instant::now() + self.interval();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -366,15 +314,13 @@ impl Daemon {
                 let (next, skipped) = next_due(due, self.interval(), Instant::now());
                 if skipped > 0 {
                     debug!("the cycle overran its interval: {skipped} cycle(s) skipped");
-                    if let Ok(mut m) = self.metrics.lock() {
-                        m.cycles_skipped += skipped;
-                    }
+                    self.with_metrics(|m| m.cycles_skipped += skipped);
                 }
                 due = next;
             }
-            if let (Some(p), Some(w)) = (next_ping, self.watchdog) {
+            if let (Some(p), Some(w)) = (next_ping, self.systemd.watchdog) {
                 if now >= p {
-                    notify(self.notify, &[sd_notify::NotifyState::Watchdog]);
+                    self.systemd.send(&[sd_notify::NotifyState::Watchdog]);
                     next_ping = Some(now + w);
                 }
             }
@@ -389,89 +335,66 @@ impl Daemon {
         self.cycle();
         let took = start.elapsed();
         let interval = self.interval();
-        if let Ok(mut m) = self.metrics.lock() {
+        self.with_metrics(|m| {
             m.interval = Some(interval);
             m.record_cycle(delay, took);
-        }
+        });
     }
 
     /// SIGHUP: read the configuration again; keep the old one if the new
     /// one has errors.
     fn reload(&mut self) {
-        let Some(new) = load_config(
-            &self.root,
-            self.config_path.as_deref(),
-            self.trust,
-            self.policy_override,
-            self.strict,
-        ) else {
+        let Some(new) = self.opts.load_config(&self.root) else {
             error!("configuration not reloaded: keeping the previous one");
             return;
         };
         let total = match MemInfo::read(&self.root) {
             Ok(m) => m.mem_total,
             Err(e) => {
-                warn!("{e}; keeping MemTotal {} KiB", self.params.total);
-                self.params.total
+                let total = self.tuner.classic_params().total;
+                warn!("{e}; keeping MemTotal {total} KiB");
+                total
             }
         };
         let flavour = config::flavour::resolve(&self.root, new.flavour);
-        let params = classic::Params::new(&new, flavour.0, total);
-        let mut changes = config_changes(&self.config, &new);
-        if flavour.0 != self.flavour.0 {
-            changes.push(format!(
-                "flavour {} -> {} ({})",
-                self.flavour.0, flavour.0, flavour.1
-            ));
-        }
-        for (name, a, b) in [
-            ("total", self.params.total, params.total),
-            ("sleep", self.params.sleep, params.sleep),
-            ("thres", self.params.thres, params.thres),
-        ] {
-            if a != b {
-                changes.push(format!("{name} {a} -> {b}"));
-            }
-        }
-        if changes.is_empty() {
+        let reloaded = self.tuner.reload(new, flavour, total);
+        if reloaded.changes.is_empty() {
             info!("configuration reloaded: nothing changed");
         } else {
-            info!("configuration reloaded: {}", changes.join(", "));
+            info!("configuration reloaded: {}", reloaded.changes.join(", "));
         }
-        if new.policy != self.config.policy {
-            self.policy = Policy::new(new.policy);
-            self.sampler = Sampler::for_policy(&self.root, new.policy, Some(std::process::id()));
+        if reloaded.policy_changed {
+            self.sampler = sampler_for(&self.root, &self.tuner);
+        } else {
+            self.sampler.set_flavour(self.tuner.flavour().0);
         }
-        self.sampler.set_flavour(flavour.0);
-        self.flavour = flavour;
-        self.config = new;
-        self.params = params;
-        self.debug_log = DebugLog::from_config(&self.config);
-        for l in self.params.debug_lines() {
-            self.debug_line(&l);
-        }
-        if let Ok(mut m) = self.metrics.lock() {
+        self.debug_log = DebugLog::from_config(self.tuner.config());
+        self.debug_params();
+        let (kind, budget) = (self.tuner.kind(), self.tuner.max_cpu_ratio());
+        self.with_metrics(|m| {
             m.reloads += 1;
-        }
+            m.policy = kind;
+            m.max_cpu_ratio = budget;
+        });
         // A new (or no) metrics address, or a web configuration (read again,
         // with its certificate, on every reload): the next cycle listens again.
-        if self.config.metrics_web_config.is_some()
+        let config = self.tuner.config();
+        if config.metrics_web_config.is_some()
             || self
                 .server
                 .as_ref()
                 .map(|s| s.local_addr().to_string())
                 .as_deref()
-                != self.config.metrics_listen.as_deref()
+                != config.metrics_listen.as_deref()
         {
             self.server = None;
         }
     }
 
-    fn adaptive_params(&self) -> adaptive::Params {
-        adaptive::Params {
-            max_cpu: self.config.max_cpu as f64 / 100.0,
-            thres_kib: self.params.thres,
-            page_size: sys::page_size(),
+    /// The original's first debug lines: total, sleep and threshold.
+    fn debug_params(&mut self) {
+        for l in self.tuner.classic_params().debug_lines() {
+            self.debug_line(&l);
         }
     }
 
@@ -488,7 +411,6 @@ impl Daemon {
                         "cannot append to LOGFILE {}: {e}; debug lines go to standard output",
                         path.display()
                     ),
-                    &self.metrics,
                 );
             }
         }
@@ -497,19 +419,20 @@ impl Daemon {
     /// Listen for metrics when KSM_METRICS_LISTEN asks for it; a port that
     /// is taken is reported once and tried again every cycle.
     fn ensure_metrics_server(&mut self) {
-        let Some(addr) = self.config.metrics_listen.clone() else {
+        let config = self.tuner.config();
+        let Some(addr) = config.metrics_listen.clone() else {
             self.server = None;
             return;
         };
         if self.server.is_some() {
             return;
         }
-        let web = match &self.config.metrics_web_config {
-            Some(path) => match config::web::load(path, self.trust) {
+        let web = match &config.metrics_web_config {
+            Some(path) => match config::web::load(path, self.opts.trust) {
                 Ok(web) => Some(Arc::new(web)),
                 Err(e) => {
                     let e = format!("{e}; not serving metrics; tuning goes on");
-                    self.faults.fail("the metrics endpoint", e, &self.metrics);
+                    self.faults.fail("the metrics endpoint", e);
                     return;
                 }
             },
@@ -517,6 +440,7 @@ impl Daemon {
         };
         let opts = crate::metrics::ServerOptions {
             web,
+            published: Some(Arc::clone(&self.published)),
             ..Default::default()
         };
         let root = self.root.clone();
@@ -526,21 +450,24 @@ impl Daemon {
                 self.server = Some(server);
                 self.faults.ok("the metrics endpoint");
             }
-            Err(e) => self.faults.fail(
-                "the metrics endpoint",
-                format!("{e}; tuning goes on"),
-                &self.metrics,
-            ),
+            Err(e) => self
+                .faults
+                .fail("the metrics endpoint", format!("{e}; tuning goes on")),
         }
     }
 
     /// One adjustment: sample, decide, write.
     fn cycle(&mut self) {
         self.ensure_metrics_server();
-        let aparams = self.adaptive_params();
-        let before = self.policy.mode();
+        let before = self.tuner.mode();
         let step = self.sampler.take().and_then(|sample| {
-            let d = self.policy.decide(&self.params, &aparams, &sample)?;
+            if self.server.is_some() {
+                let taken = Arc::new(sample.clone());
+                if let Ok(mut p) = self.published.lock() {
+                    *p = Some((Instant::now(), taken));
+                }
+            }
+            let d = self.tuner.decide(&sample)?;
             Ok((sample, d))
         });
         let (sample, decision) = match step {
@@ -552,7 +479,6 @@ impl Daemon {
                 self.faults.fail(
                     "reading the system",
                     format!("cannot adjust KSM this cycle: {e:#}"),
-                    &self.metrics,
                 );
                 return;
             }
@@ -569,49 +495,29 @@ impl Daemon {
                      Reading another root process's /proc/PID/smaps_rollup needs CAP_SYS_PTRACE \
                      (see ksmtuned.conf(5), KSM_FLAVOUR)"
                 ),
-                &self.metrics,
             ),
             None => self.faults.ok("reading the guests' PSS"),
+        }
+        if self.leave_to_other_tuners(&sample.tuners) {
+            return;
         }
         // The policy decided from this sample's KSM files (decide fails
         // without them).
         let state = sample.ksm.unwrap_or_default();
-        if !sample.tuners.is_empty() && !self.dry_run {
-            if self.yielded_to != sample.tuners {
-                warn!(
-                    "another KSM tuner is running (ksmtuned, pid {}): leaving KSM to it",
-                    sample
-                        .tuners
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                self.yielded_to.clone_from(&sample.tuners);
-            }
-            notify(
-                self.notify,
-                &[sd_notify::NotifyState::Status(
-                    "waiting: another ksmtuned is running",
-                )],
-            );
-            return;
-        } else if !self.yielded_to.is_empty() {
-            info!("the other tuner is gone: tuning again");
-            self.yielded_to.clear();
-        }
-        let decision = &decision;
         for l in &decision.debug_lines {
             self.debug_line(l);
         }
-        let mode = self.policy.mode();
+        let mode = self.tuner.mode();
         if let Some(mode) = mode {
             debug!("adaptive {}: {}", mode.as_str(), decision.reason);
             if before != Some(mode) {
                 info!("adaptive: {}", decision.reason);
             }
         }
-        let (applied, wrote) = self.apply(decision, &state, mode.is_none());
+        let style = self.tuner.style();
+        let (applied, wrote) =
+            self.writer
+                .apply(&decision, &state, style, mode.is_none(), &mut self.faults);
         if let Some(mode) = mode {
             if wrote || before != Some(mode) {
                 self.debug_line(&format!(
@@ -627,18 +533,12 @@ impl Daemon {
             }
         }
         let label = mode.map_or("KSM", |m| m.as_str());
-        let status = status_line(label, decision, &state, sample.page_size);
-        notify(self.notify, &[sd_notify::NotifyState::Status(&status)]);
-        if let Ok(mut m) = self.metrics.lock() {
-            m.policy = self.config.policy.to_string();
-            // The budget the alert KsmdOverCpuBudget compares ksmd with.
-            m.max_cpu_ratio = (self.config.policy == PolicyKind::Adaptive)
-                .then(|| self.config.max_cpu as f64 / 100.0);
-            m.state = match mode {
-                Some(mode) => mode.as_str().to_string(),
-                None if decision.run == Run::Merge => "running".to_string(),
-                None => "stopped".to_string(),
-            };
+        let status = status_line(label, &decision, &state, sample.page_size);
+        self.systemd
+            .send(&[sd_notify::NotifyState::Status(&status)]);
+        let tuner_state = self.tuner.state(&decision);
+        self.with_metrics(|m| {
+            m.state = tuner_state;
             // What the plan put in force (the advisor keeps pages_to_scan).
             if let Some(a) = applied.filter(|a| a.run == Run::Merge) {
                 m.pages_to_scan = a.pages_to_scan.or(m.pages_to_scan);
@@ -648,9 +548,38 @@ impl Daemon {
                 m.adjustments += 1;
                 m.last_adjustment = Some(SystemTime::now());
             }
-        }
+        });
     }
 
+    /// Whether another tuner runs (and this one, unless a dry run, leaves
+    /// KSM to it); said once when it starts and when it ends.
+    fn leave_to_other_tuners(&mut self, tuners: &[u32]) -> bool {
+        if !tuners.is_empty() && !self.opts.dry_run {
+            if self.yielded_to != tuners {
+                warn!(
+                    "another KSM tuner is running (ksmtuned, pid {}): leaving KSM to it",
+                    tuners
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.yielded_to = tuners.to_vec();
+            }
+            self.systemd.send(&[sd_notify::NotifyState::Status(
+                "waiting: another ksmtuned is running",
+            )]);
+            return true;
+        }
+        if !self.yielded_to.is_empty() {
+            info!("the other tuner is gone: tuning again");
+            self.yielded_to.clear();
+        }
+        false
+    }
+}
+
+impl Writer {
     /// Execute the plan of a decision (see [`Plan`]): write each setting,
     /// or in a dry run only say what would be written, and log a change
     /// of what is in force once. Returns what the plan put in force
@@ -660,14 +589,14 @@ impl Daemon {
         &mut self,
         d: &Decision,
         state: &KsmState,
+        style: Style,
         log_changes: bool,
+        faults: &mut Faults,
     ) -> (Option<Applied>, bool) {
-        let style = self.policy.style();
         let plan = match Plan::new(d, state, style) {
             Ok(p) => p,
             Err(e) => {
-                self.faults
-                    .fail("planning the writes", e.to_string(), &self.metrics);
+                faults.fail("planning the writes", e.to_string());
                 return (None, false);
             }
         };
@@ -692,8 +621,8 @@ impl Daemon {
                 _ => "writing run",
             };
             match self.ksm.write(*setting) {
-                Ok(()) => self.faults.ok(what),
-                Err(e) => self.faults.fail(what, e.to_string(), &self.metrics),
+                Ok(()) => faults.ok(what),
+                Err(e) => faults.fail(what, e.to_string()),
             }
         }
         let applied = plan.applied;
@@ -733,16 +662,6 @@ fn next_due(due: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
     let skipped = u64::try_from(behind).unwrap_or(u64::MAX);
     let ahead = interval.saturating_mul(u32::try_from(behind).unwrap_or(u32::MAX));
     (next + ahead, skipped)
-}
-
-/// The variables that differ between two configurations, as `NAME a -> b`.
-fn config_changes(a: &Config, b: &Config) -> Vec<String> {
-    a.values()
-        .into_iter()
-        .zip(b.values())
-        .filter(|((_, x), (_, y))| x != y)
-        .map(|((name, x), (_, y))| format!("{name} {x} -> {y}"))
-        .collect()
 }
 
 /// The STATUS= line shown by `systemctl status ksmtuned`; `mode` is the
@@ -789,20 +708,5 @@ mod tests {
             assert!(next > now, "{end}");
             assert_eq!(next, t0 + ms(100) * (skipped as u32 + 1), "{end}");
         }
-    }
-
-    #[test]
-    fn changes_are_listed() {
-        let a = Config::default();
-        let b = Config {
-            npages_boost: 500,
-            debug: true,
-            ..Config::default()
-        };
-        assert_eq!(
-            config_changes(&a, &b),
-            vec!["KSM_NPAGES_BOOST 300 -> 500", "DEBUG off -> on"]
-        );
-        assert!(config_changes(&a, &a).is_empty());
     }
 }

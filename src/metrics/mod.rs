@@ -17,12 +17,14 @@ pub mod http;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use http::{Server, ServerOptions, SERVER_NICE};
+pub use http::{Published, Server, ServerOptions, SERVER_NICE};
 
 use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, TextEncoder};
 
+use crate::config::PolicyKind;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
+use crate::policy::tuner::TunerState;
 use crate::report::Report;
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
@@ -39,13 +41,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// reads a copy of it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TunerMetrics {
-    /// The tuning policy's name (e.g. `classic`).
-    pub policy: String,
+    /// The tuning policy.
+    pub policy: PolicyKind,
     /// The policy's CPU budget for ksmd, a fraction of one core
     /// (KSM_MAX_CPU / 100): adaptive has one, classic none.
     pub max_cpu_ratio: Option<f64>,
-    /// What the tuner is doing (e.g. `running`, `idle`, `stopped`).
-    pub state: String,
+    /// What the tuner is doing.
+    pub state: TunerState,
     /// The `pages_to_scan` it chose last (None before the first choice).
     pub pages_to_scan: Option<u64>,
     /// The `sleep_millisecs` it chose last.
@@ -373,7 +375,7 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
         "ksm_tuner_policy",
         "The tuning policy ksmtuned runs (value 1).",
         &["policy"],
-        &[(vec![t.policy.clone()], 1.0)],
+        &[(vec![t.policy.to_string()], 1.0)],
     )?;
     if let Some(r) = t.max_cpu_ratio {
         fam.gauge(
@@ -386,7 +388,7 @@ fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
         "ksm_tuner_state",
         "What ksmtuned is doing (value 1): classic running or stopped; adaptive sprint, idle, stopped, or backoff (ksmd stopped because KSM cost more memory than it saved).",
         &["state"],
-        &[(vec![t.state.clone()], 1.0)],
+        &[(vec![t.state.as_str().to_string()], 1.0)],
     )?;
     if let Some(p) = t.pages_to_scan {
         fam.gauge(
@@ -506,9 +508,9 @@ pub(crate) mod tests {
 
     fn tuner() -> TunerMetrics {
         TunerMetrics {
-            policy: "adaptive".into(),
+            policy: PolicyKind::Adaptive,
             max_cpu_ratio: Some(0.3),
-            state: "sprint".into(),
+            state: TunerState::Adaptive(crate::policy::adaptive::Mode::Sprint),
             pages_to_scan: Some(1250),
             sleep_ms: Some(10),
             adjustments: 3,

@@ -5,6 +5,7 @@
 pub mod adaptive;
 pub mod classic;
 pub mod plan;
+pub mod tuner;
 
 use crate::kernel::ksm::Run;
 

@@ -183,8 +183,8 @@ impl Sampler {
     }
 
     /// The sampler of a tuning policy (and of the daemon running it):
-    /// meminfo always; for adaptive also memory pressure and ksmd's CPU
-    /// time; the processes the policy follows (classic the QEMU guests,
+    /// meminfo and ksmd's CPU time always (the metrics endpoint serves the
+    /// daemon's sample); for adaptive also memory pressure; the processes the policy follows (classic the QEMU guests,
     /// adaptive those with memory opted in), never counting `exclude`
     /// (the daemon itself) as another tuner.
     pub fn for_policy(root: &Root, kind: PolicyKind, exclude: Option<u32>) -> Sampler {
@@ -194,7 +194,7 @@ impl Sampler {
             Parts {
                 memory: Memory::Required,
                 pressure: adaptive,
-                ksmd: adaptive,
+                ksmd: true,
                 processes: Processes::No,
             },
         );

@@ -432,9 +432,11 @@ pub fn full_rendering() -> String {
     use ksmtuned::metrics::{collect, render, TunerMetrics, DEFAULT_TOP};
     use std::time::UNIX_EPOCH;
     let tuner = TunerMetrics {
-        policy: "adaptive".into(),
+        policy: ksmtuned::config::PolicyKind::Adaptive,
         max_cpu_ratio: Some(0.5),
-        state: "sprint".into(),
+        state: ksmtuned::policy::tuner::TunerState::Adaptive(
+            ksmtuned::policy::adaptive::Mode::Sprint,
+        ),
         pages_to_scan: Some(1250),
         sleep_ms: Some(10),
         adjustments: 3,
