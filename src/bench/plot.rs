@@ -42,6 +42,37 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+type Panel<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One of the plot's two panels: seconds since the tuner started from 0 to
+/// `x_max`, `y_desc` from 0 to `y_max`, with its grid drawn.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: Option<String>,
+    (x_max, y_max): (f64, f64),
+    y_desc: &str,
+) -> Result<Panel<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(c) = caption {
+        builder.caption(c, ("sans-serif", 20));
+    }
+    let mut chart = builder
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the tuner started")
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
 /// Draw the plot of a report into an SVG file.
 pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     let ps = report.host.page_size_bytes as f64;
@@ -86,19 +117,8 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         (report.workload.spec.pages_per_worker as f64 * ps / 1048576.0).round(),
         att_mib
     );
-    let mut chart = ChartBuilder::on(&top)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..saved_max)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the tuner started")
-        .y_desc("saved MiB")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let mut chart =
+        panel(&top, Some(title), (t_max, saved_max), "saved MiB").map_err(|e| err(&e))?;
     chart
         .draw_series(LineSeries::new(
             vec![(0.0, att_mib), (t_max, att_mib)],
@@ -133,18 +153,8 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
 
-    let mut chart = ChartBuilder::on(&bottom)
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..cpu_max)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the tuner started")
-        .y_desc("ksmd CPU % (1 s window)")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let mut chart =
+        panel(&bottom, None, (t_max, cpu_max), "ksmd CPU % (1 s window)").map_err(|e| err(&e))?;
     for (i, series) in cpu.into_iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart

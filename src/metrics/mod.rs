@@ -536,87 +536,34 @@ pub(crate) mod tests {
     #[test]
     fn renders_every_family_with_help_and_type() {
         let text = render(&report(fixture()), Some(&tuner()), DEFAULT_TOP).unwrap();
-        assert_eq!(value(&text, "ksm_pages_sharing").as_deref(), Some("1990"));
-        assert_eq!(
-            value(&text, "ksm_general_profit_bytes").as_deref(),
-            Some("-65536")
-        );
-        assert_eq!(
-            value(&text, "ksm_memory_saved_bytes").as_deref(),
-            Some("8171520")
-        );
-        assert_eq!(value(&text, "ksm_full_scans_total").as_deref(), Some("17"));
         // 2 GiB available + 512 MiB swap - 1995 pages saved.
-        assert_eq!(
-            value(&text, "ksm_unmerge_headroom_bytes").as_deref(),
-            Some(
-                ((2i64 << 30) + (512 << 20) - 1995 * 4096)
-                    .to_string()
-                    .as_str()
-            )
-        );
-        assert_eq!(
-            value(&text, "ksm_pages_scanned_total").as_deref(),
-            Some("123456789")
-        );
-        assert_eq!(value(&text, "ksm_sleep_seconds").as_deref(), Some("0.02"));
-        assert_eq!(
-            value(&text, "ksm_advisor_max_cpu_ratio").as_deref(),
-            Some("0.7")
-        );
-        assert_eq!(
-            value(&text, "ksm_ksmd_cpu_seconds_total").as_deref(),
-            Some("12.34")
-        );
-        assert_eq!(
-            value(&text, "ksm_advisor_mode{mode=\"none\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&text, "ksm_advisor_mode{mode=\"scan-time\"}").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_sleep_seconds").as_deref(),
-            Some("0.01")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_last_adjustment_timestamp_seconds").as_deref(),
-            Some("1800000000")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_state{state=\"sprint\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_max_cpu_ratio").as_deref(),
-            Some("0.3")
-        );
+        let headroom = ((2i64 << 30) + (512 << 20) - 1995 * 4096).to_string();
+        for (series, want) in [
+            ("ksm_pages_sharing", "1990"),
+            ("ksm_general_profit_bytes", "-65536"),
+            ("ksm_memory_saved_bytes", "8171520"),
+            ("ksm_full_scans_total", "17"),
+            ("ksm_unmerge_headroom_bytes", headroom.as_str()),
+            ("ksm_pages_scanned_total", "123456789"),
+            ("ksm_sleep_seconds", "0.02"),
+            ("ksm_advisor_max_cpu_ratio", "0.7"),
+            ("ksm_ksmd_cpu_seconds_total", "12.34"),
+            ("ksm_advisor_mode{mode=\"none\"}", "1"),
+            ("ksm_advisor_mode{mode=\"scan-time\"}", "0"),
+            ("ksm_tuner_sleep_seconds", "0.01"),
+            ("ksm_tuner_last_adjustment_timestamp_seconds", "1800000000"),
+            ("ksm_tuner_state{state=\"sprint\"}", "1"),
+            ("ksm_tuner_max_cpu_ratio", "0.3"),
+            ("ksm_tuner_cycles_total", "12"),
+            ("ksm_tuner_cycles_skipped_total", "1"),
+            ("ksm_tuner_interval_seconds", "60"),
+            ("ksm_tuner_cycle_delay_seconds", "0.0015"),
+            ("ksm_tuner_cycle_delay_max_seconds", "0.25"),
+            ("ksm_tuner_cycle_duration_seconds", "0.00425"),
+        ] {
+            assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
+        }
         assert!(text.contains("# TYPE ksm_tuner_max_cpu_ratio gauge\n"));
-        assert_eq!(
-            value(&text, "ksm_tuner_cycles_total").as_deref(),
-            Some("12")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_cycles_skipped_total").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_interval_seconds").as_deref(),
-            Some("60")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_cycle_delay_seconds").as_deref(),
-            Some("0.0015")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_cycle_delay_max_seconds").as_deref(),
-            Some("0.25")
-        );
-        assert_eq!(
-            value(&text, "ksm_tuner_cycle_duration_seconds").as_deref(),
-            Some("0.00425")
-        );
         assert!(text.contains("# TYPE ksm_tuner_cycles_total counter\n"));
         assert!(text.contains("# TYPE ksm_tuner_cycle_delay_max_seconds gauge\n"));
         assert!(text.contains("# TYPE ksm_full_scans_total counter\n"));
