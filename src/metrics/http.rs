@@ -751,6 +751,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_published_sample_is_served_with_the_processes_read_now() {
+        let root = Root::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/obs-6.18"
+        ));
+        let own = read_system(&root, None).unwrap();
+        let mut daemons = own.clone();
+        daemons.processes.clear();
+        if let Some(k) = daemons.ksm.as_mut() {
+            k.pages_sharing = Some(42);
+        }
+        let served = read_system(&root, Some(Arc::new(daemons))).unwrap();
+        assert_eq!(served.ksm.as_ref().unwrap().pages_sharing, Some(42));
+        assert_ne!(own.ksm.as_ref().unwrap().pages_sharing, Some(42));
+        assert_eq!(served.processes, own.processes);
+        assert!(!served.processes.is_empty());
+    }
+
+    #[test]
     fn basic_credentials_are_decoded() {
         // "prometheus:s3cret:with colon"
         let v = format!(
