@@ -66,15 +66,17 @@ pub enum Error {
     /// root (or the user running ksmtuned) could have written.
     #[error(
         "{}: refusing to use this configuration {what} (owner uid {uid}, mode {mode:04o}): \
-         {reason}; it must be owned by root and not writable by group or others \
-         (fix: chown root {p} && chmod go-w {p}), or start ksmtuned with --insecure-config",
+         {reason}; {}",
         .path.display(),
-        p = .path.display()
+        insecure_fix(.what, .path, .file)
     )]
     Insecure {
         path: PathBuf,
         /// "file" or "directory".
         what: &'static str,
+        /// The configuration file concerned (`path` itself, or a file in
+        /// the directory `path`).
+        file: PathBuf,
         uid: u32,
         mode: u32,
         reason: String,
@@ -110,6 +112,26 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about a configuration file that others could write: make
+/// the file root's; a directory others can write (such as /tmp) is not
+/// for the administrator to change, so the advice is to move the file.
+fn insecure_fix(what: &str, path: &std::path::Path, file: &std::path::Path) -> String {
+    if what == "file" {
+        format!(
+            "it must be owned by root and not writable by group or others \
+             (fix: chown root {p} && chmod go-w {p}), or start ksmtuned with --insecure-config",
+            p = path.display()
+        )
+    } else {
+        format!(
+            "a configuration must be in a directory that only root can write: move {f} to one \
+             (such as /etc, or a private mktemp -d); to check a candidate file where it is, run \
+             ksmtuned --insecure-config --check-config {f}",
+            f = file.display()
+        )
+    }
+}
 
 /// A short text for an I/O error without Rust's "(os error N)" noise.
 pub(crate) fn describe_io(e: &io::Error) -> String {

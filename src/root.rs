@@ -37,6 +37,22 @@ impl Root {
         }
     }
 
+    /// A root other than `/` must be a directory: `--root /nonexistent`
+    /// is a mistake to name, not a host without KSM.
+    pub fn check(&self) -> Result<(), String> {
+        if self.is_host() || self.base.is_dir() {
+            return Ok(());
+        }
+        let why = match std::fs::metadata(&self.base) {
+            Ok(_) => "not a directory".to_string(),
+            Err(e) => crate::error::describe_io(&e),
+        };
+        Err(format!(
+            "root {}: {why} (--root or ${ROOT_ENV} must name a directory that holds sys/ and proc/)",
+            self.base.display()
+        ))
+    }
+
     /// The base directory.
     pub fn base(&self) -> &Path {
         &self.base

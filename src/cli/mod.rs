@@ -204,8 +204,8 @@ pub enum Command {
     /// Watch KSM live, full screen: savings, ksmd's CPU use, processes
     /// (keys: q quit, s sort, + and - refresh rate).
     Top {
-        /// Seconds between refreshes.
-        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        /// Seconds between refreshes, from 0.1 to 3600.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = top::parse_interval)]
         interval: f64,
     },
     /// Estimate what KSM would save here, for which processes and guests,
@@ -286,7 +286,11 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 /// 1 runtime error, 2 usage error (3 from `status`: stopped).
 pub fn run(cli: Cli) -> i32 {
     let root = Root::from_option(cli.root);
-    match dispatch(&root, cli.command) {
+    let result = match root.check() {
+        Ok(()) => dispatch(&root, cli.command),
+        Err(e) => Err(usage(e)),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!(

@@ -337,11 +337,17 @@ fn area_ok(a: Rect) -> bool {
     a.width >= 60 && a.height >= 20
 }
 
+/// `--interval`: seconds from 0.1 to 3600 (anything else is a usage
+/// error, exit 2).
+pub fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds from 0.1 to 3600")),
+    }
+}
+
 /// `ksmctl top [--interval SECONDS]`.
 pub fn command(root: &Root, interval: f64) -> anyhow::Result<i32> {
-    if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
-        anyhow::bail!("--interval {interval}: expected seconds from 0.1 to 3600");
-    }
     run(root, Duration::from_secs_f64(interval))
 }
 

@@ -281,7 +281,7 @@ impl Trust {
 /// or others: the daemon runs as root, and whoever can write its
 /// configuration steers it (LOGFILE names a file it appends to).
 pub fn check_secure(path: &Path, meta: &fs::Metadata, euid: u32) -> Result<(), Error> {
-    check_owner_mode(path, meta, "file", euid)?;
+    check_owner_mode(path, path, meta, "file", euid)?;
     let named_in = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -298,13 +298,14 @@ pub fn check_secure(path: &Path, meta: &fs::Metadata, euid: u32) -> Result<(), E
             path: dir.clone(),
             source,
         })?;
-        check_owner_mode(&dir, &m, "directory", euid)?;
+        check_owner_mode(&dir, path, &m, "directory", euid)?;
     }
     Ok(())
 }
 
 fn check_owner_mode(
     path: &Path,
+    file: &Path,
     meta: &fs::Metadata,
     what: &'static str,
     euid: u32,
@@ -332,6 +333,7 @@ fn check_owner_mode(
     Err(Error::Insecure {
         path: path.to_path_buf(),
         what,
+        file: file.to_path_buf(),
         uid,
         mode,
         reason,
@@ -410,7 +412,7 @@ pub fn load(root: &Root, explicit: Option<&Path>, trust: Trust) -> Loaded {
     if let Some(web) = &loaded.config.metrics_web_config {
         match web::load(web, trust) {
             Ok(w) => warnings.extend(w.warnings),
-            Err(e) => loaded.errors.push(e),
+            Err(mut e) => loaded.errors.append(&mut e),
         }
     }
     if !main_present {

@@ -183,16 +183,20 @@ fn read_checked(
     Ok(bytes)
 }
 
-/// Load and check the web configuration file `path`.
-pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
-    let read_err = |source| Error::Read {
-        path: path.to_path_buf(),
-        source,
+/// Load and check the web configuration file `path`. Every problem is
+/// reported (a file with three mistakes gives three errors), except that
+/// a file YAML cannot parse gives that one.
+pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Vec<Error>> {
+    let read_err = |source| {
+        vec![Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }]
     };
     let mut file = fs::File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     let mut warnings = Vec::new();
-    check_file(path, &meta, true, trust, &mut warnings)?;
+    check_file(path, &meta, true, trust, &mut warnings).map_err(|e| vec![e])?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(read_err)?;
     let parsed: Option<FileText> = yaml_serde::from_str(&text).map_err(|e| {
@@ -202,28 +206,33 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
             Some((m, _)) if e.location().is_some() => m.to_string(),
             _ => message,
         };
-        Error::Syntax {
+        vec![Error::Syntax {
             path: path.to_path_buf(),
             line: e.location().map_or(1, |l| l.line()),
             message,
-        }
+        }]
     })?;
     let parsed = parsed.unwrap_or(FileText {
         tls_server_config: None,
         basic_auth_users: None,
     });
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let tls = match parsed.tls_server_config {
-        Some(t) => Some(Arc::new(tls_config(
+    let mut errors = Vec::new();
+    let tls = parsed.tls_server_config.and_then(|t| {
+        let web = Web {
             path,
-            &text,
+            text: &text,
             dir,
-            t,
             trust,
-            &mut warnings,
-        )?)),
-        None => None,
-    };
+        };
+        match web.tls_config(t, &mut warnings) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        }
+    });
     let users = parsed.basic_auth_users.unwrap_or_default();
     for (user, hash) in &users {
         if let Err(e) = hash.parse::<bcrypt::HashParts>() {
@@ -231,7 +240,7 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
                 1 => line_of(&text, "basic_auth_users"),
                 n => n,
             };
-            return Err(Error::Syntax {
+            errors.push(Error::Syntax {
                 path: path.to_path_buf(),
                 line,
                 message: format!(
@@ -242,6 +251,9 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
             });
         }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(WebConfig {
         path: path.to_path_buf(),
         tls,
@@ -250,165 +262,217 @@ pub fn load(path: &Path, trust: Trust) -> Result<WebConfig, Error> {
     })
 }
 
-fn tls_config(
-    web: &Path,
-    text: &str,
-    dir: &Path,
-    t: TlsText,
+/// The web configuration being read: its file, text and directory (the
+/// files it names are relative to it).
+struct Web<'a> {
+    path: &'a Path,
+    text: &'a str,
+    dir: &'a Path,
     trust: Trust,
-    warnings: &mut Vec<String>,
-) -> Result<rustls::ServerConfig, Error> {
-    let syntax = |key: &str, message: String| Error::Syntax {
-        path: web.to_path_buf(),
-        line: line_of(text, key),
-        message,
-    };
-    let resolve = |p: &str| dir.join(p);
-    let cert_path = resolve(&t.cert_file);
-    let key_path = resolve(&t.key_file);
-    let cert_line = line_of(text, "cert_file");
-    let key_line = line_of(text, "key_file");
-    let pem = read_checked(
-        web,
-        cert_line,
-        "cert_file",
-        &cert_path,
-        false,
-        trust,
-        warnings,
-    )?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            syntax(
-                "cert_file",
-                format!("cert_file {}: {e}", cert_path.display()),
+}
+
+impl Web<'_> {
+    /// An error at the line of `key`.
+    fn syntax(&self, key: &str, message: String) -> Error {
+        Error::Syntax {
+            path: self.path.to_path_buf(),
+            line: line_of(self.text, key),
+            message,
+        }
+    }
+
+    /// Read the PEM file named by `key` (checked like the configuration).
+    fn read(
+        &self,
+        key: &str,
+        file: &str,
+        secret: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<(PathBuf, Vec<u8>), Error> {
+        let path = self.dir.join(file);
+        let line = line_of(self.text, key);
+        let pem = read_checked(self.path, line, key, &path, secret, self.trust, warnings)?;
+        Ok((path, pem))
+    }
+
+    /// The certificates of the PEM file named by `key`; `what` names them
+    /// when there are none.
+    fn certificates(
+        &self,
+        key: &str,
+        file: &str,
+        what: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<CertificateDer<'static>>, Error> {
+        let (path, pem) = self.read(key, file, false, warnings)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.syntax(key, format!("{key} {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(self.syntax(
+                key,
+                format!(
+                    "{key} {}: no PEM certificate ({what}) in it",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(certs)
+    }
+
+    fn private_key(
+        &self,
+        file: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<PrivateKeyDer<'static>, Error> {
+        let (path, pem) = self.read("key_file", file, true, warnings)?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            self.syntax(
+                "key_file",
+                format!(
+                    "key_file {}: no usable PEM private key in it: {e}",
+                    path.display()
+                ),
             )
-        })?;
-    if certs.is_empty() {
-        return Err(syntax(
-            "cert_file",
-            format!(
-                "cert_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-                cert_path.display()
-            ),
-        ));
+        })
     }
-    let pem = read_checked(web, key_line, "key_file", &key_path, true, trust, warnings)?;
-    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        syntax(
-            "key_file",
-            format!(
-                "key_file {}: no usable PEM private key in it: {e}",
-                key_path.display()
-            ),
-        )
-    })?;
 
-    let (min, max) = (
-        t.min_version.unwrap_or(TlsVersion::TLS12),
-        t.max_version.unwrap_or(TlsVersion::TLS13),
-    );
-    if min > max {
-        return Err(syntax(
-            "min_version",
-            format!("min_version {min:?} is above max_version {max:?}"),
-        ));
+    fn versions(
+        &self,
+        t: &TlsText,
+    ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, Error> {
+        let (min, max) = (
+            t.min_version.unwrap_or(TlsVersion::TLS12),
+            t.max_version.unwrap_or(TlsVersion::TLS13),
+        );
+        if min > max {
+            return Err(self.syntax(
+                "min_version",
+                format!("min_version {min:?} is above max_version {max:?}"),
+            ));
+        }
+        Ok([
+            (TlsVersion::TLS12, &rustls::version::TLS12),
+            (TlsVersion::TLS13, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect())
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-        (TlsVersion::TLS12, &rustls::version::TLS12),
-        (TlsVersion::TLS13, &rustls::version::TLS13),
-    ]
-    .into_iter()
-    .filter(|(v, _)| (min..=max).contains(v))
-    .map(|(_, p)| p)
-    .collect();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&versions)
-        .map_err(|e| syntax("min_version", e.to_string()))?;
 
-    let auth = t.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
-    let builder = match (auth, &t.client_ca_file) {
-        (ClientAuth::NoClientCert, None) => builder.with_no_client_auth(),
-        (ClientAuth::NoClientCert, Some(_)) => {
-            return Err(syntax(
-                "client_ca_file",
-                "client_ca_file is set but client_auth_type is NoClientCert (or unset): \
-                 set client_auth_type to RequireAndVerifyClientCert or \
-                 VerifyClientCertIfGiven, or remove client_ca_file"
-                    .into(),
-            ))
-        }
-        (_, None) => {
-            return Err(syntax(
-                "client_auth_type",
-                format!("client_auth_type {auth:?} needs client_ca_file (the CA that signs the clients' certificates)"),
-            ))
-        }
-        (_, Some(ca)) => {
-            let ca_path = resolve(ca);
-            let line = line_of(text, "client_ca_file");
-            let pem = read_checked(web, line, "client_ca_file", &ca_path, false, trust, warnings)?;
-            let mut roots = rustls::RootCertStore::empty();
-            let mut any = false;
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                let c = c.map_err(|e| {
-                    syntax(
-                        "client_ca_file",
-                        format!("client_ca_file {}: {e}", ca_path.display()),
-                    )
-                })?;
-                roots.add(c).map_err(|e| {
-                    syntax(
-                        "client_ca_file",
-                        format!("client_ca_file {}: {e}", ca_path.display()),
-                    )
-                })?;
-                any = true;
-            }
-            if !any {
-                return Err(syntax(
+    /// The clients' certificate verifier (`None`: no client certificates).
+    fn client_verifier(
+        &self,
+        t: &TlsText,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Error> {
+        let auth = t.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
+        let ca = match (auth, &t.client_ca_file) {
+            (ClientAuth::NoClientCert, None) => return Ok(None),
+            (ClientAuth::NoClientCert, Some(_)) => {
+                return Err(self.syntax(
                     "client_ca_file",
-                    format!(
-                        "client_ca_file {}: no PEM certificate in it",
-                        ca_path.display()
-                    ),
-                ));
+                    "client_ca_file is set but client_auth_type is NoClientCert (or unset): \
+                     set client_auth_type to RequireAndVerifyClientCert or \
+                     VerifyClientCertIfGiven, or remove client_ca_file"
+                        .into(),
+                ))
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::clone(&provider),
-            );
-            let verifier = if auth == ClientAuth::VerifyClientCertIfGiven {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            let verifier = verifier
-                .build()
-                .map_err(|e| syntax("client_ca_file", e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            (_, None) => {
+                return Err(self.syntax(
+                    "client_auth_type",
+                    format!("client_auth_type {auth:?} needs client_ca_file (the CA that signs the clients' certificates)"),
+                ))
+            }
+            (_, Some(ca)) => ca,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in self.certificates("client_ca_file", ca, "the clients' CA", warnings)? {
+            roots.add(c).map_err(|e| {
+                self.syntax(
+                    "client_ca_file",
+                    format!("client_ca_file {}: {e}", self.dir.join(ca).display()),
+                )
+            })?;
         }
-    };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        syntax(
-            "key_file",
-            format!(
-                "cert_file {} with key_file {}: {e}",
-                cert_path.display(),
-                key_path.display()
-            ),
-        )
-    })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(provider),
+        );
+        let verifier = if auth == ClientAuth::VerifyClientCertIfGiven {
+            verifier.allow_unauthenticated()
+        } else {
+            verifier
+        };
+        let verifier = verifier
+            .build()
+            .map_err(|e| self.syntax("client_ca_file", e.to_string()))?;
+        Ok(Some(verifier))
+    }
+
+    /// The TLS server configuration; every problem of its keys is
+    /// reported.
+    fn tls_config(
+        &self,
+        t: TlsText,
+        warnings: &mut Vec<String>,
+    ) -> Result<rustls::ServerConfig, Vec<Error>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = self.certificates(
+            "cert_file",
+            &t.cert_file,
+            "-----BEGIN CERTIFICATE-----",
+            warnings,
+        );
+        let key = self.private_key(&t.key_file, warnings);
+        let versions = self.versions(&t);
+        let verifier = self.client_verifier(&t, &provider, warnings);
+        let (certs, key, versions, verifier) = match (certs, key, versions, verifier) {
+            (Ok(c), Ok(k), Ok(v), Ok(f)) => (c, k, v, f),
+            (c, k, v, f) => {
+                return Err([c.err(), k.err(), v.err(), f.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect())
+            }
+        };
+        let one = |e: Error| vec![e];
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| one(self.syntax("min_version", e.to_string())))?;
+        let builder = match verifier {
+            None => builder.with_no_client_auth(),
+            Some(v) => builder.with_client_cert_verifier(v),
+        };
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+            one(self.syntax(
+                "key_file",
+                format!(
+                    "cert_file {} with key_file {}: {e}",
+                    self.dir.join(&t.cert_file).display(),
+                    self.dir.join(&t.key_file).display()
+                ),
+            ))
+        })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn join(errors: Vec<Error>) -> String {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 
     /// A bcrypt hash of "secret" (cost 4: quick).
     fn hash() -> String {
@@ -430,7 +494,7 @@ mod tests {
 
     fn err(dir: &Path, text: &str) -> String {
         let p = write(dir, "web.yml", text, 0o600);
-        load(&p, owner()).expect_err(text).to_string()
+        join(load(&p, owner()).expect_err(text))
     }
 
     #[test]
@@ -496,6 +560,29 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.yml").display().to_string();
+        let e = err(
+            dir.path(),
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  \
+             min_version: TLS13\n  max_version: TLS12\nbasic_auth_users:\n  u: plaintext\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].starts_with(&format!("{web}:2: cert_file ")), "{e}");
+        assert!(lines[1].starts_with(&format!("{web}:3: key_file ")), "{e}");
+        assert!(
+            lines[2].starts_with(&format!("{web}:4: min_version")),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with(&format!("{web}:7: basic_auth_users: u")),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn refused_when_others_can_read_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(
@@ -504,7 +591,7 @@ mod tests {
             &format!("basic_auth_users:\n  a: {}\n", hash()),
             0o644,
         );
-        let e = load(&p, owner()).unwrap_err().to_string();
+        let e = join(load(&p, owner()).unwrap_err());
         assert!(
             e.contains("readable by others") && e.contains("chmod o-r"),
             "{e}"
@@ -512,7 +599,7 @@ mod tests {
         let w = load(&p, Trust::Insecure).unwrap();
         assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();
-        let e = load(&p, owner()).unwrap_err().to_string();
+        let e = join(load(&p, owner()).unwrap_err());
         assert!(e.contains("writable by its group"), "{e}");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         load(&p, owner()).unwrap();

@@ -144,6 +144,10 @@ pub fn init_logger(verbose: u8) {
 pub fn main(cli: Cli) -> i32 {
     init_logger(cli.verbose);
     let root = Root::from_option(cli.root.clone());
+    if let Err(e) = root.check() {
+        error!("{e}");
+        return 2;
+    }
     let pid_path = |opt: &Option<PathBuf>| opt.clone().unwrap_or_else(|| root.join(TUNER_PID_FILE));
     if let Some(TunedCommand::Retune { pid_file }) = &cli.command {
         let path = pid_file.clone().or(cli.pid_file.clone());

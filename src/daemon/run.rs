@@ -430,7 +430,12 @@ impl Daemon {
         let web = match &config.metrics_web_config {
             Some(path) => match config::web::load(path, self.opts.trust) {
                 Ok(web) => Some(Arc::new(web)),
-                Err(e) => {
+                Err(errors) => {
+                    let e = errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     let e = format!("{e}; not serving metrics; tuning goes on");
                     self.faults.fail("the metrics endpoint", e);
                     return;
