@@ -84,16 +84,46 @@ impl KsmRun {
     }
 }
 
-/// The sums over the processes of a report.
+/// The sums over the processes of a report (named in JSON as the
+/// per-process figures they add up).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub processes: usize,
+    #[serde(rename = "ksm_merging_pages")]
     pub merging_pages: u64,
+    #[serde(rename = "ksm_zero_pages")]
     pub zero_pages: i64,
     pub merged_bytes: u64,
     /// Sum over the processes that report a profit.
+    #[serde(rename = "ksm_process_profit")]
     pub profit_bytes: Option<i64>,
+    #[serde(rename = "ksm_rmap_items")]
     pub rmap_items: u64,
+}
+
+/// The per-process keys of `ksmctl ps --json` renamed in 0.3 to the rule
+/// every JSON output follows (the kernel's name, here `ksm_stat`'s, plus a
+/// unit suffix only where the unit is changed): (new, 0.2's). The old keys
+/// are written beside the new ones until 0.4.
+pub const PROCESS_LEGACY_KEYS: &[(&str, &str)] = &[
+    ("ksm_merging_pages", "merging_pages"),
+    ("ksm_zero_pages", "zero_pages"),
+    ("ksm_rmap_items", "rmap_items"),
+    ("ksm_process_profit", "profit_bytes"),
+    ("ksm_merge_any", "merge_any"),
+    ("ksm_mergeable", "mergeable"),
+];
+
+/// Copy each `(new, old)` key of a JSON object to its old name, for the
+/// scripts written against an earlier release.
+pub fn add_legacy_keys(v: &mut serde_json::Value, keys: &[(&str, &str)]) {
+    if let Some(m) = v.as_object_mut() {
+        for (new, old) in keys {
+            if let Some(x) = m.get(*new).cloned() {
+                m.insert((*old).to_string(), x);
+            }
+        }
+    }
 }
 
 impl Totals {
@@ -230,7 +260,7 @@ impl Serialize for StatusJson<'_> {
         m.serialize_entry("tuners", &r.tuners)?;
         m.serialize_entry("page_size_bytes", &r.page_size)?;
         for f in FILES {
-            m.serialize_entry(f.status_key, &f.json_value(&files))?;
+            m.serialize_entry(f.name, &f.json_value(&files))?;
         }
         m.serialize_entry("saved_pages", &r.saved_pages)?;
         m.serialize_entry("saved_bytes", &r.saved_bytes)?;
@@ -241,6 +271,10 @@ impl Serialize for StatusJson<'_> {
             "scan_rate_bytes_per_s",
             &r.scan_limit_pages_per_s.map(|p| r.bytes(p)),
         )?;
+        // 0.2's names of the files, until 0.4.
+        for f in FILES.iter().filter(|f| f.legacy_key != f.name) {
+            m.serialize_entry(f.legacy_key, &f.json_value(&files))?;
+        }
         m.end()
     }
 }
@@ -302,7 +336,8 @@ mod tests {
         let r = Report::build(&crate::sample::fixture(), None, Vec::new());
         let v = serde_json::to_value(r.status_json()).unwrap();
         for f in FILES {
-            assert!(v.get(f.status_key).is_some(), "{}", f.status_key);
+            assert!(v.get(f.name).is_some(), "{}", f.name);
+            assert_eq!(v.get(f.legacy_key), v.get(f.name), "{}", f.legacy_key);
         }
         assert_eq!(v["state"], "running");
         assert_eq!(v["saved_bytes"], r.saved_bytes);

@@ -91,7 +91,8 @@ fn advice_about_an_insecure_directory_is_about_the_file() {
     let d = dir.path().display().to_string();
     assert!(
         o.stderr.contains(&format!("move {c} to one"))
-            && o.stderr.contains(&format!("--insecure-config --check-config {c}"))
+            && o.stderr
+                .contains(&format!("--insecure-config --check-config {c}"))
             && !o.stderr.contains(&format!("chmod go-w {d}")),
         "{}",
         o.stderr
@@ -99,7 +100,9 @@ fn advice_about_an_insecure_directory_is_about_the_file() {
     let o = run(KSMTUNED, &["--insecure-config", "--check-config", c]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains(&format!("{c}: OK")), "{}", o.stdout);
-    assert!(o.stderr.contains("read anyway because of --insecure-config"));
+    assert!(o
+        .stderr
+        .contains("read anyway because of --insecure-config"));
 }
 
 /// `status --json`'s figures are the kernel's files, and the sums add up.

@@ -11,45 +11,33 @@
 use std::fmt::Write as _;
 use std::io;
 
-use serde::Serialize;
-
 use crate::human;
-use crate::report::{Report, Totals};
+use crate::report::{add_legacy_keys, Report, PROCESS_LEGACY_KEYS};
 use crate::root::Root;
-use crate::sample::processes::{guest_label, ProcessKsm};
+use crate::sample::processes::guest_label;
 use crate::sample::{Parts, Processes, Sampler};
 
-/// One row of `ksmctl ps --json`: the sampled process and what it saves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Row<'a> {
-    #[serde(flatten)]
-    pub process: &'a ProcessKsm,
-    /// Its merged pages (merging + zero) in bytes.
-    pub merged_bytes: u64,
-}
-
-/// `ksmctl ps --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Json<'a> {
-    pub page_size_bytes: u64,
-    pub processes: Vec<Row<'a>>,
-    pub total: &'a Totals,
-}
-
-/// The JSON of a report's processes.
-pub fn json(r: &Report) -> Json<'_> {
-    Json {
-        page_size_bytes: r.page_size,
-        processes: r
-            .processes
-            .iter()
-            .map(|p| Row {
-                process: p,
-                merged_bytes: r.bytes(p.saved_pages()),
-            })
-            .collect(),
-        total: &r.totals,
-    }
+/// `ksmctl ps --json`: each sampled process with its merged pages
+/// (merging + zero) in bytes, and the totals; the keys of 0.2 beside
+/// their new names (see [`PROCESS_LEGACY_KEYS`]).
+pub fn json(r: &Report) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = r
+        .processes
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["merged_bytes"] = r.bytes(p.saved_pages()).into();
+            add_legacy_keys(&mut v, PROCESS_LEGACY_KEYS);
+            v
+        })
+        .collect();
+    let mut total = serde_json::to_value(&r.totals).unwrap_or_default();
+    add_legacy_keys(&mut total, PROCESS_LEGACY_KEYS);
+    serde_json::json!({
+        "page_size_bytes": r.page_size,
+        "processes": rows,
+        "total": total,
+    })
 }
 
 /// The human table of a report's processes, aligned, with a totals line.
@@ -150,6 +138,7 @@ pub fn command(
 mod tests {
     use super::*;
     use crate::sample::processes::tests::p;
+    use crate::sample::processes::ProcessKsm;
     use crate::sample::Sample;
 
     fn report(processes: Vec<ProcessKsm>) -> Report {

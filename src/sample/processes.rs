@@ -31,16 +31,22 @@ pub struct ProcessKsm {
     /// mergeable memory, Linux 6.14+).
     pub not_mergeable: Option<String>,
     /// Pages of this process that are mapped to a KSM page.
+    #[serde(rename = "ksm_merging_pages")]
     pub merging_pages: u64,
     /// Empty pages merged with the kernel's zero page (signed in the kernel).
+    #[serde(rename = "ksm_zero_pages")]
     pub zero_pages: i64,
     /// KSM's bookkeeping entries for this process's scanned pages.
+    #[serde(rename = "ksm_rmap_items")]
     pub rmap_items: u64,
     /// The kernel's estimate of this process's gain, in bytes (Linux 6.4+).
+    #[serde(rename = "ksm_process_profit")]
     pub profit_bytes: Option<i64>,
     /// Whole process opted in with prctl(PR_SET_MEMORY_MERGE) (Linux 6.14+).
+    #[serde(rename = "ksm_merge_any")]
     pub merge_any: Option<bool>,
     /// Has memory opted in with madvise or prctl (Linux 6.14+).
+    #[serde(rename = "ksm_mergeable")]
     pub mergeable: Option<bool>,
 }
 

@@ -178,8 +178,9 @@ pub struct File {
     pub metric: &'static str,
     /// What it means, for the metric's HELP and the documentation.
     pub help: &'static str,
-    /// Its key in `ksmctl status --json` (as published in 0.2).
-    pub status_key: &'static str,
+    /// Its key in 0.2's `ksmctl status --json`, where that was not the
+    /// file's name; written beside the file's name until 0.4.
+    pub legacy_key: &'static str,
 }
 
 impl File {
@@ -377,139 +378,139 @@ const U32: u64 = u32::MAX as u64;
 ksm_files! {
     run: Run, Run => {
         kind: Kind::Setting, unit: Unit::Choice, limits: Limits::Run, since: "2.6.32",
-        metric: "ksm_run", status_key: "run",
+        metric: "ksm_run", legacy_key: "run",
         help: "KSM's run setting: 0 ksmd stopped, 1 ksmd scanning, 2 stopped and every page unmerged (run).",
     }
     pages_to_scan: u64, PagesToScan => {
         kind: Kind::Setting, unit: Unit::Pages,
         limits: Limits::Range { min: 0, max: U32, below: "" }, since: "2.6.32",
-        metric: "ksm_pages_to_scan", status_key: "pages_to_scan",
+        metric: "ksm_pages_to_scan", legacy_key: "pages_to_scan",
         help: "Pages ksmd scans per batch (pages_to_scan).",
     }
     sleep_millisecs: u64, SleepMillisecs => {
         kind: Kind::Setting, unit: Unit::Milliseconds,
         limits: Limits::Range { min: 0, max: U32, below: "" }, since: "2.6.32",
-        metric: "ksm_sleep_seconds", status_key: "sleep_ms",
+        metric: "ksm_sleep_seconds", legacy_key: "sleep_ms",
         help: "Time ksmd sleeps between batches (sleep_millisecs).",
     }
     merge_across_nodes: u64, MergeAcrossNodes => {
         kind: Kind::Setting, unit: Unit::Flag, limits: Limits::Flag, since: "3.9",
-        metric: "ksm_merge_across_nodes", status_key: "merge_across_nodes",
+        metric: "ksm_merge_across_nodes", legacy_key: "merge_across_nodes",
         help: "Whether pages of different NUMA nodes are merged (merge_across_nodes, 0 or 1).",
     }
     use_zero_pages: u64, UseZeroPages => {
         kind: Kind::Setting, unit: Unit::Flag, limits: Limits::Flag, since: "4.5",
-        metric: "ksm_use_zero_pages", status_key: "use_zero_pages",
+        metric: "ksm_use_zero_pages", legacy_key: "use_zero_pages",
         help: "Whether empty pages are merged with the kernel's zero page (use_zero_pages, 0 or 1).",
     }
     max_page_sharing: u64, MaxPageSharing => {
         kind: Kind::Setting, unit: Unit::Count,
         limits: Limits::Range { min: 2, max: i32::MAX as u64, below: "must be at least 2" },
-        since: "4.13", metric: "ksm_max_page_sharing", status_key: "max_page_sharing",
+        since: "4.13", metric: "ksm_max_page_sharing", legacy_key: "max_page_sharing",
         help: "Most mappings one KSM page may have (max_page_sharing).",
     }
     stable_node_chains_prune_millisecs: u64, StableNodeChainsPruneMillisecs => {
         kind: Kind::Setting, unit: Unit::Milliseconds,
         limits: Limits::Range { min: 0, max: U32, below: "" }, since: "4.13",
-        metric: "ksm_stable_node_chains_prune_seconds", status_key: "stable_node_chains_prune_ms",
+        metric: "ksm_stable_node_chains_prune_seconds", legacy_key: "stable_node_chains_prune_ms",
         help: "How often stale stable node chains are pruned (stable_node_chains_prune_millisecs).",
     }
     smart_scan: u64, SmartScan => {
         kind: Kind::Setting, unit: Unit::Flag, limits: Limits::Flag, since: "6.7",
-        metric: "ksm_smart_scan", status_key: "smart_scan",
+        metric: "ksm_smart_scan", legacy_key: "smart_scan",
         help: "Whether pages that repeatedly failed to merge are skipped (smart_scan, 0 or 1).",
     }
     advisor_mode: AdvisorMode, AdvisorMode => {
         kind: Kind::Setting, unit: Unit::Choice, limits: Limits::Mode, since: "6.8",
-        metric: "ksm_advisor_mode", status_key: "advisor_mode",
+        metric: "ksm_advisor_mode", legacy_key: "advisor_mode",
         help: "The kernel's pages_to_scan advisor: 1 for the selected mode (advisor_mode).",
     }
     advisor_max_cpu: u64, AdvisorMaxCpu => {
         kind: Kind::Setting, unit: Unit::Percent,
         limits: Limits::Range { min: 1, max: 100, below: "must be a percentage from 1 to 100" },
-        since: "6.8", metric: "ksm_advisor_max_cpu_ratio", status_key: "advisor_max_cpu_percent",
+        since: "6.8", metric: "ksm_advisor_max_cpu_ratio", legacy_key: "advisor_max_cpu_percent",
         help: "The kernel advisor's cap on ksmd's CPU use (advisor_max_cpu / 100).",
     }
     advisor_target_scan_time: u64, AdvisorTargetScanTime => {
         kind: Kind::Setting, unit: Unit::Seconds,
         limits: Limits::Range { min: 1, max: U32, below: "must be at least 1 (0 would stall ksmd)" },
         since: "6.8", metric: "ksm_advisor_target_scan_time_seconds",
-        status_key: "advisor_target_scan_time_s",
+        legacy_key: "advisor_target_scan_time_s",
         help: "The kernel advisor's target time for a full scan (advisor_target_scan_time).",
     }
     advisor_min_pages_to_scan: u64, AdvisorMinPagesToScan => {
         kind: Kind::Setting, unit: Unit::Pages,
         limits: Limits::Range { min: 1, max: U32, below: "must be at least 1 (0 would stall ksmd)" },
         since: "6.8", metric: "ksm_advisor_min_pages_to_scan",
-        status_key: "advisor_min_pages_to_scan",
+        legacy_key: "advisor_min_pages_to_scan",
         help: "The kernel advisor's starting pages_to_scan (advisor_min_pages_to_scan).",
     }
     advisor_max_pages_to_scan: u64, AdvisorMaxPagesToScan => {
         kind: Kind::Setting, unit: Unit::Pages,
         limits: Limits::Range { min: 1, max: U32, below: "must be at least 1 (0 would stall ksmd)" },
         since: "6.8", metric: "ksm_advisor_max_pages_to_scan",
-        status_key: "advisor_max_pages_to_scan",
+        legacy_key: "advisor_max_pages_to_scan",
         help: "The kernel advisor's largest pages_to_scan (advisor_max_pages_to_scan).",
     }
     max_kernel_pages: u64, MaxKernelPages => {
         kind: Kind::Setting, unit: Unit::Pages,
         limits: Limits::Range { min: 0, max: u64::MAX, below: "" }, since: "2.6.32 only",
-        metric: "ksm_max_kernel_pages", status_key: "max_kernel_pages",
+        metric: "ksm_max_kernel_pages", legacy_key: "max_kernel_pages",
         help: "Most pages KSM may use, 0 unlimited (max_kernel_pages, 2.6.32-era kernels).",
     }
     pages_shared: u64 => {
         kind: Kind::Gauge, unit: Unit::Pages, limits: Limits::ReadOnly, since: "2.6.32",
-        metric: "ksm_pages_shared", status_key: "shared_pages",
+        metric: "ksm_pages_shared", legacy_key: "shared_pages",
         help: "KSM pages in use (pages_shared).",
     }
     pages_sharing: u64 => {
         kind: Kind::Gauge, unit: Unit::Pages, limits: Limits::ReadOnly, since: "2.6.32",
-        metric: "ksm_pages_sharing", status_key: "sharing_pages",
+        metric: "ksm_pages_sharing", legacy_key: "sharing_pages",
         help: "Further mappings of KSM pages, i.e. pages saved (pages_sharing).",
     }
     pages_unshared: u64 => {
         kind: Kind::Gauge, unit: Unit::Pages, limits: Limits::ReadOnly, since: "2.6.32",
-        metric: "ksm_pages_unshared", status_key: "unshared_pages",
+        metric: "ksm_pages_unshared", legacy_key: "unshared_pages",
         help: "Unique pages checked again and again (pages_unshared).",
     }
     pages_volatile: u64 => {
         kind: Kind::Gauge, unit: Unit::Pages, limits: Limits::ReadOnly, since: "2.6.32",
-        metric: "ksm_pages_volatile", status_key: "volatile_pages",
+        metric: "ksm_pages_volatile", legacy_key: "volatile_pages",
         help: "Pages changing too fast to be merged (pages_volatile).",
     }
     pages_scanned: u64 => {
         kind: Kind::Counter, unit: Unit::Pages, limits: Limits::ReadOnly, since: "6.6",
-        metric: "ksm_pages_scanned_total", status_key: "scanned_pages",
+        metric: "ksm_pages_scanned_total", legacy_key: "scanned_pages",
         help: "Pages ksmd scanned (pages_scanned).",
     }
     pages_skipped: u64 => {
         kind: Kind::Counter, unit: Unit::Pages, limits: Limits::ReadOnly, since: "6.7",
-        metric: "ksm_pages_skipped_total", status_key: "skipped_pages",
+        metric: "ksm_pages_skipped_total", legacy_key: "skipped_pages",
         help: "Pages smart_scan skipped (pages_skipped).",
     }
     full_scans: u64 => {
         kind: Kind::Counter, unit: Unit::Count, limits: Limits::ReadOnly, since: "2.6.32",
-        metric: "ksm_full_scans_total", status_key: "full_scans",
+        metric: "ksm_full_scans_total", legacy_key: "full_scans",
         help: "Full scans ksmd completed over all mergeable memory (full_scans).",
     }
     general_profit: i64 => {
         kind: Kind::Gauge, unit: Unit::Bytes, limits: Limits::ReadOnly, since: "6.4",
-        metric: "ksm_general_profit_bytes", status_key: "general_profit_bytes",
+        metric: "ksm_general_profit_bytes", legacy_key: "general_profit_bytes",
         help: "Memory saved minus KSM's own metadata, may be negative (general_profit).",
     }
     ksm_zero_pages: i64 => {
         kind: Kind::Gauge, unit: Unit::Pages, limits: Limits::ReadOnly, since: "6.6",
-        metric: "ksm_zero_pages", status_key: "zero_pages",
+        metric: "ksm_zero_pages", legacy_key: "zero_pages",
         help: "Empty pages merged with the kernel's zero page (ksm_zero_pages).",
     }
     stable_node_chains: u64 => {
         kind: Kind::Gauge, unit: Unit::Count, limits: Limits::ReadOnly, since: "4.13",
-        metric: "ksm_stable_node_chains", status_key: "stable_node_chains",
+        metric: "ksm_stable_node_chains", legacy_key: "stable_node_chains",
         help: "KSM pages that hit max_page_sharing and were chained (stable_node_chains).",
     }
     stable_node_dups: u64 => {
         kind: Kind::Gauge, unit: Unit::Count, limits: Limits::ReadOnly, since: "4.13",
-        metric: "ksm_stable_node_dups", status_key: "stable_node_dups",
+        metric: "ksm_stable_node_dups", legacy_key: "stable_node_dups",
         help: "Duplicated KSM pages in chains (stable_node_dups).",
     }
 }
@@ -752,7 +753,7 @@ mod tests {
         );
         let mut names: Vec<&str> = FILES.iter().map(|f| f.name).collect();
         let mut metrics: Vec<&str> = FILES.iter().map(|f| f.metric).collect();
-        let mut keys: Vec<&str> = FILES.iter().map(|f| f.status_key).collect();
+        let mut keys: Vec<&str> = FILES.iter().map(|f| f.legacy_key).collect();
         for list in [&mut names, &mut metrics, &mut keys] {
             let n = list.len();
             list.sort();

@@ -1,0 +1,124 @@
+//! The JSON of `ksmctl status`, `ps`, `get` and `doctor` is a stable
+//! interface, documented in docs/schema/ksmctl.schema.json (and
+//! docs/json.md): every output over every fixture tree and on this host
+//! validates against it, and the schema lists every KSM file.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::KSMCTL;
+
+fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/ksmctl.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A validator of one of the schema's definitions.
+fn validator(def: &str) -> jsonschema::Validator {
+    let s = schema();
+    let wrapped = json!({
+        "$schema": s["$schema"],
+        "$defs": s["$defs"],
+        "$ref": format!("#/$defs/{def}"),
+    });
+    jsonschema::validator_for(&wrapped).unwrap()
+}
+
+fn output(root: Option<&Path>, args: &[&str]) -> Value {
+    let mut cmd = std::process::Command::new(KSMCTL);
+    if let Some(r) = root {
+        cmd.arg("--root").arg(r);
+    }
+    let o = cmd.args(args).env_remove("KSM_ROOT").output().unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} under {root:?}: not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn roots() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut roots: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("sys").is_dir())
+        .collect();
+    roots.sort();
+    assert!(roots.len() >= 5, "{roots:?}");
+    roots
+}
+
+#[test]
+fn every_output_validates() {
+    let mut checked = 0;
+    let host = Path::new("/sys/kernel/mm/ksm").is_dir();
+    if !host {
+        eprintln!("SKIPPED (host part only): this host has no KSM");
+    }
+    let mut places: Vec<Option<PathBuf>> = roots().into_iter().map(Some).collect();
+    if host {
+        places.push(None);
+    }
+    for root in &places {
+        for (def, args) in [
+            ("status", &["status", "--json"][..]),
+            ("ps", &["ps", "--json"]),
+            ("ps", &["ps", "--all", "--json"]),
+            ("get", &["get", "--json"]),
+            ("doctor", &["doctor", "--json"]),
+        ] {
+            // A fixture of /sys alone has no processes to list.
+            let has_proc = root.as_ref().is_none_or(|r| r.join("proc").is_dir());
+            if matches!(def, "ps" | "doctor") && !has_proc {
+                continue;
+            }
+            let v = output(root.as_deref(), args);
+            let errors: Vec<String> = validator(def)
+                .iter_errors(&v)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{args:?} under {root:?} does not match $defs/{def}:\n{}\n{v:#}",
+                errors.join("\n")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+}
+
+#[test]
+fn the_schema_lists_every_file_under_the_kernels_name() {
+    let s = schema();
+    for f in ksmtuned::kernel::ksm::FILES {
+        for def in ["status", "get"] {
+            assert!(
+                s["$defs"][def]["properties"][f.name].is_object(),
+                "$defs/{def} lacks {}",
+                f.name
+            );
+        }
+        if f.legacy_key != f.name {
+            assert_eq!(
+                s["$defs"]["status"]["properties"][f.legacy_key]["deprecated"],
+                true,
+                "{}",
+                f.legacy_key
+            );
+        }
+    }
+    // Every property is described.
+    for (name, def) in s["$defs"].as_object().unwrap() {
+        for (key, p) in def["properties"].as_object().into_iter().flatten() {
+            if !p.get("$ref").is_some() && !p.get("items").is_some() {
+                assert!(p["description"].is_string(), "{name}.{key} has no description");
+            }
+        }
+    }
+}
