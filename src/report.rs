@@ -133,7 +133,7 @@ impl Totals {
             t.processes += 1;
             t.merging_pages += p.merging_pages;
             t.zero_pages += p.zero_pages;
-            t.merged_bytes += p.saved_pages().saturating_mul(page_size);
+            t.merged_bytes += p.merged_pages().saturating_mul(page_size);
             t.rmap_items += p.rmap_items;
             if let Some(pr) = p.profit_bytes {
                 t.profit_bytes = Some(t.profit_bytes.unwrap_or(0) + pr);

@@ -106,8 +106,7 @@ fn the_schema_lists_every_file_under_the_kernels_name() {
         }
         if f.legacy_key != f.name {
             assert_eq!(
-                s["$defs"]["status"]["properties"][f.legacy_key]["deprecated"],
-                true,
+                s["$defs"]["status"]["properties"][f.legacy_key]["deprecated"], true,
                 "{}",
                 f.legacy_key
             );
@@ -117,7 +116,10 @@ fn the_schema_lists_every_file_under_the_kernels_name() {
     for (name, def) in s["$defs"].as_object().unwrap() {
         for (key, p) in def["properties"].as_object().into_iter().flatten() {
             if !p.get("$ref").is_some() && !p.get("items").is_some() {
-                assert!(p["description"].is_string(), "{name}.{key} has no description");
+                assert!(
+                    p["description"].is_string(),
+                    "{name}.{key} has no description"
+                );
             }
         }
     }

@@ -119,3 +119,45 @@ fn status_json_matches_the_files() {
         assert_eq!(v[old], get[key], "{old} vs get's {key}");
     }
 }
+
+/// `ps` and `top` call the per-process figure MERGED; `ps`'s sums are not
+/// the host's saving and profit, and it says so with `status`'s figures.
+#[test]
+fn ps_names_its_sums_and_gives_the_hosts_figures() {
+    let root = fixture_root();
+    let status = ksmctl(&root, &["status"]).stdout;
+    let field = |label: &str| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {status}"));
+        line[label.len()..].split("  (").next().unwrap().trim().to_string()
+    };
+    let (saved, profit) = (field("Memory saved:"), field("General profit:"));
+    let ps = ksmctl(&root, &["ps"]).stdout;
+    assert!(ps.lines().next().unwrap().contains(" MERGED "), "{ps}");
+    let note = ps.lines().last().unwrap();
+    assert!(
+        note.contains(&format!("the host saves {saved}, its general profit {profit}")),
+        "{note} vs status's {saved} / {profit}"
+    );
+    // The JSON says the same in numbers: the processes' merged bytes
+    // exceed what the host saves by the KSM pages themselves.
+    let s = json(&root, &["status", "--json"]);
+    let p = json(&root, &["ps", "--json"]);
+    let page = s["page_size_bytes"].as_u64().unwrap();
+    let n = |v: &Value| v.as_u64().unwrap();
+    let merging = n(&p["total"]["ksm_merging_pages"]);
+    assert_eq!(
+        n(&p["total"]["merged_bytes"]),
+        (merging + n(&p["total"]["ksm_zero_pages"])) * page
+    );
+    // The fixture's processes map 10 pages more than KSM's counters hold
+    // (its java process's): otherwise the sum is pages_shared +
+    // pages_sharing, the KSM pages plus what they save.
+    assert_eq!(
+        merging,
+        n(&s["pages_shared"]) + n(&s["pages_sharing"]) + 10,
+        "merging pages vs pages_shared + pages_sharing"
+    );
+}

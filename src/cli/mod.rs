@@ -181,7 +181,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_TOP)]
         top: usize,
     },
-    /// Show which processes KSM merges pages of, sorted by saving, with totals.
+    /// Show which processes KSM merges pages of, sorted by merged pages, with totals.
     ///
     /// MERGING: pages of the process mapped to KSM pages; ZERO: pages mapped
     /// to the zero page (use_zero_pages); MERGED: that memory; PROFIT: the

@@ -26,7 +26,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         .iter()
         .map(|p| {
             let mut v = serde_json::to_value(p).unwrap_or_default();
-            v["merged_bytes"] = r.bytes(p.saved_pages()).into();
+            v["merged_bytes"] = r.bytes(p.merged_pages()).into();
             add_legacy_keys(&mut v, PROCESS_LEGACY_KEYS);
             v
         })
@@ -65,7 +65,7 @@ pub fn render(r: &Report) -> String {
             guest_label(p.vmid, p.guest.as_deref()).unwrap_or_else(|| "-".into()),
             human::count(p.merging_pages),
             p.zero_pages,
-            human::ubytes(r.bytes(p.saved_pages())),
+            human::ubytes(r.bytes(p.merged_pages())),
             profit(p.profit_bytes),
             human::count(p.rmap_items),
             opt
@@ -87,6 +87,23 @@ pub fn render(r: &Report) -> String {
         profit(t.profit_bytes),
         human::count(t.rmap_items),
     );
+    // The sums are not the host's figures: say why, with the host's.
+    if let Some(k) = r.ksm.as_ref().filter(|_| t.processes > 0) {
+        let host_profit = k.general_profit;
+        if t.merged_bytes != r.saved_bytes
+            || (host_profit.is_some() && t.profit_bytes != host_profit)
+        {
+            let profit = host_profit
+                .map(|p| format!(", its general profit {}", human::bytes(p.into())))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "MERGED and PROFIT count each KSM page in every process that maps it: \
+                 the host saves {}{profit} (ksmctl status).",
+                human::ubytes(r.saved_bytes)
+            );
+        }
+    }
     o
 }
 

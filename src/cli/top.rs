@@ -53,7 +53,7 @@ impl View {
     /// An empty view refreshing every `interval`.
     pub fn new(interval: Duration) -> View {
         View {
-            sort: SortKey::Saving,
+            sort: SortKey::Merged,
             interval,
             saved: VecDeque::new(),
             cpu: VecDeque::new(),
@@ -231,7 +231,10 @@ fn process_table(view: &View) -> Table<'static> {
                     (None, None) => "-".into(),
                 },
                 format!("{:>9}", human::count(p.merging_pages)),
-                format!("{:>9}", human::ubytes(p.saved_pages().saturating_mul(page))),
+                format!(
+                    "{:>9}",
+                    human::ubytes(p.merged_pages().saturating_mul(page))
+                ),
                 format!(
                     "{:>9}",
                     p.profit_bytes
@@ -247,7 +250,7 @@ fn process_table(view: &View) -> Table<'static> {
         "COMM",
         "GUEST",
         "  MERGING",
-        "    SAVED",
+        "   MERGED",
         "   PROFIT",
         "    RMAP",
     ])
@@ -490,7 +493,7 @@ mod tests {
         assert!(rows[1].contains("    200 ") && rows[2].contains("    100 "));
         assert!(
             s[23].contains("q quit")
-                && s[23].contains("sort: saving")
+                && s[23].contains("sort: merged")
                 && s[23].contains("refresh: 2 s")
         );
         // Nothing is cut off at the right edge of the header.

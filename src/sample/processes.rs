@@ -51,8 +51,10 @@ pub struct ProcessKsm {
 }
 
 impl ProcessKsm {
-    /// Pages of this process that KSM merged: merging pages plus zero pages.
-    pub fn saved_pages(&self) -> u64 {
+    /// Pages of this process that KSM merged: merging pages plus zero
+    /// pages (each KSM page counts in every process that maps it, so the
+    /// processes' sum exceeds what the host saves by the KSM pages).
+    pub fn merged_pages(&self) -> u64 {
         self.merging_pages + self.zero_pages.max(0) as u64
     }
 
@@ -195,7 +197,7 @@ pub fn scan(root: &Root, all: bool) -> io::Result<Vec<ProcessKsm>> {
         .filter_map(|pid| read_process(root, pid))
         .filter(|p| p.has_merged() || p.qemu || (all && p.rmap_items > 0))
         .collect();
-    sort(&mut out, SortKey::Saving);
+    sort(&mut out, SortKey::Merged);
     Ok(out)
 }
 
@@ -203,7 +205,7 @@ pub fn scan(root: &Root, all: bool) -> io::Result<Vec<ProcessKsm>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
     /// Merged pages (merging + zero), largest first.
-    Saving,
+    Merged,
     /// The kernel's profit estimate, largest first.
     Profit,
     /// rmap items (KSM's cost), largest first.
@@ -215,7 +217,7 @@ pub enum SortKey {
 impl SortKey {
     /// All keys, in the order `s` in `ksmctl top` cycles through them.
     pub const ALL: [SortKey; 4] = [
-        SortKey::Saving,
+        SortKey::Merged,
         SortKey::Profit,
         SortKey::Rmap,
         SortKey::Pid,
@@ -224,7 +226,7 @@ impl SortKey {
     /// A short name for the footer.
     pub fn name(self) -> &'static str {
         match self {
-            SortKey::Saving => "saving",
+            SortKey::Merged => "merged",
             SortKey::Profit => "profit",
             SortKey::Rmap => "rmap items",
             SortKey::Pid => "pid",
@@ -242,7 +244,7 @@ impl SortKey {
 pub fn sort(procs: &mut [ProcessKsm], key: SortKey) {
     procs.sort_by(|a, b| {
         let primary = match key {
-            SortKey::Saving => b.saved_pages().cmp(&a.saved_pages()),
+            SortKey::Merged => b.merged_pages().cmp(&a.merged_pages()),
             SortKey::Profit => b
                 .profit_bytes
                 .unwrap_or(i64::MIN)
@@ -408,7 +410,7 @@ pub(crate) mod tests {
             p(1, 5, 10, 50, Some(-5)),
             p(2, 10, 0, 7, None),
         ];
-        sort(&mut v, SortKey::Saving);
+        sort(&mut v, SortKey::Merged);
         assert_eq!(v.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2, 3]);
         sort(&mut v, SortKey::Profit);
         assert_eq!(v.iter().map(|p| p.pid).collect::<Vec<_>>(), [3, 1, 2]);
@@ -416,6 +418,6 @@ pub(crate) mod tests {
         assert_eq!(v.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2, 3]);
         sort(&mut v, SortKey::Pid);
         assert_eq!(v.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(SortKey::Pid.next(), SortKey::Saving);
+        assert_eq!(SortKey::Pid.next(), SortKey::Merged);
     }
 }
