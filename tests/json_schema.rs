@@ -115,7 +115,7 @@ fn the_schema_lists_every_file_under_the_kernels_name() {
     // Every property is described.
     for (name, def) in s["$defs"].as_object().unwrap() {
         for (key, p) in def["properties"].as_object().into_iter().flatten() {
-            if !p.get("$ref").is_some() && !p.get("items").is_some() {
+            if p.get("$ref").is_none() && p.get("items").is_none() {
                 assert!(
                     p["description"].is_string(),
                     "{name}.{key} has no description"
