@@ -269,7 +269,7 @@ fn decisions_cycle_by_cycle() {
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
     assert!(
-        !f.root().join("run/ksmtuned.pid").exists(),
+        !f.root().join("run/ksmtuned/ksmtuned.pid").exists(),
         "pid file removed"
     );
     assert_eq!(f.ksm("run"), "1", "SIGTERM leaves run as it is");

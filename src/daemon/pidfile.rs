@@ -1,17 +1,26 @@
-//! The daemon's pid file, which is also its single-instance lock.
+//! The daemon's pid file, which is also its single-instance lock, and how
+//! `ksmtuned retune` / `ksmctl retune` find the daemon.
 //!
 //! The running daemon holds an exclusive `flock` on the file for its whole
 //! life; a file whose lock nobody holds is stale, whatever pid it names.
+//!
+//! The file is `/run/ksmtuned/ksmtuned.pid`, created by the daemon itself
+//! (the directory too, when nothing made it: the unit's
+//! `RuntimeDirectory=ksmtuned` does). A daemon that cannot create it (a
+//! read-only `/run`, an SELinux policy without a type for it) logs that
+//! once and runs without it; the retune commands then find the daemon by
+//! its process name in `/proc` ([`find_daemon`]).
 
-/// The pid file of ksmtuned.
-pub use crate::sample::services::TUNER_PID_FILE;
+/// The pid file of ksmtuned, and the one ksmtuned 0.2.0 and earlier used.
+pub use crate::sample::services::{CLASSIC_PID_FILE, TUNER_PID_FILE};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::kernel::sys;
+use crate::root::Root;
 
 /// Errors of the pid file.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +31,24 @@ pub enum PidFileError {
     NotRunning { path: PathBuf },
     #[error("no ksmtuned is running: {} is stale (pid {pid} does not hold its lock)", .path.display())]
     Stale { pid: String, path: PathBuf },
+    #[error(
+        "no ksmtuned is running ({tried}, and no process named ksmtuned runs a tuning daemon)"
+    )]
+    NotFound { tried: String },
+    #[error(
+        "several ksmtuned daemons run (pids {pids}) and none holds a pid file; \
+         name one with --pid-file, or signal it with kill -USR1 PID"
+    )]
+    Several { pids: String },
+    #[error("ksmtuned (pid {pid}, {how}) refused the signal {signal}: {source}; {hint}")]
+    Refused {
+        pid: u32,
+        how: String,
+        signal: &'static str,
+        hint: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -68,7 +95,14 @@ impl PidFile {
             source,
         };
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|source| PidFileError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
         }
         let mut file = open(path, true).map_err(io_err)?;
         match sys::flock_exclusive(&file, false) {
@@ -143,14 +177,119 @@ pub fn running_pid(path: &Path) -> Result<u32, PidFileError> {
     }
 }
 
-/// Send `signal` to the daemon holding `path`.
-pub fn signal(path: &Path, signal: libc::c_int) -> Result<u32, PidFileError> {
-    let pid = running_pid(path)?;
-    sys::kill(pid, signal).map_err(|source| PidFileError::Io {
-        path: path.to_path_buf(),
+impl PidFileError {
+    /// Whether the error is a refusal (EACCES, EPERM, EROFS): a policy or
+    /// the sandbox, not something that goes away on its own.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            PidFileError::Io { source, .. } => is_denied(source),
+            _ => false,
+        }
+    }
+}
+
+/// EACCES, EPERM or EROFS: refused by permissions, a security policy
+/// (SELinux answers EACCES) or a read-only file system (the sandbox).
+pub fn is_denied(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+    )
+}
+
+/// The running daemon and how it was found: by `explicit` (a pid file
+/// named with `--pid-file`) alone; else by [`TUNER_PID_FILE`], then
+/// [`CLASSIC_PID_FILE`] (a daemon of an older package), then by its
+/// process name: the one process named `ksmtuned` in `/proc` that is a
+/// tuning daemon for this root (not a one-shot command, not a dry run,
+/// not this process).
+pub fn find_daemon(root: &Root, explicit: Option<&Path>) -> Result<(u32, String), PidFileError> {
+    if let Some(path) = explicit {
+        return running_pid(path).map(|pid| (pid, format!("from {}", path.display())));
+    }
+    let mut errors = Vec::new();
+    for file in [TUNER_PID_FILE, CLASSIC_PID_FILE] {
+        let path = root.join(file);
+        match running_pid(&path) {
+            Ok(pid) => return Ok((pid, format!("from {}", path.display()))),
+            Err(e) => errors.push(e),
+        }
+    }
+    let me = std::process::id();
+    let daemons: Vec<u32> = crate::kernel::proc::find_by_comm(root, "ksmtuned")
+        .into_iter()
+        .filter(|&p| p != me && crate::kernel::proc::is_tuning_daemon(root, p))
+        .collect();
+    // Why the pid files did not do: the new file's reason, unless only
+    // the older file says something (stale, unreadable).
+    let why = match (errors.first(), errors.get(1)) {
+        (Some(PidFileError::NotRunning { .. }), Some(e))
+            if !matches!(e, PidFileError::NotRunning { .. }) =>
+        {
+            e.to_string()
+        }
+        (Some(e), _) => e.to_string(),
+        (None, _) => String::new(),
+    };
+    match daemons[..] {
+        [pid] => Ok((pid, format!("found by its process name; {why}"))),
+        [] => {
+            // A stale or unreadable file says more than "not running".
+            match errors
+                .into_iter()
+                .find(|e| !matches!(e, PidFileError::NotRunning { .. }))
+            {
+                Some(e) => Err(e),
+                None => Err(PidFileError::NotFound {
+                    tried: format!(
+                        "neither {} nor {} exists",
+                        root.join(TUNER_PID_FILE).display(),
+                        root.join(CLASSIC_PID_FILE).display()
+                    ),
+                }),
+            }
+        }
+        _ => Err(PidFileError::Several {
+            pids: daemons
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Send `signal` (named `name` in messages) to the daemon that
+/// [`find_daemon`] finds. A refused signal says so, and why it may have
+/// been refused (EACCES: a security policy such as SELinux; EPERM:
+/// another user's process).
+pub fn signal(
+    root: &Root,
+    explicit: Option<&Path>,
+    signal: libc::c_int,
+    name: &'static str,
+) -> Result<(u32, String), PidFileError> {
+    let (pid, how) = find_daemon(root, explicit)?;
+    sys::kill(pid, signal).map_err(|source| PidFileError::Refused {
+        pid,
+        how: how.clone(),
+        signal: name,
+        hint: match source.raw_os_error() {
+            Some(libc::EACCES) => {
+                "the security policy refused it (with SELinux: a caller confined to \
+                 ksmtuned_t or virtd_t may not signal the daemon; run `ksmctl retune` as an \
+                 unconfined administrator, or load the ksmtuned SELinux module; \
+                 `ausearch -m avc -ts recent` shows the denial)"
+            }
+            Some(libc::EPERM) => {
+                "only root (or the daemon's own user) may signal it: run this as root \
+                 (a security policy can refuse it too: `ausearch -m avc -ts recent`)"
+            }
+            _ => "the daemon may have just exited",
+        },
         source,
     })?;
-    Ok(pid)
+    Ok((pid, how))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use log::{debug, error, info, warn};
 
 use super::debuglog::DebugLog;
 use super::faults::Faults;
-use super::pidfile::PidFile;
+use super::pidfile::{PidFile, PidFileError};
 use super::Cli;
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
@@ -167,7 +167,8 @@ pub(super) struct Daemon {
     faults: Faults,
     metrics: Arc<Mutex<TunerMetrics>>,
     server: Option<Server>,
-    _pid: PidFile,
+    /// `None` when the pid file could not be created (said once at start).
+    _pid: Option<PidFile>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -229,7 +230,15 @@ impl Daemon {
             );
             return Ok(None);
         }
-        let pid = PidFile::acquire(&pid_path)?;
+        let pid = match PidFile::acquire(&pid_path) {
+            Ok(p) => Some(p),
+            // Another daemon holds the lock: a second one must not run.
+            Err(e @ PidFileError::Running { .. }) => return Err(e.into()),
+            Err(e) => {
+                warn!("{}", pid_file_refused(&e));
+                None
+            }
+        };
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
@@ -717,6 +726,23 @@ impl Daemon {
         self.last = Some(applied);
         (Some(applied), !plan.writes.is_empty())
     }
+}
+
+/// The one line a daemon that cannot create its pid file logs: it runs
+/// without it (no single-instance lock; the tuner detection still sees a
+/// second daemon by name and yields to it), and what that means.
+fn pid_file_refused(e: &PidFileError) -> String {
+    let hint = if e.is_denied() {
+        " (refused: under SELinux the file must get a type ksmtuned_t may write, e.g. \
+         ksmtuned_var_run_t by the ksmtuned module's type transition; `ausearch -m avc -ts \
+         recent` shows the denial)"
+    } else {
+        ""
+    };
+    format!(
+        "cannot create the pid file: {e}{hint}; running without it: `ksmctl retune` and \
+         `ksmtuned retune` find the daemon by its process name instead"
+    )
 }
 
 /// The slot after `due` on a fixed-rate schedule (cycles start every
