@@ -136,6 +136,23 @@ fn a_refused_pid_file_is_not_fatal_and_retune_finds_the_daemon_by_name() {
     }
     let t = Tree::new();
     std::os::unix::fs::chown(t.path("run"), Some(NOBODY), Some(NOBODY)).unwrap();
+    // dpkg's database (flavour detection) and systemd's unit directory (the
+    // masked-unit check) refused too: read as "not Proxmox VE" and "not
+    // masked", which is right (systemd starts no masked unit).
+    for (p, mode) in [
+        ("var/lib/dpkg/status", 0o000),
+        ("etc/systemd/system", 0o000),
+    ] {
+        let p = t.path(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        if p.extension().is_none() && p.ends_with("system") {
+            fs::create_dir_all(&p).unwrap();
+            std::os::unix::fs::symlink("/dev/null", p.join("ksm.service")).unwrap();
+        } else {
+            fs::write(&p, "Package: pve-manager\nStatus: install ok installed\n").unwrap();
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
     let mut d = t.daemon(true);
     wait_for("the first adjustment", 10, || {
         t.log().contains("committed ")
@@ -160,6 +177,11 @@ fn a_refused_pid_file_is_not_fatal_and_retune_finds_the_daemon_by_name() {
     );
     assert!(!pid_file.exists());
     assert!(d.0.try_wait().unwrap().is_none(), "ksmtuned exited: {err}");
+    assert!(
+        err.contains("flavour rhel (auto: not a Proxmox VE host (")
+            && err.contains("var/lib/dpkg/status unreadable: Permission denied)"),
+        "{err}"
+    );
 
     // Without the file: found by name, for ksmtuned retune and ksmctl retune.
     t.list_as_ksmtuned(d.0.id());
@@ -262,4 +284,175 @@ fn a_refusal_it_cannot_run_without_exits_77_which_the_unit_does_not_restart() {
     for code in [ksmtuned::daemon::EXIT_NOPERM, ksmtuned::daemon::EXIT_CONFIG] {
         assert!(prevent.contains(&code), "{code} not in {prevent:?}");
     }
+}
+
+/// Make `socket(AF_NETLINK, ...)` fail with EACCES in the child, as
+/// SELinux does when `ksmtuned_t` lacks `netlink_connector_socket create`:
+/// a seccomp filter set up before exec (and kept across it).
+fn deny_netlink_sockets(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+    fn jeq(k: u32, jf: u8) -> libc::sock_filter {
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf,
+            k,
+        }
+    }
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    // seccomp_data: nr at 0, args[0] at 16 (its low half, little-endian).
+    let prog = [
+        stmt(load, 0),
+        jeq(libc::SYS_socket as u32, 3),
+        stmt(load, 16),
+        jeq(libc::AF_NETLINK as u32, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: between fork and exec only async-signal-safe calls (two
+    // prctl) run; `prog` lives in the parent's copied memory until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A free TCP port below net.ipv4.ip_unprivileged_port_start on
+/// 127.0.0.1, which a process without CAP_NET_BIND_SERVICE is refused
+/// (EACCES, the errno of an SELinux name_bind denial); `None` if there is
+/// none.
+fn privileged_free_port() -> Option<u16> {
+    let start: u16 = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (start.min(1024).saturating_sub(200)..start.min(1024))
+        .rev()
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// The daemon confined the way RHEL's stock ksmtuned_t confines it: the
+/// process-event socket refused, the metrics port refused, another user's
+/// ksm_stat unreadable. Each is said once, with what to do, and the
+/// daemon goes on deciding every cycle.
+#[test]
+fn denied_netlink_metrics_port_and_ksm_stat_each_say_so_once_and_tuning_goes_on() {
+    let test = "denied_netlink_metrics_port_and_ksm_stat";
+    if !can_refuse(test) {
+        return;
+    }
+    let Some(port) = privileged_free_port() else {
+        eprintln!("SKIPPED: {test}: no free port below ip_unprivileged_port_start");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Another user's process with memory opted in (madvise).
+    let mut probe_cmd = Command::new("setpriv");
+    probe_cmd
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(KSMCTL)
+        .args(["probe", "--comm", "denied-probe", "--merge", "madvise"])
+        .args(["--pages", "16", "--seed", "3"]);
+    let probe = support::Probe::spawn(probe_cmd);
+
+    let conf = dir.path().join("ksmtuned.conf");
+    fs::write(&conf, format!("KSM_METRICS_LISTEN=127.0.0.1:{port}\n")).unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-all", "--inh-caps=-all", "--"])
+        .arg(KSMTUNED)
+        .args([
+            "--dry-run",
+            "--policy",
+            "adaptive",
+            "--interval-ms",
+            "100",
+            "-v",
+        ])
+        .arg("--config")
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(dir.path().join("ksmtuned.pid"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap());
+    deny_netlink_sockets(&mut cmd);
+    let mut d = Kill(cmd.spawn().unwrap());
+    let read = || fs::read_to_string(&stderr).unwrap_or_default();
+    let cycles = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("debug: adaptive "))
+            .count()
+    };
+    wait_for("the three refusals and 5 cycles", 20, || {
+        let t = read();
+        t.contains("process events are not available")
+            && t.contains("for metrics")
+            && t.contains("ksm_stat of")
+            && cycles(&t) >= 5
+    });
+    let before = cycles(&read());
+    std::thread::sleep(Duration::from_millis(1000));
+    let err = read();
+    assert!(d.0.try_wait().unwrap().is_none(), "ksmtuned exited: {err}");
+    assert!(cycles(&err) >= before + 3, "no cycles since: {err}");
+    let once = |what: &str| -> String {
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(what)).collect();
+        assert_eq!(lines.len(), 1, "{what}: {err}");
+        lines[0].to_string()
+    };
+    let events = once("process events are not available");
+    assert!(
+        events.contains("Permission denied")
+            && events.contains("security policy")
+            && events.contains("netlink_connector_socket")
+            && !events.contains("CAP_NET_ADMIN"),
+        "{events}"
+    );
+    let metrics = once("for metrics");
+    assert!(
+        metrics.contains(&format!("127.0.0.1:{port}"))
+            && metrics.contains("Permission denied")
+            && metrics.contains(&format!(
+                "semanage port -a -t ksmtuned_metrics_port_t -p tcp {port}"
+            ))
+            && metrics.contains("tuning goes on"),
+        "{metrics}"
+    );
+    let stat = once("ksm_stat of");
+    assert!(
+        stat.starts_with("warn: ")
+            && stat.contains(&format!("{} (denied-probe)", probe.pid))
+            && stat.contains("permission denied")
+            && stat.contains("dac_read_search"),
+        "{stat}"
+    );
+    eprintln!("the daemon said:\n{events}\n{metrics}\n{stat}");
 }

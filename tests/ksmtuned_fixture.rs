@@ -420,7 +420,8 @@ fn sighup_reloads_the_config() {
         "reloaded config",
     );
     assert!(f.has("sleep 40"));
-    assert_eq!(f.ksm("sleep_millisecs"), "40");
+    // The debug line is written before the setting: wait for the write.
+    f.wait_log(|_| f.ksm("sleep_millisecs") == "40", "sleep_millisecs 40");
     let (code, err) = d.stop();
     assert_eq!(code, 0);
     assert!(err.contains("ksmtuned.conf:5: KSM_NPAGES_BOOST"), "{err}");

@@ -33,3 +33,37 @@ impl Faults {
         }
     }
 }
+
+/// Which of a changing set of processes were already reported: each is
+/// reported once while it lives.
+#[derive(Debug, Default)]
+pub struct Reported {
+    seen: std::collections::BTreeSet<u32>,
+}
+
+impl Reported {
+    /// The pids in `now` not reported before; forgets those gone.
+    pub fn new_ones(&mut self, now: &[u32]) -> Vec<u32> {
+        self.seen.retain(|p| now.contains(p));
+        now.iter()
+            .copied()
+            .filter(|&p| self.seen.insert(p))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_process_is_reported_once_while_it_lives() {
+        let mut r = Reported::default();
+        assert_eq!(r.new_ones(&[5, 7]), [5, 7]);
+        assert!(r.new_ones(&[5, 7]).is_empty());
+        assert_eq!(r.new_ones(&[7, 9]), [9]);
+        // 5 exited; a new process with its pid is new.
+        assert_eq!(r.new_ones(&[5, 7, 9]), [5]);
+        assert!(r.new_ones(&[]).is_empty());
+    }
+}

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use log::{debug, error, info, warn};
 
 use super::debuglog::DebugLog;
-use super::faults::Faults;
+use super::faults::{Faults, Reported};
 use super::pidfile::{PidFile, PidFileError};
 use super::Cli;
 use crate::config::{self, Config, PolicyKind};
@@ -165,6 +165,8 @@ pub(super) struct Daemon {
     advisor_noted: bool,
     yielded_to: Vec<u32>,
     faults: Faults,
+    /// Processes whose ksm_stat was refused, already reported.
+    ksm_stat_refused: Reported,
     metrics: Arc<Mutex<TunerMetrics>>,
     server: Option<Server>,
     /// `None` when the pid file could not be created (said once at start).
@@ -298,6 +300,7 @@ impl Daemon {
             advisor_noted: false,
             yielded_to: Vec::new(),
             faults: Faults::default(),
+            ksm_stat_refused: Reported::default(),
             metrics: Arc::new(Mutex::new(TunerMetrics::default())),
             server: None,
             _pid: pid,
@@ -582,6 +585,12 @@ impl Daemon {
             ),
             None => self.faults.ok("reading the guests' PSS"),
         }
+        if let Some(change) = &sample.opted_in {
+            let new = self.ksm_stat_refused.new_ones(&change.unreadable);
+            if !new.is_empty() {
+                warn!("{}", ksm_stat_refused(&self.root, &new));
+            }
+        }
         // The policy decided from this sample's KSM files (decide fails
         // without them).
         let state = sample.ksm.unwrap_or_default();
@@ -742,6 +751,31 @@ fn pid_file_refused(e: &PidFileError) -> String {
     format!(
         "cannot create the pid file: {e}{hint}; running without it: `ksmctl retune` and \
          `ksmtuned retune` find the daemon by its process name instead"
+    )
+}
+
+/// The line for processes whose `ksm_stat` was refused (said once per
+/// process): which, why, and what it means for the count.
+fn ksm_stat_refused(root: &Root, pids: &[u32]) -> String {
+    const SHOWN: usize = 8;
+    let mut names: Vec<String> = pids
+        .iter()
+        .take(SHOWN)
+        .map(|&p| match crate::kernel::proc::comm(root, p) {
+            Some(c) => format!("{p} ({c})"),
+            None => p.to_string(),
+        })
+        .collect();
+    if pids.len() > SHOWN {
+        names.push(format!("and {} more", pids.len() - SHOWN));
+    }
+    format!(
+        "cannot read /proc/PID/ksm_stat of {}: permission denied (another user's process: \
+         reading it needs CAP_DAC_READ_SEARCH, which the unit grants; under SELinux the \
+         policy must also allow ksmtuned_t the dac_read_search capability, as the ksmtuned \
+         module does); whether they opted in to KSM is unknown, so they are not counted \
+         (processes named like QEMU still are)",
+        names.join(", ")
     )
 }
 

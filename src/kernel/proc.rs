@@ -267,13 +267,20 @@ pub fn daemon_kind(root: &Root, pid: u32) -> Option<DaemonKind> {
 /// `ksm_merge_any: yes` (6.14+), pages ksmd already tracks, or (older
 /// kernels) a QEMU process.
 pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
-    match ksm_stat(root, pid) {
+    mergeable(root, pid, comm).unwrap_or_else(|_| is_qemu_comm(comm))
+}
+
+/// [`is_mergeable`], with `Err` when the process's `ksm_stat` could not be
+/// read for a refusal (see [`try_ksm_stat`]): the caller decides what an
+/// unknown process counts as.
+pub fn mergeable(root: &Root, pid: u32, comm: &str) -> io::Result<bool> {
+    Ok(match try_ksm_stat(root, pid)? {
         Some(s) if s.mergeable == Some(true) || s.merge_any == Some(true) || s.rmap_items > 0 => {
             true
         }
         Some(s) if s.mergeable.is_some() => false,
         _ => is_qemu_comm(comm),
-    }
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -334,11 +341,29 @@ impl KsmStat {
 /// reader sees them (without it `ksmctl ps` showed 0 for every process on
 /// 6.1 and left out processes whose pages were merged).
 pub fn ksm_stat(root: &Root, pid: u32) -> Option<KsmStat> {
-    let mut stat = read_proc(root, pid, "ksm_stat").and_then(|s| KsmStat::parse(&s).ok())?;
+    try_ksm_stat(root, pid).ok().flatten()
+}
+
+/// [`ksm_stat`], telling a refusal apart: `Err` when reading the file was
+/// refused (EACCES, EPERM: another user's process without
+/// `CAP_DAC_READ_SEARCH`, or a security policy denying that capability),
+/// `Ok(None)` when the process is gone, the kernel has no such file, or
+/// its text is not ksm_stat's.
+pub fn try_ksm_stat(root: &Root, pid: u32) -> io::Result<Option<KsmStat>> {
+    let text = match fs::read_to_string(root.join(format!("/proc/{pid}/ksm_stat"))) {
+        Ok(t) => t,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            return Err(e)
+        }
+        Err(_) => return Ok(None),
+    };
+    let Ok(mut stat) = KsmStat::parse(&text) else {
+        return Ok(None);
+    };
     if stat.merging_pages.is_none() {
         stat.merging_pages = ksm_merging_pages(root, pid);
     }
-    Some(stat)
+    Ok(Some(stat))
 }
 
 /// `/proc/PID/ksm_merging_pages` (Linux 5.19+, one number, 0400 like

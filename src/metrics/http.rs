@@ -171,7 +171,20 @@ impl Server {
             .map_err(|e| bad(format!("{e} (expected ADDRESS:PORT, e.g. 127.0.0.1:9926)")))?
             .next()
             .ok_or_else(|| bad("the address resolves to nothing".into()))?;
-        let listener = listen(sock).map_err(|e| bad(crate::error::describe_io(&e)))?;
+        let listener = listen(sock).map_err(|e| {
+            let mut why = crate::error::describe_io(&e);
+            if e.raw_os_error() == Some(libc::EACCES) {
+                why.push_str(&format!(
+                    " (a port below 1024 needs CAP_NET_BIND_SERVICE; under SELinux, \
+                     ksmtuned_t may bind only its own port type: load the ksmtuned SELinux \
+                     module and label the port with `semanage port -a -t \
+                     ksmtuned_metrics_port_t -p tcp {}`; `ausearch -m avc -ts recent` shows \
+                     the denial)",
+                    sock.port()
+                ));
+            }
+            bad(why)
+        })?;
         let local = listener.local_addr().map_err(|e| bad(e.to_string()))?;
         listener
             .set_nonblocking(true)

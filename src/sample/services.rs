@@ -82,8 +82,17 @@ pub fn masked_unit(root: &Root) -> Option<PathBuf> {
     for dir in ["/etc/systemd/system", "/run/systemd/system"] {
         for unit in ["ksm.service", "ksmtuned.service"] {
             let p = root.join(format!("{dir}/{unit}"));
-            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
-                return Some(p);
+            match std::fs::read_link(&p) {
+                Ok(t) if t == Path::new("/dev/null") => return Some(p),
+                Ok(_) => {}
+                // Absent, or a plain file (EINVAL): not masked.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::EINVAL) => {}
+                // Refused (an SELinux policy without systemd_unit_t search):
+                // systemd itself would not start a masked unit, so going on
+                // is right; one debug line says what was not checked.
+                Err(e) => log::debug!("cannot check whether {} is masked: {e}", p.display()),
             }
         }
     }
