@@ -258,19 +258,27 @@ fn a_refusal_it_cannot_run_without_exits_77_which_the_unit_does_not_restart() {
     if !can_refuse(test) {
         return;
     }
-    let t = Tree::new();
-    fs::set_permissions(t.path("proc/meminfo"), fs::Permissions::from_mode(0o000)).unwrap();
-    let mut d = t.daemon(true);
-    let status = support::poll_until(Duration::from_secs(10), || d.0.try_wait().unwrap())
-        .expect("ksmtuned did not exit");
-    let err = t.stderr();
-    assert_eq!(status.code(), Some(ksmtuned::daemon::EXIT_NOPERM), "{err}");
-    assert!(
-        err.contains(&t.path("proc/meminfo").display().to_string())
-            && err.contains("Permission denied")
-            && err.contains("does not restart"),
-        "{err}"
-    );
+    // /proc/meminfo unreadable; /sys/kernel/mm not searchable (KSM's
+    // directory cannot be looked at: refused, not "no KSM").
+    for (refused, named) in [
+        ("proc/meminfo", "proc/meminfo"),
+        ("sys/kernel/mm", "sys/kernel/mm/ksm"),
+    ] {
+        let t = Tree::new();
+        fs::set_permissions(t.path(refused), fs::Permissions::from_mode(0o000)).unwrap();
+        let mut d = t.daemon(true);
+        let status = support::poll_until(Duration::from_secs(10), || d.0.try_wait().unwrap())
+            .expect("ksmtuned did not exit");
+        let err = t.stderr();
+        assert_eq!(status.code(), Some(ksmtuned::daemon::EXIT_NOPERM), "{err}");
+        assert!(
+            err.contains(&t.path(named).display().to_string())
+                && err.contains("Permission denied")
+                && err.contains("does not restart"),
+            "{err}"
+        );
+        fs::set_permissions(t.path(refused), fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let unit = fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/units/ksmtuned.service"
