@@ -159,7 +159,7 @@ pub enum Command {
     /// starting or stopping guests.
     ///
     /// Finds the daemon by /run/ksmtuned/ksmtuned.pid, then
-    /// /run/ksmtuned.pid (ksmtuned 0.2.0 and earlier), then by its process
+    /// /run/ksmtuned.pid (earlier packages), then by its process
     /// name in /proc (a daemon that could not create its pid file). A
     /// refused signal says so (EACCES: a security policy such as SELinux;
     /// EPERM: run it as root). Exit status 1 when no daemon was signalled.

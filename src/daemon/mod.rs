@@ -50,7 +50,7 @@ use run::Daemon;
                        holds locked. If it cannot create it (a read-only /run, an SELinux \
                        policy without a type for it), it says so once and runs without it: \
                        retune then finds the daemon by its process name. retune reads \
-                       /run/ksmtuned.pid too (the file of ksmtuned 0.2.0 and earlier)."
+                       /run/ksmtuned.pid too (the file of earlier packages)."
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].

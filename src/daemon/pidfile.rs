@@ -11,7 +11,7 @@
 //! once and runs without it; the retune commands then find the daemon by
 //! its process name in `/proc` ([`find_daemon`]).
 
-/// The pid file of ksmtuned, and the one ksmtuned 0.2.0 and earlier used.
+/// The pid file of ksmtuned, and the one earlier packages used (their unit created it).
 pub use crate::sample::services::{CLASSIC_PID_FILE, TUNER_PID_FILE};
 
 use std::fs::{self, File, OpenOptions};

@@ -15,7 +15,7 @@ use crate::root::Root;
 /// makes that directory writable in its sandbox and removes it at stop.
 pub const TUNER_PID_FILE: &str = "/run/ksmtuned/ksmtuned.pid";
 
-/// Where ksmtuned 0.2.0 and earlier kept its pid file (its unit created
+/// Where earlier packages kept the pid file (its unit created
 /// the file before the start): still read, so that `ksmctl retune` and
 /// the tuner detection find a daemon started by an older package.
 pub const CLASSIC_PID_FILE: &str = "/run/ksmtuned.pid";
