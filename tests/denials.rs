@@ -295,9 +295,10 @@ fn a_refusal_it_cannot_run_without_exits_77_which_the_unit_does_not_restart() {
 }
 
 /// Make `socket(AF_NETLINK, ...)` fail with EACCES in the child, as
-/// SELinux does when `ksmtuned_t` lacks `netlink_connector_socket create`:
+/// SELinux does when `ksmtuned_t` lacks `netlink_connector_socket create`
+/// (with `accept`: also `accept4`, as when it lacks `tcp_socket accept`):
 /// a seccomp filter set up before exec (and kept across it).
-fn deny_netlink_sockets(cmd: &mut Command) {
+fn deny_in_child(cmd: &mut Command, accept: bool) {
     use std::os::unix::process::CommandExt;
     fn stmt(code: u32, k: u32) -> libc::sock_filter {
         libc::sock_filter {
@@ -316,17 +317,27 @@ fn deny_netlink_sockets(cmd: &mut Command) {
         }
     }
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let eacces = stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+    );
+    let allow = stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW);
+    // accept4 -> EACCES (or, without `accept`, a number no call has).
+    let accept4 = if accept {
+        libc::SYS_accept4 as u32
+    } else {
+        u32::MAX
+    };
     // seccomp_data: nr at 0, args[0] at 16 (its low half, little-endian).
     let prog = [
         stmt(load, 0),
+        jeq(accept4, 1),
+        eacces,
         jeq(libc::SYS_socket as u32, 3),
         stmt(load, 16),
         jeq(libc::AF_NETLINK as u32, 1),
-        stmt(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
-        ),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        eacces,
+        allow,
     ];
     // SAFETY: between fork and exec only async-signal-safe calls (two
     // prctl) run; `prog` lives in the parent's copied memory until exec.
@@ -411,7 +422,7 @@ fn denied_netlink_metrics_port_and_ksm_stat_each_say_so_once_and_tuning_goes_on(
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(fs::File::create(&stderr).unwrap());
-    deny_netlink_sockets(&mut cmd);
+    deny_in_child(&mut cmd, false);
     let mut d = Kill(cmd.spawn().unwrap());
     let read = || fs::read_to_string(&stderr).unwrap_or_default();
     let cycles = |t: &str| {
@@ -463,4 +474,71 @@ fn denied_netlink_metrics_port_and_ksm_stat_each_say_so_once_and_tuning_goes_on(
         "{stat}"
     );
     eprintln!("the daemon said:\n{events}\n{metrics}\n{stat}");
+}
+
+/// `tcp_socket accept` refused (the listener bound, every connection
+/// refused when the daemon takes it): one warning with the SELinux hint,
+/// not one per scrape; tuning goes on.
+#[test]
+fn a_refused_accept_is_said_once() {
+    let test = "a_refused_accept_is_said_once";
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {test}: needs root (the daemon's --dry-run on this host)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let conf = dir.path().join("ksmtuned.conf");
+    fs::write(&conf, format!("KSM_METRICS_LISTEN=127.0.0.1:{port}\n")).unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut cmd = Command::new(KSMTUNED);
+    cmd.args([
+        "--dry-run",
+        "--policy",
+        "adaptive",
+        "--interval-ms",
+        "100",
+        "-v",
+    ])
+    .arg("--config")
+    .arg(&conf)
+    .arg("--pid-file")
+    .arg(dir.path().join("ksmtuned.pid"))
+    .env_remove("NOTIFY_SOCKET")
+    .env_remove("RUST_LOG")
+    .stdout(Stdio::null())
+    .stderr(fs::File::create(&stderr).unwrap());
+    deny_in_child(&mut cmd, true);
+    let mut d = Kill(cmd.spawn().unwrap());
+    let read = || fs::read_to_string(&stderr).unwrap_or_default();
+    wait_for("the listener", 10, || read().contains("serving metrics on"));
+    // Three scrapes; the kernel completes each connection, the daemon's
+    // accept is refused.
+    let conns: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    wait_for("the refusal", 10, || {
+        read().contains("accepting a connection failed")
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let err = read();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("accepting a connection failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("warn: ")
+            && lines[0].contains("Permission denied")
+            && lines[0].contains("tcp_socket accept"),
+        "{}",
+        lines[0]
+    );
+    let cycles = err
+        .lines()
+        .filter(|l| l.starts_with("debug: adaptive "))
+        .count();
+    assert!(cycles >= 5, "{err}");
+    assert!(d.0.try_wait().unwrap().is_none(), "{err}");
+    drop(conns);
 }

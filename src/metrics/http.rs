@@ -310,12 +310,31 @@ fn run(listener: StdListener, shared: Arc<Shared>, stopped: tokio::sync::oneshot
 
 async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut next_id: u64 = 0;
+    // The error last logged: one that repeats (every scrape, when a policy
+    // refuses accept) is logged when it starts, again when it changes.
+    let mut failing: Option<String> = None;
     loop {
         let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
+            Ok((tcp, _)) => {
+                if let Some(was) = failing.take() {
+                    log::info!("metrics: accepting connections works again (was: {was})");
+                }
+                tcp
+            }
             Err(e) => {
+                let hint = if e.raw_os_error() == Some(libc::EACCES) {
+                    " (refused by the security policy: under SELinux, ksmtuned_t needs \
+                     tcp_socket accept, which the ksmtuned module allows; `ausearch -m avc \
+                     -ts recent` shows the denial)"
+                } else {
+                    ""
+                };
+                let msg = format!("{e}{hint}");
+                if failing.as_deref() != Some(msg.as_str()) {
+                    log::warn!("metrics: accepting a connection failed: {msg}");
+                    failing = Some(msg);
+                }
                 // Out of descriptors or the like: do not spin.
-                log::warn!("metrics: accepting a connection failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
