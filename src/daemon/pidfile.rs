@@ -326,6 +326,57 @@ mod tests {
         drop(held);
     }
 
+    /// Where retune looks, in order: the pid file, the older one, then the
+    /// process name; and what it says when nothing or too much is found.
+    #[test]
+    fn find_daemon_by_file_older_file_then_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let e = find_daemon(&root, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("no ksmtuned is running (neither ")
+                && e.contains("run/ksmtuned/ksmtuned.pid")
+                && e.contains("run/ksmtuned.pid exists"),
+            "{e}"
+        );
+        let daemon = |pid: u32, args: &str| {
+            let d = dir.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("comm"), "ksmtuned\n").unwrap();
+            fs::write(d.join("cmdline"), args).unwrap();
+        };
+        // One-shot commands and dry runs are not the daemon.
+        daemon(50, "ksmtuned\0retune\0");
+        daemon(51, "ksmtuned\0--dry-run\0");
+        assert!(find_daemon(&root, None).is_err());
+        daemon(52, "/usr/sbin/ksmtuned\0");
+        let (pid, how) = find_daemon(&root, None).unwrap();
+        assert_eq!(pid, 52);
+        assert!(
+            how.starts_with("found by its process name; no ksmtuned is running"),
+            "{how}"
+        );
+        daemon(53, "/usr/sbin/ksmtuned\0-v\0");
+        let e = find_daemon(&root, None).unwrap_err().to_string();
+        assert!(e.contains("pids 52, 53") && e.contains("--pid-file"), "{e}");
+        // A held pid file wins: the older name, then the new one.
+        let older = PidFile::acquire(&root.join(CLASSIC_PID_FILE)).unwrap();
+        let (pid, how) = find_daemon(&root, None).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert!(how.ends_with("run/ksmtuned.pid"), "{how}");
+        let held = PidFile::acquire(&root.join(TUNER_PID_FILE)).unwrap();
+        let (_, how) = find_daemon(&root, None).unwrap();
+        assert!(how.ends_with("run/ksmtuned/ksmtuned.pid"), "{how}");
+        // Named with --pid-file: only that file counts.
+        drop(held);
+        let named = root.join(TUNER_PID_FILE);
+        assert!(matches!(
+            find_daemon(&root, Some(&named)),
+            Err(PidFileError::NotRunning { .. })
+        ));
+        drop(older);
+    }
+
     #[test]
     fn refuses_symlinks() {
         let dir = tempfile::tempdir().unwrap();
