@@ -125,6 +125,33 @@ impl PidFile {
         })
     }
 
+    /// [`PidFile::acquire`] for the daemon: another running daemon is an
+    /// error (a second one must not run), any other failure (a refused
+    /// or read-only directory) is logged once and the daemon runs without
+    /// the file (`None`): it has no single-instance lock then, but the
+    /// tuner detection still sees a second daemon by name and yields to
+    /// it, and the retune commands find it by its process name.
+    pub fn acquire_or_run_without(path: &Path) -> Result<Option<PidFile>, PidFileError> {
+        match PidFile::acquire(path) {
+            Ok(p) => Ok(Some(p)),
+            Err(e @ PidFileError::Running { .. }) => Err(e),
+            Err(e) => {
+                let hint = if e.is_denied() {
+                    " (refused: under SELinux the file must get a type ksmtuned_t may write, \
+                     e.g. ksmtuned_var_run_t by the ksmtuned module's type transition; \
+                     `ausearch -m avc -ts recent` shows the denial)"
+                } else {
+                    ""
+                };
+                log::warn!(
+                    "cannot create the pid file: {e}{hint}; running without it: `ksmctl \
+                     retune` and `ksmtuned retune` find the daemon by its process name instead"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// The path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -25,8 +25,8 @@ use anyhow::{bail, Context};
 use log::{debug, error, info, warn};
 
 use super::debuglog::DebugLog;
-use super::faults::{Faults, Reported};
-use super::pidfile::{PidFile, PidFileError};
+use super::faults::{Faults, RefusedKsmStat};
+use super::pidfile::PidFile;
 use super::Cli;
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
@@ -165,8 +165,8 @@ pub(super) struct Daemon {
     advisor_noted: bool,
     yielded_to: Vec<u32>,
     faults: Faults,
-    /// Processes whose ksm_stat was refused, already reported.
-    ksm_stat_refused: Reported,
+    /// Processes whose ksm_stat was refused, reported once each.
+    ksm_stat_refused: RefusedKsmStat,
     metrics: Arc<Mutex<TunerMetrics>>,
     server: Option<Server>,
     /// `None` when the pid file could not be created (said once at start).
@@ -232,15 +232,7 @@ impl Daemon {
             );
             return Ok(None);
         }
-        let pid = match PidFile::acquire(&pid_path) {
-            Ok(p) => Some(p),
-            // Another daemon holds the lock: a second one must not run.
-            Err(e @ PidFileError::Running { .. }) => return Err(e.into()),
-            Err(e) => {
-                warn!("{}", pid_file_refused(&e));
-                None
-            }
-        };
+        let pid = PidFile::acquire_or_run_without(&pid_path)?;
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
@@ -300,7 +292,7 @@ impl Daemon {
             advisor_noted: false,
             yielded_to: Vec::new(),
             faults: Faults::default(),
-            ksm_stat_refused: Reported::default(),
+            ksm_stat_refused: RefusedKsmStat::default(),
             metrics: Arc::new(Mutex::new(TunerMetrics::default())),
             server: None,
             _pid: pid,
@@ -586,10 +578,7 @@ impl Daemon {
             None => self.faults.ok("reading the guests' PSS"),
         }
         if let Some(change) = &sample.opted_in {
-            let new = self.ksm_stat_refused.new_ones(&change.unreadable);
-            if !new.is_empty() {
-                warn!("{}", ksm_stat_refused(&self.root, &new));
-            }
+            self.ksm_stat_refused.report(&self.root, &change.unreadable);
         }
         // The policy decided from this sample's KSM files (decide fails
         // without them).
@@ -735,48 +724,6 @@ impl Daemon {
         self.last = Some(applied);
         (Some(applied), !plan.writes.is_empty())
     }
-}
-
-/// The one line a daemon that cannot create its pid file logs: it runs
-/// without it (no single-instance lock; the tuner detection still sees a
-/// second daemon by name and yields to it), and what that means.
-fn pid_file_refused(e: &PidFileError) -> String {
-    let hint = if e.is_denied() {
-        " (refused: under SELinux the file must get a type ksmtuned_t may write, e.g. \
-         ksmtuned_var_run_t by the ksmtuned module's type transition; `ausearch -m avc -ts \
-         recent` shows the denial)"
-    } else {
-        ""
-    };
-    format!(
-        "cannot create the pid file: {e}{hint}; running without it: `ksmctl retune` and \
-         `ksmtuned retune` find the daemon by its process name instead"
-    )
-}
-
-/// The line for processes whose `ksm_stat` was refused (said once per
-/// process): which, why, and what it means for the count.
-fn ksm_stat_refused(root: &Root, pids: &[u32]) -> String {
-    const SHOWN: usize = 8;
-    let mut names: Vec<String> = pids
-        .iter()
-        .take(SHOWN)
-        .map(|&p| match crate::kernel::proc::comm(root, p) {
-            Some(c) => format!("{p} ({c})"),
-            None => p.to_string(),
-        })
-        .collect();
-    if pids.len() > SHOWN {
-        names.push(format!("and {} more", pids.len() - SHOWN));
-    }
-    format!(
-        "cannot read /proc/PID/ksm_stat of {}: permission denied (another user's process: \
-         reading it needs CAP_DAC_READ_SEARCH, which the unit grants; under SELinux the \
-         policy must also allow ksmtuned_t the dac_read_search capability, as the ksmtuned \
-         module does); whether they opted in to KSM is unknown, so they are not counted \
-         (processes named like QEMU still are)",
-        names.join(", ")
-    )
 }
 
 /// The slot after `due` on a fixed-rate schedule (cycles start every
