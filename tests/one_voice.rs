@@ -131,14 +131,21 @@ fn ps_names_its_sums_and_gives_the_hosts_figures() {
             .lines()
             .find(|l| l.starts_with(label))
             .unwrap_or_else(|| panic!("no {label} in {status}"));
-        line[label.len()..].split("  (").next().unwrap().trim().to_string()
+        line[label.len()..]
+            .split("  (")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
     };
     let (saved, profit) = (field("Memory saved:"), field("General profit:"));
     let ps = ksmctl(&root, &["ps"]).stdout;
     assert!(ps.lines().next().unwrap().contains(" MERGED "), "{ps}");
     let note = ps.lines().last().unwrap();
     assert!(
-        note.contains(&format!("the host saves {saved}, its general profit {profit}")),
+        note.contains(&format!(
+            "the host saves {saved}, its general profit {profit}"
+        )),
         "{note} vs status's {saved} / {profit}"
     );
     // The JSON says the same in numbers: the processes' merged bytes

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use log::{debug, error, info, warn};
 
 use super::debuglog::DebugLog;
-use super::faults::Faults;
+use super::faults::{Faults, RefusedKsmStat};
 use super::pidfile::PidFile;
 use crate::config::{self, Config, PolicyKind};
 use crate::human;
@@ -135,6 +135,8 @@ pub(super) struct Daemon {
     writer: Writer,
     debug_log: DebugLog,
     faults: Faults,
+    /// Processes whose ksm_stat was refused, reported once each.
+    ksm_stat_refused: RefusedKsmStat,
     metrics: Arc<Mutex<TunerMetrics>>,
     /// The last sample, for the metrics endpoint.
     published: Published,
@@ -142,7 +144,8 @@ pub(super) struct Daemon {
     systemd: Systemd,
     /// The other tuners KSM is left to.
     yielded_to: Vec<u32>,
-    _pid: PidFile,
+    /// `None` when the pid file could not be created (said once at start).
+    _pid: Option<PidFile>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -199,7 +202,7 @@ impl Daemon {
             );
             return Ok(None);
         }
-        let pid = PidFile::acquire(&opts.pid_file)?;
+        let pid = PidFile::acquire_or_run_without(&opts.pid_file)?;
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
@@ -248,6 +251,7 @@ impl Daemon {
             sampler,
             tuner,
             faults: Faults::new(Arc::clone(&metrics)),
+            ksm_stat_refused: RefusedKsmStat::default(),
             metrics,
             published: Published::default(),
             server: None,
@@ -502,6 +506,9 @@ impl Daemon {
                 ),
             ),
             None => self.faults.ok("reading the guests' PSS"),
+        }
+        if let Some(change) = &sample.opted_in {
+            self.ksm_stat_refused.report(&self.root, &change.unreadable);
         }
         if self.leave_to_other_tuners(&sample.tuners) {
             return;
