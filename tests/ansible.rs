@@ -419,7 +419,7 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         );
     }
     guard.arm(&deb);
-    let old_systemd = systemd_version() < 254;
+    let old_systemd = systemd_version() < 256;
     let mut ansible = Ansible::new();
     let good = json!({
         "ksmtuned_deb": deb,
@@ -619,11 +619,11 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
         v.as_object_mut()
             .unwrap()
             .remove("ksmtuned_memory_ksm_old_systemd");
-        let r = ansible.run("MemoryKSM= on systemd < 254", &v);
+        let r = ansible.run("MemoryKSM= on systemd < 256", &v);
         assert_refused(
             &r,
-            "MemoryKSM= on systemd < 254",
-            &["MemoryKSM= needs systemd 254"],
+            "MemoryKSM= on systemd < 256",
+            &["MemoryKSM= needs systemd 256"],
             &before,
         );
         assert!(
@@ -632,7 +632,7 @@ fn role_installs_configures_and_is_idempotent_on_this_machine() {
             dropin.display()
         );
         let r = ansible.run(
-            "MemoryKSM= on systemd < 254, skip",
+            "MemoryKSM= on systemd < 256, skip",
             &with(json!({"ksmtuned_memory_ksm_old_systemd": "skip"})),
         );
         assert!(r.ok && r.changed == 0 && !dropin.exists(), "{}", r.output);

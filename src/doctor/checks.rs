@@ -270,13 +270,18 @@ fn ksmd_state(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
         return;
     }
     let run_n = run.as_u8();
-    let work = any_opted_in(f) || f.processes.iter().any(|p| p.qemu);
+    // Merged pages are memory that was opted in, even when no process's
+    // ksm_stat could be read: the counters are checked too.
+    let merged = state.pages_sharing.unwrap_or(0) > 0 || state.pages_shared.unwrap_or(0) > 0;
+    let work = any_opted_in(f) || f.processes.iter().any(|p| p.qemu) || merged;
     let severity = if work {
         Severity::Warning
     } else {
         Severity::Info
     };
-    let work_note = if work {
+    let work_note = if merged {
+        "pages merged earlier stay merged, but memory opted in since is not merged"
+    } else if work {
         "memory is opted in to KSM, but nothing merges it"
     } else {
         "no process has memory opted in either, so nothing is lost yet"
@@ -433,7 +438,20 @@ fn opt_in(f: &Facts, out: &mut Vec<Finding>) {
         );
     }
     // Without root the other processes' ksm_stat is hidden: no conclusion.
-    if f.root_user && !any_opted_in(f) {
+    // Nor while KSM's counters track pages: they were opted in by someone
+    // (whose ksm_stat could not be read, or who is gone since).
+    let tracked = f.ksm.as_ref().map_or(0, |k| {
+        [
+            k.pages_shared,
+            k.pages_sharing,
+            k.pages_unshared,
+            k.pages_volatile,
+        ]
+        .into_iter()
+        .flatten()
+        .sum::<u64>()
+    });
+    if f.root_user && !any_opted_in(f) && tracked == 0 {
         out.push(Finding::new(
             "no-mergeable-memory",
             Severity::Info,
@@ -799,9 +817,15 @@ fn paying(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
                 "each KSM page is shared at most max_page_sharing times; beyond that the \
                  kernel keeps duplicate KSM pages in chains, which saves less and costs \
                  some scanning. Empty (zero-filled) pages are the usual cause",
-                "ksmctl set use_zero_pages=1 merges empty pages with the zero page \
-                 instead; raising max_page_sharing (ksmctl set --unmerge \
-                 max_page_sharing=N) needs a full unmerge",
+                if state.use_zero_pages == Some(1) {
+                    "use_zero_pages is on already, so these are copies of other content: \
+                     raising max_page_sharing (ksmctl set --unmerge max_page_sharing=N) \
+                     shares them further, at the cost of a full unmerge"
+                } else {
+                    "ksmctl set use_zero_pages=1 merges empty pages with the zero page \
+                     instead; raising max_page_sharing (ksmctl set --unmerge \
+                     max_page_sharing=N) needs a full unmerge"
+                },
             )
             .num("stable_node_chains", chains)
             .num("stable_node_dups", state.stable_node_dups.unwrap_or(0)),

@@ -154,9 +154,42 @@ fn stopped_without_tuner() {
     let x = find(&f, "ksmd-stopped");
     assert_eq!(x.severity, Severity::Warning);
     assert!(x.seen.contains("run = 0"), "{}", x.seen);
-    // Nothing opted in: worth knowing, not an alarm.
+    // No process seen opted in, but pages are merged (their ksm_stat
+    // could not be read): the counters say memory is opted in.
     f.processes.clear();
-    assert_eq!(find(&f, "ksmd-stopped").severity, Severity::Info);
+    let x = find(&f, "ksmd-stopped");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(
+        x.why.contains("pages merged earlier stay merged") && !x.why.contains("nothing is lost"),
+        "{}",
+        x.why
+    );
+    // Nothing opted in and nothing merged: worth knowing, not an alarm.
+    ksm(&mut f).pages_sharing = Some(0);
+    ksm(&mut f).pages_shared = Some(0);
+    let x = find(&f, "ksmd-stopped");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.why.contains("nothing is lost yet"), "{}", x.why);
+}
+
+#[test]
+fn chains_advice_matches_use_zero_pages() {
+    let mut f = healthy();
+    ksm(&mut f).stable_node_chains = Some(2);
+    ksm(&mut f).use_zero_pages = Some(0);
+    let x = find(&f, "max-page-sharing-reached");
+    assert!(
+        x.what_to_do.contains("set use_zero_pages=1"),
+        "{}",
+        x.what_to_do
+    );
+    ksm(&mut f).use_zero_pages = Some(1);
+    let x = find(&f, "max-page-sharing-reached");
+    assert!(
+        !x.what_to_do.contains("set use_zero_pages=1") && x.what_to_do.contains("already"),
+        "{}",
+        x.what_to_do
+    );
 }
 
 #[test]
@@ -221,6 +254,18 @@ fn nothing_opted_in_and_merge_off() {
         ..Default::default()
     });
     g.smaps = Some(SmapsSummary::default());
+    // KSM's counters still track pages: someone opted memory in, so
+    // "nothing is opted in" would contradict them.
+    assert!(!ids(&f).contains(&"no-mergeable-memory"));
+    let k = ksm(&mut f);
+    for n in [
+        &mut k.pages_shared,
+        &mut k.pages_sharing,
+        &mut k.pages_unshared,
+        &mut k.pages_volatile,
+    ] {
+        *n = Some(0);
+    }
     let found = ids(&f);
     assert!(
         found.contains(&"guest-merge-off") && found.contains(&"no-mergeable-memory"),
