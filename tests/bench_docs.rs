@@ -134,3 +134,66 @@ fn sprint_rows_are_the_reports_figures() {
     }
     assert!(rows >= 8, "expected the sprint table's rows, found {rows}");
 }
+
+/// The benchmark's figures quoted in prose (the README, docs/design.md,
+/// ksmtuned.conf(5)) are those of the recorded default run, so the
+/// documents cannot tell different stories.
+#[test]
+fn quoted_figures_are_the_recorded_default_run() {
+    let text = std::fs::read_to_string(repo("docs/bench/default-after.json")).unwrap();
+    let r: Report = serde_json::from_str(&text).unwrap();
+    let s1 = |t: &str, f: fn(&report::Figures) -> Option<f64>| fig(&r, t, f, "s1");
+    let s2 = |t: &str, f: fn(&report::Figures) -> Option<f64>| fig(&r, t, f, "s2");
+    let pct = |t: &str, f: fn(&report::Figures) -> Option<f64>| {
+        let v = r
+            .tuners
+            .iter()
+            .find(|x| x.spec.name == t)
+            .and_then(|x| x.figures.as_ref())
+            .and_then(f)
+            .unwrap();
+        format!("{v:.2}%")
+    };
+    let (a90, c90) = (s1("adaptive", |f| f.t90_s), s1("classic", |f| f.t90_s));
+    let (a_gib, c_gib) = (
+        s2("adaptive", |f| f.ksmd_cpu_s_per_gib),
+        s2("classic", |f| f.ksmd_cpu_s_per_gib),
+    );
+    let (rest, worst, c_rest, c_worst) = (
+        pct("adaptive", |f| f.rest_ksmd_cpu_pct),
+        pct("adaptive", |f| f.rest_worst_5s_ksmd_cpu_pct),
+        pct("classic", |f| f.rest_ksmd_cpu_pct),
+        pct("classic", |f| f.rest_worst_5s_ksmd_cpu_pct),
+    );
+    let quotes = [
+        (
+            "README.md",
+            format!("saving in {a90} where classic took {c90}"),
+        ),
+        (
+            "README.md",
+            format!("rested at {rest} of a core (worst 5 s: {worst}) against classic's {c_rest}"),
+        ),
+        ("docs/design.md", format!("| {a90}: ")),
+        ("docs/design.md", format!("classic ({c90})")),
+        ("docs/design.md", format!("| {a_gib}: classic {c_gib}")),
+        (
+            "docs/design.md",
+            format!("{rest} average, worst 5 s {worst} (classic {c_rest} and {c_worst}"),
+        ),
+        (
+            "man/ksmtuned.conf.5",
+            format!("in {a90} for {a_gib} of ksmd CPU per GiB"),
+        ),
+        ("man/ksmtuned.conf.5", format!("(classic: {c90}, {c_gib})")),
+    ];
+    for (file, quote) in &quotes {
+        let doc = std::fs::read_to_string(repo(file)).unwrap();
+        // Prose wraps: compare with the line breaks as spaces.
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            doc.contains(quote.as_str()),
+            "{file} does not say {quote:?}"
+        );
+    }
+}
