@@ -168,3 +168,33 @@ fn ps_names_its_sums_and_gives_the_hosts_figures() {
         "merging pages vs pages_shared + pages_sharing"
     );
 }
+
+/// Where the documents name this project's package file or version, it
+/// is the version being built.
+#[test]
+fn documents_name_the_current_package_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.push(root.join("README.md"));
+    let mut named = 0;
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (prefix, end) in [("ksmtuned_", "-1_amd64.deb"), ("ksmtuned=1:", "-1")] {
+            for (i, _) in text.match_indices(prefix) {
+                let rest = &text[i + prefix.len()..];
+                let Some(v) = rest.split(end).next() else { continue };
+                if !v.chars().next().is_some_and(|c| c.is_ascii_digit()) || v.len() > 12 {
+                    continue;
+                }
+                assert_eq!(v, version, "{} names {prefix}{v}{end}", doc.display());
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= 3, "{named}");
+}
