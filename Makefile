@@ -79,6 +79,10 @@ install: all
 		install -D -m 644 $(ASSETS)/completions/$$p.fish "$(DESTDIR)$(FISHCOMPDIR)/$$p.fish" || exit 1; \
 	done
 	install -D -m 644 README.md '$(DESTDIR)$(DOCDIR)/README.md'
+	for f in docs/*.md docs/ksm-bench.svg; do \
+		install -D -m 644 $$f "$(DESTDIR)$(DOCDIR)/$${f##*/}" || exit 1; \
+	done
+	install -D -m 644 docs/schema/ksmctl.schema.json '$(DESTDIR)$(DOCDIR)/schema/ksmctl.schema.json'
 	if [ -f $(DASHBOARD) ]; then \
 		install -D -m 644 $(DASHBOARD) '$(DESTDIR)$(DOCDIR)/grafana/ksm-dashboard.json'; \
 	fi
@@ -115,7 +119,9 @@ uninstall:
 	done
 	rm -f '$(DESTDIR)$(DOCDIR)/README.md' '$(DESTDIR)$(DOCDIR)/grafana/ksm-dashboard.json'
 	for f in $(RULES); do rm -f "$(DESTDIR)$(DOCDIR)/prometheus/$${f##*/}"; done
-	-rmdir '$(DESTDIR)$(DOCDIR)/grafana' '$(DESTDIR)$(DOCDIR)/prometheus' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
+	for f in docs/*.md docs/ksm-bench.svg; do rm -f "$(DESTDIR)$(DOCDIR)/$${f##*/}"; done
+	rm -f '$(DESTDIR)$(DOCDIR)/schema/ksmctl.schema.json'
+	-rmdir '$(DESTDIR)$(DOCDIR)/grafana' '$(DESTDIR)$(DOCDIR)/prometheus' '$(DESTDIR)$(DOCDIR)/schema' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
 
 clean-assets:
 	rm -rf $(ASSETS)

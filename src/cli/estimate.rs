@@ -53,7 +53,7 @@ Examples:
   ksmctl estimate --sample 16 --json   a big host, 1/16 of the contents kept
 
 Exit status: 0 ok, 1 runtime error (not root, unknown PID, a kernel \
-thread), 2 usage error. See docs/estimate.md for the method and accuracy.";
+thread), 2 usage error. See /usr/share/doc/ksmtuned/estimate.md\n(docs/estimate.md in the sources) for the method and accuracy.";
 
 // The options of `ksmctl estimate` (no doc comment: it would become the
 // subcommand's long help).
