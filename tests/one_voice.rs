@@ -187,7 +187,9 @@ fn documents_name_the_current_package_version() {
         for (prefix, end) in [("ksmtuned_", "-1_amd64.deb"), ("ksmtuned=1:", "-1")] {
             for (i, _) in text.match_indices(prefix) {
                 let rest = &text[i + prefix.len()..];
-                let Some(v) = rest.split(end).next() else { continue };
+                let Some(v) = rest.split(end).next() else {
+                    continue;
+                };
                 if !v.chars().next().is_some_and(|c| c.is_ascii_digit()) || v.len() > 12 {
                     continue;
                 }
@@ -197,4 +199,31 @@ fn documents_name_the_current_package_version() {
         }
     }
     assert!(named >= 3, "{named}");
+}
+
+/// `ps` selects like `estimate`: PIDs and `--guests`; a PID that is not
+/// there is named and the exit status is 1; totals are of what is shown.
+#[test]
+fn ps_filters_by_pid_and_guests() {
+    let root = fixture_root();
+    let g = json(&root, &["ps", "--guests", "--json"]);
+    let rows = g["processes"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["qemu"] == true),
+        "{g:#}"
+    );
+    assert_eq!(g["total"]["processes"], rows.len());
+    let o = ksmctl(&root, &["ps", "6000", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["processes"][0]["pid"], 6000);
+    let o = ksmctl(&root, &["ps", "6000", "999999"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains(" 6000 java"), "{}", o.stdout);
+    assert!(
+        o.stderr.contains("PID 999999: no such process"),
+        "{}",
+        o.stderr
+    );
 }

@@ -201,6 +201,12 @@ pub enum Command {
     /// /proc/PID/ksm_stat is readable by root only. --json prints raw integers with units in the
     /// key names.
     Ps {
+        /// Only these processes (shown whatever KSM does with them).
+        #[arg(value_name = "PID")]
+        pids: Vec<u32>,
+        /// Only QEMU guests (processes named qemu-kvm, qemu-system-*, qemu:NAME, kvm).
+        #[arg(long)]
+        guests: bool,
         /// Print JSON (raw integers, unit-carrying keys).
         #[arg(long)]
         json: bool,
@@ -414,7 +420,17 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Exec { command } => exec(&command),
         Command::Retune { pid_file } => Ok(crate::daemon::retune(root, pid_file.as_deref())),
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
-        Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
+        Command::Ps {
+            pids,
+            guests,
+            json,
+            all,
+        } => crate::cli::ps::command(
+            root,
+            &crate::cli::ps::Select { pids, guests, all },
+            json,
+            &mut out,
+        ),
         Command::Top { interval } => crate::cli::top::command(root, interval),
         Command::Estimate(args) => estimate::command(root, &args, &mut out),
         Command::Probe {

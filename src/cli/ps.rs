@@ -14,7 +14,7 @@ use std::io;
 use crate::human;
 use crate::report::{add_legacy_keys, Report, PROCESS_LEGACY_KEYS};
 use crate::root::Root;
-use crate::sample::processes::guest_label;
+use crate::sample::processes::{self, guest_label};
 use crate::sample::{Parts, Processes, Sampler};
 
 /// `ksmctl ps --json`: each sampled process with its merged pages
@@ -107,20 +107,33 @@ pub fn render(r: &Report) -> String {
     o
 }
 
-/// `ksmctl ps [--json] [--all]`.
+/// Which processes `ksmctl ps` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Select {
+    /// These (each shown whatever KSM does with it); all when empty.
+    pub pids: Vec<u32>,
+    /// QEMU guests only.
+    pub guests: bool,
+    /// Also those KSM scanned but merged nothing of.
+    pub all: bool,
+}
+
+/// `ksmctl ps [PID...] [--guests] [--json] [--all]`. A PID that is not
+/// there (or whose ksm_stat cannot be read) is named, and the exit status
+/// is 1.
 pub fn command(
     root: &Root,
+    select: &Select,
     json_out: bool,
-    all: bool,
     out: &mut impl io::Write,
 ) -> anyhow::Result<i32> {
     use anyhow::Context;
-    let processes = if all {
-        Processes::Scanned
-    } else {
-        Processes::Merged
+    let processes = match (select.pids.is_empty(), select.all) {
+        (false, _) => Processes::No,
+        (true, true) => Processes::Scanned,
+        (true, false) => Processes::Merged,
     };
-    let sample = Sampler::new(
+    let mut sample = Sampler::new(
         root,
         Parts {
             processes,
@@ -129,7 +142,26 @@ pub fn command(
     )
     .take()
     .with_context(|| format!("cannot list processes in {}", root.join("/proc").display()))?;
+    let mut missing = Vec::new();
+    for &pid in &select.pids {
+        match processes::read_process(root, pid) {
+            Some(p) => sample.processes.push(p),
+            None => missing.push(pid),
+        }
+    }
+    if select.guests {
+        sample.processes.retain(|p| p.qemu);
+    }
     let report = Report::build(&sample, None, Vec::new());
+    let code = if missing.is_empty() { 0 } else { 1 };
+    for pid in &missing {
+        let why = if root.join(format!("/proc/{pid}")).is_dir() {
+            "its /proc/PID/ksm_stat cannot be read (root only; Linux 6.1+)"
+        } else {
+            "no such process"
+        };
+        eprintln!("ksmctl ps: PID {pid}: {why}");
+    }
     if json_out {
         serde_json::to_writer_pretty(&mut *out, &json(&report))?;
         writeln!(out)?;
@@ -141,14 +173,19 @@ pub fn command(
             } else {
                 ""
             };
+            let what = match (select.pids.is_empty(), select.guests) {
+                (false, _) => "None of the processes named",
+                (true, true) => "No QEMU guest",
+                (true, false) => "No process",
+            };
             writeln!(
                 out,
-                "No process has pages merged by KSM{}.{hint}",
-                if all { " or scanned" } else { "" }
+                "{what} has pages merged by KSM{}.{hint}",
+                if select.all { " or scanned" } else { "" }
             )?;
         }
     }
-    Ok(0)
+    Ok(code)
 }
 
 #[cfg(test)]
