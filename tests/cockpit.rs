@@ -227,3 +227,63 @@ fn cockpit_page() {
         "the browser test failed (see its output above)"
     );
 }
+
+/// The page's Debian package: the committed page, installed where
+/// Cockpit looks for packages, depending on Cockpit's bridge and ksmtuned.
+#[test]
+fn cockpit_deb() {
+    if !support::have_tool("cockpit_deb", "dpkg-deb", "dpkg") {
+        return;
+    }
+    let out = Command::new(repo().join("scripts/build-deb-cockpit"))
+        .current_dir(repo())
+        .output()
+        .expect("running scripts/build-deb-cockpit");
+    assert!(
+        out.status.success(),
+        "scripts/build-deb-cockpit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = repo().join(String::from_utf8(out.stdout).unwrap().trim());
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    for f in ["index.html", "manifest.json", "ksm.js", "ksm.css"] {
+        let line = listing
+            .lines()
+            .find(|l| l.ends_with(&format!("./usr/share/cockpit/ksm/{f}")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} lacks /usr/share/cockpit/ksm/{f}:\n{listing}",
+                    deb.display()
+                )
+            });
+        assert!(line.starts_with("-rw-r--r-- root/root"), "{line}");
+        let shipped = std::fs::read(repo().join("cockpit/dist").join(f)).unwrap();
+        let size: usize = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(
+            size,
+            shipped.len(),
+            "{f}: the package's copy differs from cockpit/dist"
+        );
+    }
+    let field = |name: &str| {
+        let o = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .arg(name)
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(field("Package"), "ksmtuned-cockpit");
+    assert_eq!(field("Architecture"), "all");
+    let depends = field("Depends");
+    assert!(
+        depends.starts_with("cockpit-bridge, ksmtuned (>= 1:"),
+        "Depends: {depends}"
+    );
+}
