@@ -17,16 +17,17 @@ const out = check ? fs.mkdtempSync(path.join(os.tmpdir(), "ksm-cockpit-")) : pat
 
 // The PatternFly components the page uses.
 const components = [
-    "Page/page.css", "Card/card.css", "DescriptionList/description-list.css", "Button/button.css",
+    "Card/card.css", "DescriptionList/description-list.css", "Button/button.css",
     "Label/label.css", "Alert/alert.css", "Table/table.css", "ModalBox/modal-box.css",
-    "Backdrop/backdrop.css", "Progress/progress.css", "Form/form.css", "FormControl/form-control.css",
-    "Check/check.css", "Title/title.css", "EmptyState/empty-state.css", "Toolbar/toolbar.css",
-    "Content/content.css", "HelperText/helper-text.css",
+    "Backdrop/backdrop.css", "Progress/progress.css", "FormControl/form-control.css",
+    "Check/check.css", "Title/title.css", "EmptyState/empty-state.css",
 ];
 
-// patternfly-base.css without its @font-face rules (Cockpit serves the fonts).
+// patternfly-base.css without its @font-face rules (Cockpit serves the
+// fonts) and its icon-font classes (the page draws no icons from fonts).
 const base = fs.readFileSync(path.join(pf, "patternfly-base.css"), "utf8")
-    .replace(/@font-face\s*\{[^}]*\}/g, "");
+    .replace(/@font-face\s*\{[^}]*\}/g, "")
+    .replace(/(?:\.(?:fa|pf-icon)-[\w-]+:before,?\s*)+\{[^}]*\}/g, "");
 const fonts = [["RedHatText", "Regular", 400], ["RedHatText", "Medium", 500], ["RedHatText", "Bold", 700],
     ["RedHatDisplay", "Regular", 400], ["RedHatDisplay", "Medium", 500], ["RedHatDisplay", "Bold", 700],
     ["RedHatMono", "Regular", 400]]

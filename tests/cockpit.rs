@@ -228,6 +228,34 @@ fn cockpit_page() {
     );
 }
 
+/// The page's one reader of ksmctl's output (cockpit/src/model.js) against
+/// what ksmctl prints today over the fixture trees (cockpit/test/model.test.mjs):
+/// a renamed key fails here without a browser.
+#[test]
+fn cockpit_model() {
+    if !support::have_tool("cockpit_model", "node", "nodejs") {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("cockpit_model: node is missing under CI (scripts/test installs it)");
+        }
+        return;
+    }
+    let out = Command::new("node")
+        .args(["--test", "test/model.test.mjs"])
+        .current_dir(repo().join("cockpit"))
+        .env("KSMT_KSMCTL", support::KSMCTL)
+        .env("KSMT_KSMTUNED", support::KSMTUNED)
+        .env("KSMT_FIXTURES", repo().join("tests/fixtures"))
+        .env_remove("KSM_ROOT")
+        .output()
+        .expect("running node --test");
+    assert!(
+        out.status.success(),
+        "cockpit/test/model.test.mjs failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The page's Debian package: the committed page, installed where
 /// Cockpit looks for packages, depending on Cockpit's bridge and ksmtuned.
 #[test]

@@ -31,6 +31,9 @@ function h(tag, attrs, ...children) {
     for (const [k, v] of Object.entries(attrs || {})) {
         if (v === null || v === undefined || v === false) continue;
         if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+        // Through the CSSOM: Cockpit's Content-Security-Policy refuses
+        // style attributes.
+        else if (k === "style") Object.assign(el.style, v);
         else el.setAttribute(k, v === true ? "" : String(v));
     }
     for (const c of children.flat(Infinity)) {
@@ -188,6 +191,7 @@ async function startStop(what) {
         ? { kind: "success", text: `ksmctl ${what}: done` }
         : { kind: "danger", text: `ksmctl ${what} failed: ${r.message || r.out}` };
     await sample();
+    runDoctor();
 }
 
 async function changePolicy(policy) {
@@ -201,6 +205,7 @@ async function changePolicy(policy) {
         ? { kind: "success", text: r.out.trim() }
         : { kind: "danger", text: (r.out || "").trim() || r.message };
     await readPolicy();
+    runDoctor();
 }
 
 async function runEstimate(cpuLimit, guests) {
@@ -296,7 +301,7 @@ function overview() {
             h("dd", { class: "pf-c-description-list__description" }, h("div", { class: "pf-c-description-list__text" }, stateLabel(s)))),
         term("Tuner", "tuner", s.tuners.length, tuner),
         term("Policy", "policy", page.policy ? page.policy.name : null, pol),
-        term("Saved", "savedBytes", s.savedBytes, bytes(s.savedBytes)),
+        s.supported && [term("Saved", "savedBytes", s.savedBytes, bytes(s.savedBytes)),
         term("Profit", "profitBytes", s.profitBytes, bytes(s.profitBytes)),
         term("Pages sharing", "sharingPages", s.sharingPages, count(s.sharingPages)),
         term("Pages shared", "sharedPages", s.sharedPages, count(s.sharedPages)),
@@ -305,7 +310,7 @@ function overview() {
         term("Full scans", "fullScans", s.fullScans, count(s.fullScans)),
         term("Pages per batch", "pagesToScan", s.pagesToScan, count(s.pagesToScan)),
         term("Sleep", "sleepMs", s.sleepMs, s.sleepMs === null ? "–" : `${s.sleepMs} ms`),
-        term("Scan rate", "scanRateBytes", s.scanRateBytes, s.scanRateBytes === null ? "–" : `${bytes(s.scanRateBytes)}/s`));
+        term("Scan rate", "scanRateBytes", s.scanRateBytes, s.scanRateBytes === null ? "–" : `${bytes(s.scanRateBytes)}/s`)]);
     const policySource = page.policy
         ? h("p", { class: "ksm-help", id: "policy-source" }, `Policy set by ${page.policy.source || "the default"}.`)
         : (page.policyError ? h("p", { class: "ksm-help", id: "policy-error" }, `ksmtuned --check-config: ${page.policyError}`) : null);
@@ -340,8 +345,9 @@ function guests() {
     if (!rows.length)
         return card("guests", "Guests and processes",
             h("div", { class: "pf-c-empty-state pf-m-sm" }, h("div", { class: "pf-c-empty-state__content" },
-                h("h3", { class: "pf-c-title pf-m-md" }, "No process has memory merged or opted in"),
-                h("div", { class: "pf-c-empty-state__body" }, "QEMU guests opt their memory in; they appear here when they run."))));
+                h("h3", { class: "pf-c-title pf-m-md" }, "KSM merges no process's pages now"),
+                h("div", { class: "pf-c-empty-state__body" },
+                    "QEMU guests are listed whenever they run, merging or not; other processes once KSM merges their pages."))));
     return card("guests", "Guests and processes",
         h("table", { class: "pf-c-table pf-m-compact pf-m-grid-md", role: "grid", id: "guest-table" },
             h("thead", {}, h("tr", {}, ["Name", "VMID", "PID", "Saved", "Profit", "Note"].map(c => h("th", { scope: "col" }, c)))),
@@ -374,7 +380,10 @@ function heatmap(m) {
                 h("th", { scope: "row", title: g }, g),
                 m.bytes[i].map((b, k) => h("td", {
                     "data-value": b, title: `${g} and ${m.groups[k]}: ${bytes(b)} of contents in common`,
-                    style: `background-color: rgba(0, 102, 204, ${(0.08 + 0.92 * b / max).toFixed(3)}); color: ${b / max > 0.5 ? "#fff" : "#151515"}`,
+                    style: {
+                        backgroundColor: `rgba(0, 102, 204, ${(0.08 + 0.92 * b / max).toFixed(3)})`,
+                        color: b / max > 0.5 ? "#fff" : "#151515",
+                    },
                 }, bytes(b))))))),
         h("p", { class: "ksm-help" }, "Each cell: the memory two groups have in common, which KSM would merge between them (the diagonal: within one)."));
 }
@@ -392,7 +401,7 @@ function estimateCard() {
         body.push(h("div", { class: "pf-c-progress", id: "estimate-progress" },
             h("div", { class: "pf-c-progress__description" }, `Reading memory, held to ${run.cpuLimit}% of one CPU`),
             h("div", { class: "pf-c-progress__status" }, h("span", { class: "pf-c-progress__measure" }, "starting")),
-            h("div", { class: "pf-c-progress__bar", role: "progressbar" }, h("div", { class: "pf-c-progress__indicator", style: "width: 0%" })),
+            h("div", { class: "pf-c-progress__bar", role: "progressbar" }, h("div", { class: "pf-c-progress__indicator", style: { width: "0%" } })),
             h("div", { class: "pf-c-progress__helper-text ksm-progress-detail" }, "")));
         body.push(h("button", { class: "pf-c-button pf-m-link", id: "estimate-cancel", onclick: () => run.proc && run.proc.close("cancelled") }, "Cancel"));
     }
@@ -434,7 +443,7 @@ function doctorCard() {
     const d = page.doctor;
     const again = h("button", { class: "pf-c-button pf-m-link ksm-again", id: "doctor-run", onclick: runDoctor }, "Check again");
     if (page.doctorError) return card("doctor", "Doctor", alert("danger", "ksmctl doctor failed", page.doctorError), again);
-    if (!d) return card("doctor", "Doctor", h("p", { class: "ksm-help" }, "Checking…"));
+    if (!d) return card("doctor", "Doctor", h("p", { class: "ksm-help", id: "doctor-checking" }, "Checking…"));
     if (!d.findings.length) return card("doctor", "Doctor", h("p", {}, "No findings."), again);
     return card("doctor", "Doctor",
         h("ul", { class: "ksm-findings", id: "findings" }, d.findings.map(f => h("li", { class: "ksm-finding", "data-id": f.id },
@@ -457,10 +466,13 @@ function render() {
         return el && [id, el.type === "checkbox" ? el.checked : el.value];
     }).filter(Boolean);
     const app = document.getElementById("app");
-    app.replaceChildren(h("main", { class: "pf-c-page__main" },
-        h("section", { class: "pf-c-page__main-section ksm-main", "data-sampled": page.samples.length },
+    app.replaceChildren(h("main", { class: "ksm-page" },
+        h("section", { class: "ksm-main", "data-sampled": page.samples.length },
             h("div", { class: "ksm-alerts" }, alerts()),
-            h("div", { class: "ksm-grid" }, overview(), history(), guests(), estimateCard(), doctorCard()))));
+            h("div", { class: "ksm-grid" }, overview(),
+                // Without KSM there is nothing to chart or list.
+                !(page.status && !page.status.supported) && [history(), guests()],
+                estimateCard(), doctorCard()))));
     for (const [id, v] of keep) {
         const el = document.getElementById(id);
         if (el) el[el.type === "checkbox" ? "checked" : "value"] = v;

@@ -118,6 +118,22 @@ async function assertFiguresMatch(frame, root, what) {
     check(shown.tuner.value === String(s.tuners.length), `${what}: tuners shown ${shown.tuner.value} = ${s.tuners.length}`);
 }
 
+// Doctor's findings on the page are ksmctl doctor's, each with its fix.
+async function assertDoctor(frame, page, root, what) {
+    let shownIds = [], doctorIds = [];
+    for (let i = 0; i < 10; i++) {
+        await frame.locator("#doctor-checking").waitFor({ state: "detached", timeout: 30000 });
+        shownIds = await frame.locator("#findings .ksm-finding").evaluateAll(lis => lis.map(li => li.dataset.id));
+        doctorIds = ksmctlJson(["doctor"], root).findings.map(f => f.id);
+        if (shownIds.join() === doctorIds.join()) break;
+        await frame.locator("#doctor-run").click();
+        await page.waitForTimeout(500);
+    }
+    const fixes = await frame.locator("#findings .ksm-fix").allTextContents();
+    check(shownIds.length > 0 && shownIds.join() === doctorIds.join() && fixes.length === shownIds.length && fixes.every(f => f.length > 0),
+        `${what}: doctor's findings shown [${shownIds}] = ksmctl doctor --json [${doctorIds}], each with a fix`);
+}
+
 const readRun = () => fs.readFileSync("/sys/kernel/mm/ksm/run", "utf8").trim();
 
 async function confirm(frame, button) {
@@ -175,12 +191,8 @@ async function admin() {
     await frame.locator("#estimate").scrollIntoViewIfNeeded();
     await shot(page, "admin-estimate");
 
-    // Doctor's findings, each with its fix.
-    const findings = await frame.locator("#findings .ksm-finding").count();
-    const fixes = await frame.locator("#findings .ksm-fix").allTextContents();
-    const doctor = ksmctlJson(["doctor"]);
-    check(findings === doctor.findings.length && fixes.every(f => f.length > 0),
-        `doctor: ${findings} findings shown, ${doctor.findings.length} from ksmctl doctor --json, each with a fix`);
+    // Doctor's findings (the page checks again after a start or stop).
+    await assertDoctor(frame, page, null, "admin, real KSM running");
     await frame.locator("#doctor").scrollIntoViewIfNeeded();
     await shot(page, "admin-doctor");
 
@@ -216,6 +228,8 @@ async function fixtures() {
     let s = await open(users.admin, { root });
     await s.frame.locator("#bad-no-ksm").waitFor();
     check(await s.frame.locator("#start").count() === 0, "no Start button without KSM");
+    check(await s.frame.locator("#history, #guests").count() === 0, "no charts or guest table without KSM");
+    check(await s.frame.locator("#state[data-value=unsupported]").count() === 1, "the state says unsupported");
     await shot(s.page, "fixture-no-ksm");
     await s.context.close();
 
@@ -242,6 +256,7 @@ async function fixtures() {
         check(rows[i][0] === (p.guest || p.comm) && rows[i][1] === (p.vmid === null ? "–" : String(p.vmid)) &&
             rows[i][3] === String(p.merged_bytes) && rows[i][4] === String(p.profit_bytes),
             `guest row ${i}: ${rows[i].join(" | ")} = ${p.guest} ${p.vmid} ${p.merged_bytes} ${p.profit_bytes}`);
+    await assertDoctor(s.frame, s.page, root, "fixture pve-6.18");
     await shot(s.page, "fixture-pve-no-daemon");
 
     // The policy: refused while ksmtuned.conf itself sets KSM_POLICY (it
@@ -272,6 +287,7 @@ async function fixtures() {
 
 const scenarios = { admin, reader, fixtures };
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);
+fs.rmSync(SHOTS, { recursive: true, force: true });
 fs.mkdirSync(SHOTS, { recursive: true });
 browser = await chromium.launch({
     executablePath: "/usr/bin/chromium", headless: true,
