@@ -189,11 +189,12 @@ fn cockpit_page() {
     });
 
     // Something for the estimate to find: two probes with the same
-    // contents (they share with each other), big enough (2 x 64 MiB) that
-    // the scan, held to 20% of a CPU, shows its progress.
+    // contents (they share with each other), big enough (2 x 16 MiB) that
+    // the scan, held to 50% of a CPU, shows its progress (a debug ksmctl
+    // reads about 2 MiB/s at that limit).
     let probes = [
-        Probe::start("ksmt-probe-a", 16384, "madvise", 25),
-        Probe::start("ksmt-probe-b", 16384, "madvise", 25),
+        Probe::start("ksmt-probe-a", 4096, "madvise", 25),
+        Probe::start("ksmt-probe-b", 4096, "madvise", 25),
     ];
 
     let shots = repo().join("target/cockpit-screenshots");

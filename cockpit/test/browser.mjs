@@ -165,11 +165,11 @@ async function admin() {
     await shot(page, "admin-running");
 
     // The estimate, with progress and the CPU limit, and its matrix.
-    await frame.locator("#estimate-cpu").fill("20");
+    await frame.locator("#estimate-cpu").fill("50");
     await frame.locator("#estimate-run").click();
     await frame.locator("#estimate-progress").waitFor({ timeout: 10000 });
     const described = await frame.locator("#estimate-progress .pf-c-progress__description").textContent();
-    check(described.includes("20% of one CPU"), `the progress says the CPU limit: "${described}"`);
+    check(described.includes("50% of one CPU"), `the progress says the CPU limit: "${described}"`);
     let seen = 0;
     for (let i = 0; i < 600; i++) {
         const p = await frame.locator("#estimate-progress").getAttribute("data-percent", { timeout: 1000 }).catch(() => null);
