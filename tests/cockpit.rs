@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -199,7 +200,7 @@ fn cockpit_page() {
 
     let shots = repo().join("target/cockpit-screenshots");
     let started = std::time::Instant::now();
-    let status = Command::new("node")
+    let mut node = Command::new("node")
         .arg("test/browser.mjs")
         .current_dir(&cockpit)
         .env("KSMT_URL", format!("http://127.0.0.1:{port}"))
@@ -213,8 +214,23 @@ fn cockpit_page() {
         .env("KSMT_SHOTS", &shots)
         .env("KSMT_PROBES", "ksmt-probe-a,ksmt-probe-b")
         .env_remove("KSM_ROOT")
-        .status()
+        // Its own process group, so that a timeout ends Chromium too.
+        .process_group(0)
+        .spawn()
         .expect("running node test/browser.mjs");
+    // A browser that hangs must not hang CI: 5 minutes (it takes ~40 s).
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            let group = format!("-{}", node.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = node.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     eprintln!(
         "cockpit_page: browser test took {:.1} s; screenshots in {}",
         started.elapsed().as_secs_f64(),
@@ -223,6 +239,7 @@ fn cockpit_page() {
     drop(probes);
     drop(ws);
     drop((admin, reader));
+    let status = status.expect("the browser test did not end within 300 s (killed)");
     assert!(
         status.success(),
         "the browser test failed (see its output above)"

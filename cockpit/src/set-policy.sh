@@ -28,7 +28,9 @@ if ! out=$("$ksmtuned" --check-config "$tmp/ksmtuned.conf" 2>&1); then
     exit 1
 fi
 if ! printf '%s\n' "$out" | grep -q "^policy: $policy "; then
-    printf 'not changed: the drop-in would not decide the policy:\n%s\n' "$out" | sed "s|$tmp/|$root/etc/|g"
+    where=$(printf '%s\n' "$out" | sed -n "s|^policy: [a-z]* (\(.*\))\$|\1|p" | sed "s|$tmp/|$root/etc/|g")
+    printf 'not changed: %s decides the policy, and ksmtuned.conf wins over its drop-ins: change KSM_POLICY there.\n' "$where"
+    printf '%s\n' "$out" | sed "s|$tmp/|$root/etc/|g"
     exit 1
 fi
 mkdir -p "$conf.d"
@@ -36,7 +38,9 @@ cp "$tmp/ksmtuned.conf.d/policy.conf" "$dropin.ksm-page"
 chmod 644 "$dropin.ksm-page"
 mv -f "$dropin.ksm-page" "$dropin"
 echo "wrote $dropin: KSM_POLICY=$policy"
-if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ksmtuned 2>/dev/null; then
+if [ -n "$root" ]; then
+    echo "not reloading ksmtuned: the configuration is under the test root $root"
+elif command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ksmtuned 2>/dev/null; then
     systemctl reload ksmtuned
     echo "reloaded ksmtuned"
 else
