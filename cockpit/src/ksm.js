@@ -15,9 +15,13 @@ const HOUR_MS = 3600 * 1000;
 // directory, for the browser test against fixture trees. The page says so
 // in a banner whenever it is in use.
 const SETTINGS = ".config/ksmtuned-cockpit.json";
+// Where the packages install them: by full path, since an ordinary user's
+// PATH has no /usr/sbin on Debian.
+const KSMCTL = "/usr/sbin/ksmctl";
+const KSMTUNED = "/usr/sbin/ksmtuned";
 
 const page = {
-    settings: { ksmctl: "ksmctl", ksmtuned: "ksmtuned", root: null, file: null },
+    settings: { ksmctl: KSMCTL, ksmtuned: KSMTUNED, root: null, file: null },
     admin: false,
     status: null, error: null, processes: [], psError: null, policy: null, policyError: null,
     doctor: null, doctorError: null, samples: [], lastCpu: null,
@@ -67,7 +71,9 @@ function spawn(argv, { admin = false, pty = false, stream = null } = {}) {
     const done = new Promise((resolve, reject) => {
         proc.done(out => resolve({ out, code: 0 }))
             .fail((ex, out) => {
-                if (ex && ex.exit_status !== undefined && ex.exit_status !== null)
+                // A problem (not-found, access-denied, ...) means it did
+                // not run; an exit status, that it ran and said no.
+                if (ex && !ex.problem && typeof ex.exit_status === "number" && ex.exit_status >= 0)
                     resolve({ out: out || "", code: ex.exit_status, message: ex.message });
                 else reject(ex);
             });
@@ -93,7 +99,7 @@ async function readSettings() {
         const s = await handle.read();
         if (s) {
             page.settings = {
-                ksmctl: s.ksmctl || "ksmctl", ksmtuned: s.ksmtuned || "ksmtuned",
+                ksmctl: s.ksmctl || KSMCTL, ksmtuned: s.ksmtuned || KSMTUNED,
                 root: s.root || null, file,
             };
         }
@@ -341,13 +347,19 @@ function history() {
 
 function guests() {
     const rows = page.processes;
+    // ksmctl ps reads /proc/PID/ksm_stat, which only root may read of
+    // other users' processes.
+    const partial = page.admin ? null
+        : h("p", { class: "ksm-help", id: "guests-partial" },
+            "Without administrative access only your own processes can be read: other users' processes and the guests are missing here.");
     if (page.psError) return card("guests", "Guests and processes", alert("warning", "ksmctl ps failed", page.psError));
     if (!rows.length)
         return card("guests", "Guests and processes",
             h("div", { class: "pf-c-empty-state pf-m-sm" }, h("div", { class: "pf-c-empty-state__content" },
                 h("h3", { class: "pf-c-title pf-m-md" }, "KSM merges no process's pages now"),
                 h("div", { class: "pf-c-empty-state__body" },
-                    "QEMU guests are listed whenever they run, merging or not; other processes once KSM merges their pages."))));
+                    "QEMU guests are listed whenever they run, merging or not; other processes once KSM merges their pages."))),
+            partial);
     return card("guests", "Guests and processes",
         h("table", { class: "pf-c-table pf-m-compact pf-m-grid-md", role: "grid", id: "guest-table" },
             h("thead", {}, h("tr", {}, ["Name", "VMID", "PID", "Saved", "Profit", "Note"].map(c => h("th", { scope: "col" }, c)))),
@@ -357,7 +369,8 @@ function guests() {
                 h("td", { "data-label": "PID" }, String(r.pid)),
                 h("td", { "data-label": "Saved", "data-value": r.savedBytes }, bytes(r.savedBytes)),
                 h("td", { "data-label": "Profit", "data-value": r.profitBytes }, bytes(r.profitBytes)),
-                h("td", { "data-label": "Note" }, r.notMergeable || ""))))));
+                h("td", { "data-label": "Note" }, r.notMergeable || ""))))),
+        partial);
 }
 
 function renderEstimateProgress() {

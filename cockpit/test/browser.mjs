@@ -44,18 +44,18 @@ function ksmctlJson(args, root) {
 }
 
 // The page's test-only setting (docs/cockpit.md) in the user's home.
-function settings(user, root) {
+function settings(user, root, ksmctl = KSMCTL) {
     const home = execFileSync("getent", ["passwd", user], { encoding: "utf8" }).split(":")[5];
     const dir = path.join(home, ".config");
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, "ksmtuned-cockpit.json");
-    fs.writeFileSync(file, JSON.stringify({ ksmctl: KSMCTL, ksmtuned: KSMTUNED, ...(root ? { root } : {}) }));
+    fs.writeFileSync(file, JSON.stringify({ ksmctl, ksmtuned: KSMTUNED, ...(root ? { root } : {}) }));
     execFileSync("chown", ["-R", `${user}:`, dir]);
 }
 
 let browser;
-async function open(user, { admin = false, root = null } = {}) {
-    settings(user, root);
+async function open(user, { admin = false, root = null, ksmctl = KSMCTL } = {}) {
+    settings(user, root, ksmctl);
     const context = await browser.newContext({ viewport: { width: 1440, height: 2000 } });
     const page = await context.newPage();
     page.on("pageerror", e => console.error(`page error (${user}): ${e.message}`));
@@ -209,6 +209,7 @@ async function reader() {
     await assertFiguresMatch(frame, null, "non-administrator");
     for (const id of ["#start", "#stop", "#policy-apply", "#estimate-run"])
         check(await frame.locator(id).count() === 0, `the read-only view has no ${id}`);
+    check(await frame.locator("#guests-partial").count() === 1, "the read-only view says the guest table lacks other users' processes");
     await shot(page, "reader");
     await context.close();
 }
@@ -223,6 +224,13 @@ function tree(name, from) {
 }
 
 async function fixtures() {
+    // ksmctl missing (the ksmtuned package removed, the page left).
+    let missing = await open(users.reader, { ksmctl: path.join(WORK, "no-such-ksmctl") });
+    const said = await missing.frame.locator("#bad-ksmctl").textContent({ timeout: 20000 });
+    check(said.includes("is not installed"), `a missing ksmctl is said plainly: ${said}`);
+    await shot(missing.page, "fixture-no-ksmctl");
+    await missing.context.close();
+
     // No KSM in the kernel: a root without /sys/kernel/mm/ksm.
     let root = tree("no-ksm", null);
     let s = await open(users.admin, { root });
