@@ -483,9 +483,10 @@ function render() {
         h("section", { class: "ksm-main", "data-sampled": page.samples.length },
             h("div", { class: "ksm-alerts" }, alerts()),
             h("div", { class: "ksm-grid" }, overview(),
-                // Without KSM there is nothing to chart or list.
-                !(page.status && !page.status.supported) && [history(), guests()],
-                estimateCard(), doctorCard()))));
+                // Without KSM there is nothing to chart or list; without a
+                // ksmctl that runs, nothing else to show.
+                page.status && page.status.supported && [history(), guests()],
+                page.status && [estimateCard(), doctorCard()]))));
     for (const [id, v] of keep) {
         const el = document.getElementById(id);
         if (el) el[el.type === "checkbox" ? "checked" : "value"] = v;
@@ -506,6 +507,22 @@ async function main() {
     setInterval(sample, SAMPLE_MS);
     document.body.setAttribute("data-ready", "1");
 }
+
+// Cockpit's light or dark style, as its own pages follow it: the shell's
+// choice (localStorage "shell:style": light, dark or auto, and the
+// "cockpit-style" event when it changes), else the browser's preference.
+// PatternFly 4's base style sheet carries the dark variables.
+function applyStyle(style) {
+    const chosen = style || localStorage.getItem("shell:style") || "auto";
+    const dark = chosen === "dark" ||
+        (chosen === "auto" && window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches);
+    document.documentElement.classList.toggle("pf-theme-dark", dark);
+}
+applyStyle();
+window.addEventListener("storage", e => { if (e.key === "shell:style") applyStyle() });
+window.addEventListener("cockpit-style", e => applyStyle(e.detail && e.detail.style));
+if (window.matchMedia)
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyStyle());
 
 document.addEventListener("DOMContentLoaded", () => {
     main().catch(e => {

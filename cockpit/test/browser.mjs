@@ -211,6 +211,12 @@ async function reader() {
         check(await frame.locator(id).count() === 0, `the read-only view has no ${id}`);
     check(await frame.locator("#guests-partial").count() === 1, "the read-only view says the guest table lacks other users' processes");
     await shot(page, "reader");
+    // Cockpit's dark style (Session > Style > Dark stores it so).
+    await page.evaluate(() => localStorage.setItem("shell:style", "dark"));
+    await page.reload();
+    await frame.locator("body[data-ready]").waitFor({ timeout: 30000 });
+    check(await frame.locator("html.pf-theme-dark").count() === 1, "the page follows Cockpit's dark style");
+    await shot(page, "reader-dark");
     await context.close();
 }
 
@@ -228,6 +234,7 @@ async function fixtures() {
     let missing = await open(users.reader, { ksmctl: path.join(WORK, "no-such-ksmctl") });
     const said = await missing.frame.locator("#bad-ksmctl").textContent({ timeout: 20000 });
     check(said.includes("is not installed"), `a missing ksmctl is said plainly: ${said}`);
+    check(await missing.frame.locator("#history, #guests, #estimate, #doctor").count() === 0, "and nothing else is shown");
     await shot(missing.page, "fixture-no-ksmctl");
     await missing.context.close();
 
