@@ -478,6 +478,8 @@ function render() {
         const el = document.getElementById(id);
         return el && [id, el.type === "checkbox" ? el.checked : el.value];
     }).filter(Boolean);
+    // ... and the focus, so that a refresh does not take it from someone typing.
+    const focused = document.activeElement && document.activeElement.id;
     const app = document.getElementById("app");
     app.replaceChildren(h("main", { class: "ksm-page" },
         h("section", { class: "ksm-main", "data-sampled": page.samples.length },
@@ -491,6 +493,7 @@ function render() {
         const el = document.getElementById(id);
         if (el) el[el.type === "checkbox" ? "checked" : "value"] = v;
     }
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     renderEstimateProgress();
     rendering = false;
 }
