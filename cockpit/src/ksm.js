@@ -25,7 +25,7 @@ const page = {
     admin: false,
     status: null, error: null, processes: [], psError: null, policy: null, policyError: null,
     doctor: null, doctorError: null, samples: [], lastCpu: null,
-    estimate: null, estimateRun: null, notice: null, busy: false,
+    estimate: null, estimateRun: null, notice: null,
 };
 
 // DOM helper: h("div", { class: "x" }, child, ...).
@@ -110,37 +110,43 @@ async function readSettings() {
     }
 }
 
-// One sample: status (and the guest table) and ksmd's CPU time.
-async function sample() {
-    if (page.busy) return;
-    page.busy = true;
+// One sample: status (and the guest table) and ksmd's CPU time. Samples
+// run one after the other: one asked for after a change starts after the
+// one under way, so it sees the change.
+let sampling = Promise.resolve();
+let pending = 0;
+function sample() {
+    pending++;
+    sampling = sampling
+        .then(() => takeSample().catch(e => { page.error = e.message || String(e); render() }))
+        .finally(() => pending--);
+    return sampling;
+}
+
+async function takeSample() {
     try {
+        page.status = model.status(await ksmctlJson(["status", "--json"], [0, 1, 3]));
+        page.error = null;
+    } catch (e) {
+        page.error = e.problem === "not-found"
+            ? `${page.settings.ksmctl} is not installed (the ksmtuned package provides it)`
+            : e.message;
+        page.status = null;
+    }
+    if (page.status && page.status.supported) {
         try {
-            page.status = model.status(await ksmctlJson(["status", "--json"], [0, 1, 3]));
-            page.error = null;
-        } catch (e) {
-            page.error = e.problem === "not-found"
-                ? `${page.settings.ksmctl} is not installed (the ksmtuned package provides it)`
-                : e.message;
-            page.status = null;
-        }
-        if (page.status && page.status.supported) {
-            try {
-                page.processes = model.processes(await ksmctlJson(["ps", "--json"], [0]));
-                page.psError = null;
-            } catch (e) { page.psError = e.message }
-            let cpu = null;
-            try { cpu = model.ksmdCpuSeconds((await ksmctl(["metrics"])).out) } catch (e) { /* charted as a gap */ }
-            const now = Date.now();
-            let cpuPercent = null;
-            if (cpu !== null && page.lastCpu && now > page.lastCpu.t)
-                cpuPercent = Math.max(0, (cpu - page.lastCpu.cpu) * 1000 * 100 / (now - page.lastCpu.t));
-            page.lastCpu = cpu === null ? null : { t: now, cpu };
-            page.samples.push({ t: now, saved: page.status.savedBytes, cpu: cpuPercent });
-            page.samples = page.samples.filter(s => s.t >= now - HOUR_MS);
-        }
-    } finally {
-        page.busy = false;
+            page.processes = model.processes(await ksmctlJson(["ps", "--json"], [0]));
+            page.psError = null;
+        } catch (e) { page.psError = e.message }
+        let cpu = null;
+        try { cpu = model.ksmdCpuSeconds((await ksmctl(["metrics"])).out) } catch (e) { /* charted as a gap */ }
+        const now = Date.now();
+        let cpuPercent = null;
+        if (cpu !== null && page.lastCpu && now > page.lastCpu.t)
+            cpuPercent = Math.max(0, (cpu - page.lastCpu.cpu) * 1000 * 100 / (now - page.lastCpu.t));
+        page.lastCpu = cpu === null ? null : { t: now, cpu };
+        page.samples.push({ t: now, saved: page.status.savedBytes, cpu: cpuPercent });
+        page.samples = page.samples.filter(s => s.t >= now - HOUR_MS);
     }
     render();
 }
@@ -507,7 +513,7 @@ async function main() {
     await sample();
     readPolicy();
     runDoctor();
-    setInterval(sample, SAMPLE_MS);
+    setInterval(() => { if (pending === 0) sample() }, SAMPLE_MS);
     document.body.setAttribute("data-ready", "1");
 }
 
