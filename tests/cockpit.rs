@@ -62,7 +62,18 @@ impl User {
         }
         // The page, installed for this user as Cockpit reads it
         // (~/.local/share/cockpit/PACKAGE), from the committed build.
-        let home = PathBuf::from(format!("/home/{}", user.0));
+        let passwd = Command::new("getent")
+            .args(["passwd", &user.0])
+            .output()
+            .unwrap();
+        let passwd = String::from_utf8(passwd.stdout).unwrap();
+        let home = PathBuf::from(
+            passwd
+                .trim()
+                .split(':')
+                .nth(5)
+                .unwrap_or_else(|| panic!("getent passwd {}: {passwd:?}", user.0)),
+        );
         let dest = home.join(".local/share/cockpit/ksm");
         support::copy_tree(&repo().join("cockpit/dist"), &dest);
         let ok = Command::new("chown")
