@@ -123,6 +123,7 @@ pub fn command(root: &Root, args: &Args, out: &mut impl Write) -> anyhow::Result
         group_by: args.by,
         max_cpu: args.max_cpu,
         cpu_limit: args.cpu_limit,
+        thp: None,
     };
     let tty = std::io::stderr().is_terminal();
     let mut last = Instant::now();

@@ -71,6 +71,10 @@ pub struct Options {
     pub max_cpu: u64,
     /// Percent of one CPU the scan itself may use.
     pub cpu_limit: Option<u32>,
+    /// What the kernel does with huge pages; `None`: read under the root
+    /// ([`Thp::read`]). Given, it answers "what if this kernel's splits
+    /// did (not) map all-zero subpages to the zero page".
+    pub thp: Option<Thp>,
 }
 
 /// A bad request: an unknown PID, a kernel thread.
@@ -381,7 +385,7 @@ fn read_host(
             ksm.dir().display()
         ));
     }
-    let thp = Thp::read(root);
+    let thp = opts.thp.clone().unwrap_or_else(|| Thp::read(root));
     let params = params(state.as_ref(), &thp, page_size, opts.sample);
     Ok(Host { state, thp, params })
 }
