@@ -654,3 +654,51 @@ fn huge_pages_and_the_zero_subpages_their_split_frees() {
     drop(m);
     drop(exp);
 }
+
+/// `ksmctl status`, `ps` and `metrics` on a fixture root of a kernel whose
+/// huge-page splits keep all-zero subpages (no `thp_underused_split_page`
+/// in /proc/vmstat, Linux before 6.12): they say that nothing is freed
+/// outside KSM's counters, and show the splits since boot.
+#[test]
+fn views_on_a_kernel_whose_splits_keep_zero_subpages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thp-6.1");
+    let run = |args: &[&str]| {
+        let out = Command::new(KSMCTL)
+            .env_remove("KSM_ROOT")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        // (status exits 3: ksmd is stopped in the fixture.)
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status: Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    let f = &status["split_freed"];
+    assert_eq!(f["thp_mode"], "madvise", "{status:#}");
+    assert_eq!(f["thp_split_pages"], 210);
+    assert_eq!(f["split_maps_zero_pages"], false);
+    assert_eq!(f["pages"], 0);
+    let text = run(&["status"]);
+    assert!(
+        text.contains(
+            "Split freed:    none outside KSM's counters: this kernel's splits keep all-zero \
+             subpages (THP madvise, thp_split_page 210 since boot)"
+        ),
+        "{text}"
+    );
+    let ps: Value = serde_json::from_str(&run(&["ps", "--json"])).unwrap();
+    assert_eq!(ps["split_freed"]["pages"], 0, "{ps:#}");
+    assert!(run(&["ps"]).contains("Splits: none outside KSM's counters"));
+    let metrics = run(&["metrics"]);
+    assert!(
+        metrics.contains("\nksm_thp_split_pages_total 210\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nksm_split_freed_bytes 0\n"), "{metrics}");
+}

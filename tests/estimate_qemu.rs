@@ -373,6 +373,25 @@ fn phase(ksm: &Ksm, tools: &Tools, dir: &Path, initrd: &Path, thp: &str) {
     }
     let (ksm_counted, (pss1, anon1, huge1), avail1) = last;
     let splits = thp_splits() - splits0;
+    // What `ksmctl ps` counts as freed by the splits (zero-page mappings
+    // in the guests' mergeable memory, minus ksm_zero_pages), less those
+    // the guests had before KSM ran.
+    let ps: Value = serde_json::from_slice(
+        &Command::new(KSMCTL)
+            .args(["ps", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ps_split: u64 = ps["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| pids.contains(&(r["pid"].as_u64().unwrap() as u32)))
+        .map(|r| r["split_freed_bytes"].as_u64().unwrap_or(0))
+        .sum::<u64>()
+        .saturating_sub(u(&before, "skipped.zero_page_mappings") * sys::page_size());
     ksm.set_run(Run::Stop).unwrap();
     let rss_freed = anon0.saturating_sub(anon1);
     let freed = ksm_counted + rss_freed;
@@ -380,7 +399,7 @@ fn phase(ksm: &Ksm, tools: &Tools, dir: &Path, initrd: &Path, thp: &str) {
     eprintln!(
         "[{thp}] after {} full scans: KSM's counters show {ksm_counted} bytes for the guests \
          (estimate {counted}, {:+.2}%); RSS fell {rss_freed} (estimated split {split}, \
-         ksm_zero_pages {}); freed {freed} (estimate {total}, {:+.2}%); Pss fell {} \
+         ksm_zero_pages {}; ksmctl ps counts {ps_split} freed by the splits); freed {freed} (estimate {total}, {:+.2}%); Pss fell {} \
          (noisy); AnonHugePages {huge0} -> {huge1}; thp_split_page +{splits}; MemAvailable \
          rose {} bytes (host-wide); host counters now {:?}",
         scans() - start,
@@ -396,6 +415,12 @@ fn phase(ksm: &Ksm, tools: &Tools, dir: &Path, initrd: &Path, thp: &str) {
         "[{thp}] KSM-counter figure: estimate {counted} vs KSM {ksm_counted} ({:+.2}%)",
         pct(counted, ksm_counted)
     );
+    if ps["split_freed"]["pages"].is_u64() && rss_freed > 0 {
+        assert!(
+            pct(ps_split, rss_freed).abs() <= 2.0,
+            "[{thp}] ksmctl ps: {ps_split} freed by the splits vs RSS fall {rss_freed}"
+        );
+    }
     assert!(
         pct(total, freed).abs() <= 2.0,
         "[{thp}] total: estimate {total} vs freed {freed} ({:+.2}%)",

@@ -374,7 +374,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                 let state = ksm.read()?;
                 let mut tuners = service::running_tuners(root);
                 tuners.extend(service::dry_run_tuners(root));
-                Status::build(Some(&state), sys::page_size(), tuners)
+                let mut st = Status::build(Some(&state), sys::page_size(), tuners);
+                // Where the kernel lets us count it (root, ksm_stat).
+                if let Ok(procs) = crate::sample::processes::scan(root, false) {
+                    let f = crate::sample::split::measure(root, &procs, sys::page_size());
+                    st.split_freed = f.thp_mode.is_some().then_some(f);
+                }
+                st
             } else {
                 Status::unsupported(sys::page_size())
             };

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::human;
 use crate::root::Root;
 use crate::sample::processes::{guest_label, opt_in_name, scan, ProcessKsm};
+use crate::sample::split::{self, SplitFreed};
 
 /// One row of `ksmctl ps --json`: raw integers, units in the keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,6 +37,9 @@ pub struct Row {
     pub rmap_items: u64,
     pub merge_any: Option<bool>,
     pub mergeable: Option<bool>,
+    /// Freed by KSM's huge-page splits outside its counters (`None`: not
+    /// counted; see the report's `split_freed`).
+    pub split_freed_bytes: Option<u64>,
 }
 
 /// The totals line.
@@ -56,6 +60,9 @@ pub struct Report {
     pub page_size_bytes: u64,
     pub processes: Vec<Row>,
     pub total: Totals,
+    /// What KSM's huge-page splits freed outside its counters
+    /// ([`Report::with_split_freed`]).
+    pub split_freed: Option<SplitFreed>,
 }
 
 impl Report {
@@ -88,6 +95,7 @@ impl Report {
                     rmap_items: p.rmap_items,
                     merge_any: p.merge_any,
                     mergeable: p.mergeable,
+                    split_freed_bytes: None,
                 }
             })
             .collect();
@@ -95,7 +103,17 @@ impl Report {
             page_size_bytes: page_size,
             processes,
             total,
+            split_freed: None,
         }
+    }
+
+    /// Add what KSM's huge-page splits freed outside its counters.
+    pub fn with_split_freed(mut self, f: SplitFreed) -> Report {
+        for r in &mut self.processes {
+            r.split_freed_bytes = f.of(r.pid).map(|n| n * self.page_size_bytes);
+        }
+        self.split_freed = Some(f);
+        self
     }
 
     /// The human table, aligned, with a totals line.
@@ -145,6 +163,13 @@ impl Report {
                 .unwrap_or_else(|| "-".into()),
             human::count(t.rmap_items),
         );
+        if let Some(line) = self
+            .split_freed
+            .as_ref()
+            .and_then(|f| f.summary(self.page_size_bytes))
+        {
+            let _ = writeln!(o, "Splits: {line}");
+        }
         o
     }
 }
@@ -159,7 +184,8 @@ pub fn command(
     use anyhow::Context;
     let procs = scan(root, all)
         .with_context(|| format!("cannot list processes in {}", root.join("/proc").display()))?;
-    let report = Report::build(&procs, crate::kernel::sys::page_size());
+    let page = crate::kernel::sys::page_size();
+    let report = Report::build(&procs, page).with_split_freed(split::measure(root, &procs, page));
     if json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;

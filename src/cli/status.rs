@@ -56,6 +56,10 @@ pub struct Status {
     pub max_page_sharing: Option<u64>,
     pub stable_node_chains_prune_ms: Option<u64>,
     pub max_kernel_pages: Option<u64>,
+    /// What KSM's huge-page splits freed outside its counters (set by the
+    /// command after [`Status::build`]; absent without KSM or THP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_freed: Option<crate::sample::split::SplitFreed>,
 }
 
 fn ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
@@ -119,6 +123,7 @@ impl Status {
             max_page_sharing: s.max_page_sharing,
             stable_node_chains_prune_ms: s.stable_node_chains_prune_millisecs,
             max_kernel_pages: s.max_kernel_pages,
+            split_freed: None,
         }
     }
 
@@ -184,6 +189,13 @@ impl Status {
                 human::ubytes(self.page_size_bytes)
             ),
         );
+        if let Some(line_text) = self
+            .split_freed
+            .as_ref()
+            .and_then(|f| f.summary(self.page_size_bytes))
+        {
+            line(&mut o, "Split freed", line_text);
+        }
         if let Some(p) = self.general_profit_bytes {
             let verdict = if p > 0 {
                 "worth its cost"

@@ -117,6 +117,41 @@ impl Thp {
     }
 }
 
+/// Pages of `pid`'s mergeable areas (`mg`) mapped to the shared zero page
+/// now, from `/proc/PID/pagemap` (8 bytes read per page of those areas,
+/// whether in RAM or not). `zero_pfn`: the zero page's frame number
+/// ([`crate::kernel::pagemap::zero_pfn`]; root only). Areas mapped by the
+/// huge zero page (a read of untouched memory under THP) are not counted.
+pub fn zero_page_mappings(
+    root: &Root,
+    pid: u32,
+    page_size: u64,
+    zero_pfn: u64,
+) -> std::io::Result<u64> {
+    use crate::kernel::pagemap::{PageEntry, Pagemap};
+    let areas = crate::kernel::vmas::read(root, pid)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?;
+    let pm = Pagemap::open(root, pid, page_size)?;
+    let mut entries = vec![0u64; 4096];
+    let mut n = 0u64;
+    for a in areas.iter().filter(|a| a.mergeable()) {
+        let mut addr = a.start;
+        while addr < a.end {
+            let want = (((a.end - addr) / page_size) as usize).min(entries.len());
+            let got = pm.read(addr, &mut entries[..want])?;
+            if got == 0 {
+                break;
+            }
+            n += entries[..got]
+                .iter()
+                .filter(|&&e| PageEntry(e).pfn() == Some(zero_pfn))
+                .count() as u64;
+            addr += got as u64 * page_size;
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,7 @@ pub fn collect(root: &Root) -> Result<Sample> {
             memory: Memory::IfReadable,
             ksmd: true,
             processes: true,
+            split_freed: true,
             ..Parts::default()
         },
     )
@@ -321,6 +322,9 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_process_zero_pages",
         "ksm_process_profit_bytes",
         "ksm_process_rmap_items",
+        "ksm_thp_split_pages_total",
+        "ksm_split_freed_bytes",
+        "ksm_process_split_freed_bytes",
         "ksm_tuner_policy",
         "ksm_tuner_max_cpu_ratio",
         "ksm_tuner_state",
@@ -456,6 +460,7 @@ pub fn render(sample: &Sample, tuner: Option<&TunerMetrics>, top: usize) -> Resu
         )?;
     }
     render_processes(&fam, sample, top)?;
+    render_split_freed(&fam, sample, top)?;
     render_guests(&fam, sample)?;
     if let Some(t) = tuner {
         render_tuner(&fam, t)?;
@@ -570,6 +575,58 @@ fn render_processes(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
             "The kernel's estimate of what KSM gains for the process, may be negative (ksm_process_profit).",
             &labels,
             &profit,
+        )?;
+    }
+    Ok(())
+}
+
+/// What KSM's huge-page splits freed outside its counters, where it could
+/// be counted ([`crate::sample::split`]).
+fn render_split_freed(fam: &Families, sample: &Sample, top: usize) -> Result<()> {
+    let Some(f) = &sample.split_freed else {
+        return Ok(());
+    };
+    if let Some(n) = f.thp_split_pages {
+        fam.counter(
+            "ksm_thp_split_pages_total",
+            "Transparent huge pages split since boot, every cause (thp_split_page in /proc/vmstat).",
+            n as f64,
+        )?;
+    }
+    let Some(pages) = f.pages else {
+        return Ok(());
+    };
+    fam.gauge(
+        "ksm_split_freed_bytes",
+        "Memory freed by the huge-page splits KSM causes, in none of its counters: pages of the \
+         mergeable memory of the processes KSM scans mapped to the zero page, minus their \
+         ksm_zero_pages (0 on kernels whose splits keep all-zero subpages).",
+        (pages * sample.page_size) as f64,
+    )?;
+    let mut rows: Vec<(u32, u64)> = f.processes.clone();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let rows: Vec<(Vec<String>, f64)> = rows
+        .into_iter()
+        .map(|(pid, n)| {
+            let p = sample.processes.iter().find(|p| p.pid == pid);
+            (
+                vec![
+                    pid.to_string(),
+                    p.map(|p| p.comm.clone()).unwrap_or_default(),
+                    p.and_then(|p| p.guest_label()).unwrap_or_default(),
+                ],
+                (n * sample.page_size) as f64,
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        fam.labelled(
+            "ksm_process_split_freed_bytes",
+            "Memory of the process freed by KSM's huge-page splits (zero-page mappings in its \
+             mergeable memory, minus ksm_zero_pages), for the processes with the most.",
+            &["pid", "comm", "guest"],
+            &rows,
         )?;
     }
     Ok(())
@@ -703,6 +760,14 @@ pub(crate) mod tests {
                 swap_total: 1 << 20,
                 swap_free: 512 << 10,
             }),
+            split_freed: Some(crate::sample::split::SplitFreed {
+                thp_mode: Some("madvise".into()),
+                thp_split_pages: Some(545),
+                split_maps_zero_pages: true,
+                pages: Some(10_000),
+                processes: vec![(4242, 10_000)],
+                why_not: None,
+            }),
             ..crate::sample::fixture()
         }
     }
@@ -738,6 +803,14 @@ pub(crate) mod tests {
     fn renders_every_family_with_help_and_type() {
         let text = render(&fixture(), Some(&tuner()), DEFAULT_TOP).unwrap();
         assert_eq!(value(&text, "ksm_pages_sharing").as_deref(), Some("1990"));
+        assert_eq!(
+            value(&text, "ksm_split_freed_bytes").as_deref(),
+            Some("40960000")
+        );
+        assert_eq!(
+            value(&text, "ksm_thp_split_pages_total").as_deref(),
+            Some("545")
+        );
         assert_eq!(
             value(&text, "ksm_general_profit_bytes").as_deref(),
             Some("-65536")

@@ -12,6 +12,7 @@
 pub mod census;
 pub mod processes;
 pub mod services;
+pub mod split;
 pub mod trackers;
 
 use std::time::{Duration, Instant};
@@ -62,7 +63,17 @@ pub struct Parts {
     pub ksmd: bool,
     /// Every process's `ksm_stat`.
     pub processes: bool,
+    /// The memory KSM's huge-page splits freed outside its counters
+    /// ([`split`]; a pagemap read of the mergeable areas of the processes
+    /// KSM scans): with `processes` on every sample; without, while ksmd
+    /// runs, read again (with the processes' `ksm_stat`) at most every
+    /// [`SPLIT_EVERY`] (what the adaptive policy's profit checks use).
+    pub split_freed: bool,
 }
+
+/// How often the sampler counts the memory KSM's splits freed when it
+/// does not read the processes anyway.
+pub const SPLIT_EVERY: Duration = Duration::from_secs(30);
 
 /// One reading. Parts the sampler was not asked for are `None` (or empty).
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +96,9 @@ pub struct Sample {
     pub tuners: Vec<u32>,
     /// Processes with merged pages, any order ([`Parts::processes`]).
     pub processes: Vec<ProcessKsm>,
+    /// What KSM's huge-page splits freed outside its counters
+    /// ([`Parts::split_freed`]).
+    pub split_freed: Option<split::SplitFreed>,
 }
 
 impl Sample {
@@ -101,6 +115,7 @@ impl Sample {
             opted_in: None,
             tuners: Vec::new(),
             processes: Vec::new(),
+            split_freed: None,
         }
     }
 
@@ -136,6 +151,8 @@ pub struct Sampler {
     /// Which processes are the guests classic counts, and how.
     flavour: Flavour,
     start: Instant,
+    /// The last [`split::measure`] without `Parts::processes`, and when.
+    split_cache: Option<(Instant, split::SplitFreed)>,
 }
 
 impl Sampler {
@@ -151,6 +168,7 @@ impl Sampler {
             exclude: None,
             flavour: Flavour::default(),
             start: Instant::now(),
+            split_cache: None,
         }
     }
 
@@ -184,6 +202,7 @@ impl Sampler {
                 pressure: adaptive,
                 ksmd: adaptive,
                 processes: false,
+                split_freed: adaptive,
             },
         );
         s.follow(
@@ -264,7 +283,28 @@ impl Sampler {
         } else {
             Vec::new()
         };
+        let running = ksm
+            .as_ref()
+            .is_some_and(|k| k.run == Some(crate::kernel::ksm::Run::Merge));
+        let split_freed = if !self.parts.split_freed {
+            None
+        } else if self.parts.processes {
+            Some(split::measure(&self.root, &processes, sys::page_size()))
+        } else if running {
+            match &self.split_cache {
+                Some((at, f)) if at.elapsed() < SPLIT_EVERY => Some(f.clone()),
+                _ => {
+                    let procs = processes::scan(&self.root, false).map_err(proc_err(&self.root))?;
+                    let f = split::measure(&self.root, &procs, sys::page_size());
+                    self.split_cache = Some((Instant::now(), f.clone()));
+                    Some(f)
+                }
+            }
+        } else {
+            None
+        };
         Ok(Sample {
+            split_freed,
             elapsed: self.start.elapsed(),
             ksm,
             page_size: sys::page_size(),
