@@ -41,7 +41,9 @@
 //!   tracks. When it is negative after a sprint, or it falls at rest while
 //!   nothing is lost to copy-on-write (ksmd's scanning adds more metadata
 //!   than it merges), ksmd is stopped and the reason given. Merged pages
-//!   stay merged; a retune or a change of processes tries again.
+//!   stay merged; a retune or a change of processes tries again. The
+//!   memory KSM's huge-page splits free outside its counters (see
+//!   `sample::split`) counts as profit.
 //!
 //! The policy is a pure function of (parameters, its state, the sample):
 //! the daemon reads the kernel, this module only computes.
