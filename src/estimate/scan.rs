@@ -508,8 +508,7 @@ impl State {
                         }
                         (Some(h), Some(k)) => {
                             ps.huge_pages += 1;
-                            let seen = contents.copies(k).is_some();
-                            let added = contents.add_hash(t.group, k);
+                            let (added, seen) = contents.add_hash_seen(t.group, k);
                             let hp = &mut self.huge[h as usize];
                             if seen {
                                 hp.repeat = true;

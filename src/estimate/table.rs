@@ -229,9 +229,15 @@ impl Contents {
 
     /// Add a non-zero page by its hash.
     pub fn add_hash(&mut self, group: Option<u8>, h: u64) -> Added {
+        self.add_hash_seen(group, h).0
+    }
+
+    /// [`Contents::add_hash`], and whether the content was found before
+    /// (false for a content the sample drops).
+    pub fn add_hash_seen(&mut self, group: Option<u8>, h: u64) -> (Added, bool) {
         self.other_pages += 1;
         if self.params.sample > 1 && h % self.params.sample != 0 {
-            return Added::Dropped;
+            return (Added::Dropped, false);
         }
         self.kept_pages += 1;
         let i = if let Some(count) = self.map.get_mut(&h) {
@@ -249,9 +255,12 @@ impl Contents {
         if let (Some(groups), Some(g)) = (self.groups.as_mut(), group) {
             *groups.entry(h).or_insert(0) |= 1u64 << (g & 63);
         }
-        Added::Kept {
-            saved: i % self.params.max_page_sharing != 0,
-        }
+        (
+            Added::Kept {
+                saved: i % self.params.max_page_sharing != 0,
+            },
+            i > 0,
+        )
     }
 
     /// Distinct non-zero contents kept.
