@@ -65,9 +65,10 @@ pub struct Parts {
     pub processes: bool,
     /// The memory KSM's huge-page splits freed outside its counters
     /// ([`split`]; a pagemap read of the mergeable areas of the processes
-    /// KSM scans): with `processes` on every sample; without, while ksmd
-    /// runs, read again (with the processes' `ksm_stat`) at most every
-    /// [`SPLIT_EVERY`] (what the adaptive policy's profit checks use).
+    /// KSM scans, done again at most every [`SPLIT_EVERY`] in this
+    /// program): with `processes`; without, while ksmd runs (reading the
+    /// processes' `ksm_stat` then: what the adaptive policy's profit
+    /// checks use).
     pub split_freed: bool,
 }
 
@@ -151,8 +152,6 @@ pub struct Sampler {
     /// Which processes are the guests classic counts, and how.
     flavour: Flavour,
     start: Instant,
-    /// The last [`split::measure`] without `Parts::processes`, and when.
-    split_cache: Option<(Instant, split::SplitFreed)>,
 }
 
 impl Sampler {
@@ -168,7 +167,6 @@ impl Sampler {
             exclude: None,
             flavour: Flavour::default(),
             start: Instant::now(),
-            split_cache: None,
         }
     }
 
@@ -286,24 +284,18 @@ impl Sampler {
         let running = ksm
             .as_ref()
             .is_some_and(|k| k.run == Some(crate::kernel::ksm::Run::Merge));
-        let split_freed = if !self.parts.split_freed {
+        let split_freed = if !self.parts.split_freed || !(self.parts.processes || running) {
             None
-        } else if self.parts.processes {
-            Some(split::measure(&self.root, &processes, sys::page_size()))
-        } else if running {
-            match &self.split_cache {
-                Some((at, f)) if at.elapsed() < SPLIT_EVERY => Some(f.clone()),
-                _ => {
+        } else {
+            Some(split::measure_cached(&self.root, SPLIT_EVERY, || {
+                if self.parts.processes {
+                    processes.clone()
+                } else {
                     // (A /proc that cannot be listed counts nothing here:
                     // the policy's sample does not fail for it.)
-                    let procs = processes::scan(&self.root, false).unwrap_or_default();
-                    let f = split::measure(&self.root, &procs, sys::page_size());
-                    self.split_cache = Some((Instant::now(), f.clone()));
-                    Some(f)
+                    processes::scan(&self.root, false).unwrap_or_default()
                 }
-            }
-        } else {
-            None
+            }))
         };
         Ok(Sample {
             split_freed,

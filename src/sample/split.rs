@@ -13,6 +13,9 @@
 //! guests write before they read), and needs root (frame numbers in
 //! pagemap) and a pagemap read of 8 bytes per page of mergeable memory.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 use crate::kernel::pagemap;
@@ -74,6 +77,26 @@ impl SplitFreed {
             ),
         })
     }
+}
+
+/// [`measure`] at most every `max_age` per root in this program (the
+/// metrics read a new sample on every scrape); `procs` is called only when
+/// it measures.
+pub fn measure_cached(
+    root: &Root,
+    max_age: Duration,
+    procs: impl FnOnce() -> Vec<ProcessKsm>,
+) -> SplitFreed {
+    static LAST: Mutex<Option<(Root, Instant, SplitFreed)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((r, at, f)) = last.as_ref() {
+        if r == root && at.elapsed() < max_age {
+            return f.clone();
+        }
+    }
+    let f = measure(root, &procs(), crate::kernel::sys::page_size());
+    *last = Some((root.clone(), Instant::now(), f.clone()));
+    f
 }
 
 /// Count it for `procs` (the processes KSM scans: those with rmap items).
