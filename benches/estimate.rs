@@ -139,6 +139,7 @@ fn main() {
                 group_by: GroupBy::Process,
                 max_cpu: 50,
                 cpu_limit: None,
+                thp: None,
             };
             let (t, c) = (Instant::now(), cpu_seconds());
             let e = estimate::build(&Root::default(), &o, page, &mut |_| {}).unwrap();

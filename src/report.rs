@@ -13,6 +13,7 @@ use crate::doctor::rails::Headroom;
 use crate::kernel::ksm::{KsmState, Run, FILES};
 use crate::sample::processes::ProcessKsm;
 use crate::sample::services::RunningTuner;
+use crate::sample::split::SplitFreed;
 use crate::sample::Sample;
 
 /// What ksmd is doing, as `run` and the presence of KSM say.
@@ -172,6 +173,9 @@ pub struct Report {
     pub headroom: Option<Headroom>,
     /// The tuners running (ksmtuned, ksmtuned's dry runs, others).
     pub tuners: Vec<RunningTuner>,
+    /// What KSM's huge-page splits freed outside its counters (where the
+    /// sample counted it; see [`Report::thp_split_freed`]).
+    pub split_freed: Option<SplitFreed>,
     /// The processes with merged pages (and every QEMU guest), as sampled.
     pub processes: Vec<ProcessKsm>,
     pub totals: Totals,
@@ -223,6 +227,7 @@ impl Report {
                 _ => None,
             },
             tuners,
+            split_freed: sample.split_freed.clone(),
             totals: Totals::of(&sample.processes, page_size),
             processes: sample.processes.clone(),
             ksm,
@@ -232,6 +237,12 @@ impl Report {
     /// KSM's files (the default, all absent, without KSM).
     pub fn files(&self) -> KsmState {
         self.ksm.clone().unwrap_or_default()
+    }
+
+    /// What KSM's huge-page splits freed, on a kernel with transparent
+    /// huge pages (`None` without them: nothing to say).
+    pub fn thp_split_freed(&self) -> Option<&SplitFreed> {
+        self.split_freed.as_ref().filter(|f| f.thp_mode.is_some())
     }
 
     /// The bytes of `pages` pages.
@@ -271,6 +282,9 @@ impl Serialize for StatusJson<'_> {
             "scan_rate_bytes_per_s",
             &r.scan_limit_pages_per_s.map(|p| r.bytes(p)),
         )?;
+        if let Some(f) = r.thp_split_freed() {
+            m.serialize_entry("split_freed", f)?;
+        }
         // 0.2's names of the files, until 0.4.
         for f in FILES.iter().filter(|f| f.legacy_key != f.name) {
             m.serialize_entry(f.legacy_key, &f.json_value(&files))?;

@@ -198,6 +198,7 @@ fn equals_ksm_bench_attainable() {
             group_by: GroupBy::Process,
             max_cpu: 50,
             cpu_limit: None,
+            thp: None,
         };
         estimate::build(&Root::default(), &o, sys::page_size(), &mut |_| {}).unwrap()
     };
@@ -248,6 +249,7 @@ fn a_process_exiting_mid_scan_is_skipped_and_counted() {
         group_by: GroupBy::Process,
         max_cpu: 50,
         cpu_limit: None,
+        thp: None,
     };
     let est = estimate::build(&Root::default(), &o, sys::page_size(), &mut |p| {
         if p.pid == bpid && !killed {
@@ -478,4 +480,225 @@ fn realized_matrix_after_merging() {
     workers.stop();
     drop(lone);
     drop(exp);
+}
+
+/// Pages of the huge-page test: in each of `HUGE` huge pages, `SHARED`
+/// pages whose contents repeat in every huge page, `UNIQUE` pages of their
+/// own, and the rest left all-zero (a huge page is zero-filled when it is
+/// faulted in).
+const HUGE: usize = 8;
+const SHARED: usize = 16;
+const UNIQUE: usize = 4;
+
+/// Mergeable memory in transparent huge pages, with known content: the
+/// estimate on this kernel and on a fixture root of a kernel whose splits
+/// keep all-zero subpages (Linux before 6.12), then what KSM does here.
+#[test]
+fn huge_pages_and_the_zero_subpages_their_split_frees() {
+    use ksmtuned::kernel::mapping::Mapping;
+    use ksmtuned::kernel::thp::Thp;
+    let Some(ksm) = can_run() else { return };
+    let thp = Thp::read(&Root::default());
+    if !thp.enabled() {
+        eprintln!(
+            "SKIPPED: transparent huge pages are off here ({:?}; tests/estimate_qemu.rs sets them)",
+            thp.mode
+        );
+        return;
+    }
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(ksm.path("run"))
+        .is_err()
+    {
+        eprintln!("SKIPPED: /sys/kernel/mm/ksm/run is not writable");
+        return;
+    }
+    let exp = Experiment::begin(&ksm).unwrap();
+    ksm.set_run(Run::Stop).unwrap();
+    let page = sys::page_size() as usize;
+    let huge = 2 << 20;
+    let per_huge = huge / page;
+    let mut m = Mapping::anonymous((HUGE + 1) * huge).unwrap();
+    m.advise(libc::MADV_HUGEPAGE).unwrap();
+    m.merge(true).unwrap();
+    let base = m.as_ptr() as usize;
+    let skip = (huge - base % huge) % huge;
+    let mem = &mut m.as_mut_slice()[skip..skip + HUGE * huge];
+    for (h, block) in mem.chunks_mut(huge).enumerate() {
+        for (i, p) in block.chunks_mut(page).enumerate().take(SHARED + UNIQUE) {
+            let seed = if i < SHARED {
+                i as u64 + 1
+            } else {
+                1000 + (h * UNIQUE + i) as u64
+            };
+            for (k, w) in p.chunks_mut(8).enumerate() {
+                w.copy_from_slice(
+                    &(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k as u64).to_le_bytes(),
+                );
+            }
+        }
+    }
+    let me = std::process::id();
+    let first = (base + skip) as u64;
+    // The area's own Rss (the test process's other threads move its VmRSS).
+    let area_now = || {
+        vmas::read(&Root::default(), me)
+            .unwrap()
+            .into_iter()
+            .find(|a| a.start <= first && first < a.end)
+            .unwrap()
+    };
+    let area = area_now();
+    if area.anon_huge_kib < (HUGE * huge / 1024) as u64 {
+        eprintln!(
+            "SKIPPED: the kernel gave {} KiB of huge pages of {} (memory fragmented?)",
+            area.anon_huge_kib,
+            HUGE * huge / 1024
+        );
+        return;
+    }
+    let run = |thp: Option<Thp>| {
+        let o = Options {
+            pids: vec![me],
+            guests: false,
+            selection: Selection::Mergeable,
+            sample: 1,
+            matrix: false,
+            group_by: GroupBy::Process,
+            max_cpu: 50,
+            cpu_limit: None,
+            thp,
+        };
+        estimate::build(&Root::default(), &o, page as u64, &mut |_| {}).unwrap()
+    };
+    let p = page as u64;
+    let zero = (HUGE * (per_huge - SHARED - UNIQUE)) as u64;
+    let shared_saved = ((HUGE - 1) * SHARED) as u64;
+    let here = run(None);
+    let h = &here.huge_pages;
+    assert_eq!(h.huge_pages, HUGE as u64, "{h:?}");
+    assert_eq!(h.bytes, (HUGE * huge) as u64);
+    assert_eq!(h.zero_bytes, zero * p);
+    assert_eq!(h.split_huge_pages, HUGE as u64);
+    assert!(!here.use_zero_pages || ksm.read().unwrap().use_zero_pages == Some(1));
+    let zero_merged = |z: u64| {
+        if here.use_zero_pages {
+            z
+        } else {
+            z - z.div_ceil(here.max_page_sharing)
+        }
+    };
+    // A kernel whose splits keep all-zero subpages: KSM merges them.
+    let old = run(Some(Thp::read(&Root::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thp-6.1"),
+    ))));
+    assert!(!old.huge_pages.split_maps_zero_pages);
+    assert_eq!(old.split_freed_bytes, 0);
+    assert_eq!(
+        old.ksm_counters_saved_bytes,
+        (shared_saved + zero_merged(zero)) * p
+    );
+    assert_eq!(old.saved_bytes, old.ksm_counters_saved_bytes);
+    if !thp.split_maps_zero_pages {
+        eprintln!("this kernel's splits keep all-zero subpages: the fixture's case is this one");
+        drop(m);
+        drop(exp);
+        return;
+    }
+    // This kernel: the split maps them to the zero page.
+    assert_eq!(here.split_freed_bytes, zero * p);
+    assert_eq!(here.ksm_counters_saved_bytes, shared_saved * p);
+    assert_eq!(here.saved_bytes, (shared_saved + zero) * p);
+    assert_eq!(here.processes[0].split_freed_bytes, zero * p);
+    assert!(here.profit_bytes > here.general_profit_bytes);
+
+    // And KSM does it: its counters show the shared pages only, and the
+    // all-zero subpages leave our RSS.
+    let rss0 = area_now().rss_kib;
+    ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
+        .unwrap();
+    ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())
+        .unwrap();
+    ksm.set_run(Run::Merge).unwrap();
+    let merging = || {
+        proc::ksm_stat(&Root::default(), me)
+            .and_then(|s| s.merging_pages)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want_merging = (HUGE * SHARED) as u64;
+    let mut reached = merging();
+    while reached < want_merging && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        reached = merging();
+    }
+    let after = run(None);
+    let rss1 = area_now().rss_kib;
+    ksm.set_run(Run::Stop).unwrap();
+    eprintln!(
+        "merging pages {reached}, saved now {} bytes, RSS fell {} KiB",
+        after.now.scanned_saved_bytes,
+        rss0.saturating_sub(rss1)
+    );
+    assert_eq!(reached, want_merging, "ksmd did not merge in 60 s");
+    assert_eq!(after.now.scanned_saved_bytes, here.ksm_counters_saved_bytes);
+    let rss_freed = rss0.saturating_sub(rss1) * 1024;
+    let diff = rss_freed as f64 / here.split_freed_bytes as f64 - 1.0;
+    assert!(
+        diff.abs() <= 0.02,
+        "RSS fell {rss_freed} bytes, estimate {} ({:+.2}%)",
+        here.split_freed_bytes,
+        diff * 100.0
+    );
+    drop(m);
+    drop(exp);
+}
+
+/// `ksmctl status`, `ps` and `metrics` on a fixture root of a kernel whose
+/// huge-page splits keep all-zero subpages (no `thp_underused_split_page`
+/// in /proc/vmstat, Linux before 6.12): they say that nothing is freed
+/// outside KSM's counters, and show the splits since boot.
+#[test]
+fn views_on_a_kernel_whose_splits_keep_zero_subpages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thp-6.1");
+    let run = |args: &[&str]| {
+        let out = Command::new(KSMCTL)
+            .env_remove("KSM_ROOT")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        // (status exits 3: ksmd is stopped in the fixture.)
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status: Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    let f = &status["split_freed"];
+    assert_eq!(f["thp_mode"], "madvise", "{status:#}");
+    assert_eq!(f["thp_split_pages"], 210);
+    assert_eq!(f["split_maps_zero_pages"], false);
+    assert_eq!(f["pages"], 0);
+    let text = run(&["status"]);
+    assert!(
+        text.contains(
+            "Split freed:    none outside KSM's counters: this kernel's splits keep all-zero \
+             subpages (THP madvise, thp_split_page 210 since boot)"
+        ),
+        "{text}"
+    );
+    let ps: Value = serde_json::from_str(&run(&["ps", "--json"])).unwrap();
+    assert_eq!(ps["split_freed"]["pages"], 0, "{ps:#}");
+    assert!(run(&["ps"]).contains("Splits: none outside KSM's counters"));
+    let metrics = run(&["metrics"]);
+    assert!(
+        metrics.contains("\nksm_thp_split_pages_total 210\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nksm_split_freed_bytes 0\n"), "{metrics}");
 }

@@ -264,6 +264,8 @@ fn readme_is_short_and_starts_with_the_set_up_commands() {
     assert_eq!(first.lang, "sh");
     assert!(first.body[0].contains("ksmctl status"), "{:?}", first.body);
     assert!(first.body[1].contains("scripts/test"), "{:?}", first.body);
+    // The test command says on its own line that it unmerges this host.
+    assert!(first.body[1].contains("unmerge"), "{:?}", first.body);
     // The rust-version the README states is Cargo.toml's.
     let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
     let rv = cargo

@@ -50,7 +50,8 @@ test("status: every figure read from its key", () => {
 });
 
 test("status without KSM and stopped", () => {
-    const none = model.status(json(["status"], path.join(FIXTURES, "no-such-root-for-the-test")));
+    // A directory without sys/kernel/mm/ksm: a kernel without KSM.
+    const none = model.status(json(["status"], path.join(FIXTURES, "docs")));
     assert.equal(none.supported, false);
     assert.equal(none.state, "unsupported");
     const stopped = model.status(json(["status"], path.join(FIXTURES, "linux-5.15")));

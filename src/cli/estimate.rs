@@ -33,6 +33,14 @@ per page tracked), what KSM saves now and what is still to gain, and the \
 ksmd CPU time two full scans would take (its CPU time per page measured on \
 this host when KSM has run, else a stated default).
 
+Transparent huge pages: KSM splits a huge page to merge any of its \
+subpages, and since Linux 6.12 (detected by thp_underused_split_page in \
+/proc/vmstat) the split maps the huge page's all-zero subpages to the \
+shared zero page. The saving is then shown in two parts: what KSM's \
+counters will show (pages_sharing + ksm_zero_pages) and what the splits \
+free outside them; the huge pages read and how many merging would split \
+are shown too.
+
 Per process, the saving is attributed so that the rows add up: KSM keeps \
 the first copy of each content found (processes are scanned in PID order) \
 and every other copy is a page saved by the process that holds it. \
@@ -123,6 +131,7 @@ pub fn command(root: &Root, args: &Args, out: &mut impl Write) -> anyhow::Result
         group_by: args.by,
         max_cpu: args.max_cpu,
         cpu_limit: args.cpu_limit,
+        thp: None,
     };
     let tty = std::io::stderr().is_terminal();
     let mut last = Instant::now();

@@ -388,7 +388,16 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { json } => {
-            let sample = Sampler::new(root, Parts::default()).take()?;
+            // The processes too: what KSM's huge-page splits freed outside
+            // its counters is counted in their mergeable memory.
+            let sample = Sampler::new(
+                root,
+                Parts {
+                    split_freed: crate::sample::Split::Always,
+                    ..Parts::default()
+                },
+            )
+            .take()?;
             let mut tuners = Vec::new();
             if sample.ksm.is_some() {
                 tuners = service::running_tuners(root);

@@ -15,7 +15,7 @@ use crate::human;
 use crate::report::{add_legacy_keys, Report, PROCESS_LEGACY_KEYS};
 use crate::root::Root;
 use crate::sample::processes::{self, guest_label};
-use crate::sample::{Parts, Processes, Sampler};
+use crate::sample::{Parts, Processes, Sampler, Split};
 
 /// `ksmctl ps --json`: each sampled process with its merged pages
 /// (merging + zero) in bytes, and the totals; the keys of 0.2 beside
@@ -27,6 +27,14 @@ pub fn json(r: &Report) -> serde_json::Value {
         .map(|p| {
             let mut v = serde_json::to_value(p).unwrap_or_default();
             v["merged_bytes"] = r.bytes(p.merged_pages()).into();
+            // Freed by KSM's huge-page splits outside its counters (null:
+            // not counted; see split_freed).
+            v["split_freed_bytes"] = r
+                .split_freed
+                .as_ref()
+                .and_then(|f| f.of(p.pid))
+                .map(|n| r.bytes(n))
+                .into();
             add_legacy_keys(&mut v, PROCESS_LEGACY_KEYS);
             v
         })
@@ -37,6 +45,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         "page_size_bytes": r.page_size,
         "processes": rows,
         "total": total,
+        "split_freed": r.split_freed,
     })
 }
 
@@ -87,6 +96,9 @@ pub fn render(r: &Report) -> String {
         profit(t.profit_bytes),
         human::count(t.rmap_items),
     );
+    if let Some(line) = r.thp_split_freed().and_then(|f| f.summary(r.page_size)) {
+        let _ = writeln!(o, "Splits: {line}");
+    }
     // The sums are not the host's figures: say why, with the host's.
     if let Some(k) = r.ksm.as_ref().filter(|_| t.processes > 0) {
         let host_profit = k.general_profit;
@@ -137,6 +149,7 @@ pub fn command(
         root,
         Parts {
             processes,
+            split_freed: Split::Always,
             ..Parts::default()
         },
     )

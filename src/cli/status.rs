@@ -48,6 +48,9 @@ pub fn render(r: &Report) -> String {
             human::ubytes(r.page_size)
         ),
     );
+    if let Some(text) = r.thp_split_freed().and_then(|f| f.summary(r.page_size)) {
+        line(&mut o, "Split freed", text);
+    }
     if let Some(p) = k.general_profit {
         let verdict = if p > 0 {
             "worth its cost"

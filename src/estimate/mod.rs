@@ -12,16 +12,16 @@
 //! [`build`] computes one [`Estimate`]; [`Estimate::render`] and its JSON
 //! form show the same value.
 
+mod render;
 pub mod scan;
 pub mod table;
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::human;
 use crate::kernel::ksm::{Ksm, KsmState};
+use crate::kernel::thp::Thp;
 use crate::kernel::{ksmd, proc, vmas};
 use crate::root::Root;
 use crate::sample::processes::guest_name;
@@ -71,6 +71,10 @@ pub struct Options {
     pub max_cpu: u64,
     /// Percent of one CPU the scan itself may use.
     pub cpu_limit: Option<u32>,
+    /// What the kernel does with huge pages; `None`: read under the root
+    /// ([`Thp::read`]). Given, it answers "what if this kernel's splits
+    /// did (not) map all-zero subpages to the zero page".
+    pub thp: Option<Thp>,
 }
 
 /// A bad request: an unknown PID, a kernel thread.
@@ -92,8 +96,14 @@ pub struct ProcessRow {
     /// Bytes read (present anonymous pages).
     pub scanned_bytes: u64,
     pub zero_pages: u64,
-    /// What KSM would save here (see the attribution rule).
+    /// What KSM would save here (see the attribution rule), the pages its
+    /// huge-page splits free included.
     pub would_save_bytes: u64,
+    /// Bytes read that sit in transparent huge pages.
+    pub huge_bytes: u64,
+    /// Of `would_save_bytes`: all-zero subpages of huge pages that KSM's
+    /// splits map to the zero page (in no KSM counter).
+    pub split_freed_bytes: u64,
     /// Pages mapped to a KSM page now.
     pub ksm_mapped_pages: u64,
     /// `ksm_zero_pages` from ksm_stat now.
@@ -144,6 +154,27 @@ pub struct Matrix {
     pub bytes: Vec<Vec<u64>>,
 }
 
+/// The transparent huge pages among the pages read, and what merging
+/// them does (see docs/estimate.md, "Huge pages").
+#[derive(Debug, Clone, Serialize)]
+pub struct HugePages {
+    /// THP mode (`always`, `madvise`, `never`); `None` without THP.
+    pub mode: Option<String>,
+    /// This kernel's splits map all-zero subpages to the shared zero page.
+    pub split_maps_zero_pages: bool,
+    /// Huge pages the pages read sit in.
+    pub huge_pages: u64,
+    /// Bytes read in them.
+    pub bytes: u64,
+    /// All-zero bytes among them.
+    pub zero_bytes: u64,
+    /// Huge pages KSM would split (one of their subpages has a copy).
+    pub split_huge_pages: u64,
+    /// Freed by those splits outside KSM's counters (= the estimate's
+    /// `split_freed_bytes`).
+    pub split_freed_bytes: u64,
+}
+
 /// The estimate: everything `ksmctl estimate` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
@@ -161,14 +192,26 @@ pub struct Estimate {
     /// Present anonymous memory read.
     pub scanned_bytes: u64,
     pub projection: Projection,
+    /// What KSM would save in total: `ksm_counters_saved_bytes +
+    /// split_freed_bytes`.
     pub saved_bytes: u64,
+    /// The part KSM's counters will show: (`pages_sharing` +
+    /// `ksm_zero_pages`) x page size.
+    pub ksm_counters_saved_bytes: u64,
+    /// The part freed by the huge-page splits KSM causes, outside its
+    /// counters (all-zero subpages mapped to the shared zero page).
+    pub split_freed_bytes: u64,
     /// Two standard errors of `saved_bytes` from sampling (95%).
     pub saved_error_bytes: u64,
+    /// Projected `general_profit` (the kernel's counter: counted pages only).
     pub general_profit_bytes: i64,
+    /// `saved_bytes` minus the rmap items: what merging really gains.
+    pub profit_bytes: i64,
     pub now: Now,
     /// Projected saving minus what the scanned processes save now.
     pub to_gain_bytes: i64,
     pub cost: Cost,
+    pub huge_pages: HugePages,
     pub skipped: Skipped,
     pub processes: Vec<ProcessRow>,
     pub matrix: Option<Matrix>,
@@ -209,13 +252,15 @@ fn cgroup(root: &Root, pid: u32) -> Option<String> {
         .map(|p| p.to_string())
 }
 
-/// The projection's parameters from this host's KSM (defaults without).
-fn params(state: Option<&KsmState>, page_size: u64, sample: u64) -> Params {
+/// The projection's parameters from this host's KSM (defaults without)
+/// and its huge pages.
+fn params(state: Option<&KsmState>, thp: &Thp, page_size: u64, sample: u64) -> Params {
     Params {
         page_size,
         max_page_sharing: state.and_then(|s| s.max_page_sharing).unwrap_or(256),
         use_zero_pages: state.and_then(|s| s.use_zero_pages).unwrap_or(0) == 1,
         sample: sample.max(1),
+        split_maps_zero_pages: thp.split_maps_zero_pages,
     }
 }
 
@@ -242,6 +287,37 @@ pub fn cost(pages: u64, ns_per_page: f64, source: &'static str, max_cpu: u64) ->
     }
 }
 
+/// This host's KSM (if any) and huge pages, as the estimate sees them.
+struct Host {
+    state: Option<KsmState>,
+    thp: Thp,
+    params: Params,
+}
+
+/// A chosen process and its selected areas.
+struct Info {
+    pid: u32,
+    comm: String,
+    guest: Option<String>,
+    group: String,
+    areas: Vec<vmas::Vma>,
+}
+
+/// What the scan is given: the targets and the names of their groups.
+struct Plan {
+    targets: Vec<Target>,
+    group_names: Vec<String>,
+}
+
+/// The per-process rows, and what KSM saves now with the zero page.
+struct Rows {
+    rows: Vec<ProcessRow>,
+    /// Zero-page mappings the processes' `ksm_stat` credits to KSM.
+    already_zero: u64,
+    /// Sum of their `ksm_zero_pages`.
+    ksm_zero_now: u64,
+}
+
 /// Scan and compute. `progress` is called after each batch.
 pub fn build(
     root: &Root,
@@ -250,13 +326,58 @@ pub fn build(
     progress: &mut dyn FnMut(scan::Progress),
 ) -> anyhow::Result<Estimate> {
     use anyhow::Context;
+    let mut notes = Vec::new();
+    let host = read_host(root, opts, page_size, &mut notes)?;
+    let (mut infos, gone_early) = choose_processes(root, opts)?;
+    let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
+    let contents = Contents::new(host.params, opts.matrix);
+    let sc = scan::scan(
+        root,
+        &plan.targets,
+        contents,
+        ScanOptions {
+            selection: opts.selection,
+            cpu_limit: opts.cpu_limit,
+        },
+        progress,
+    )
+    .with_context(|| format!("cannot read {}", root.join("/proc/kpageflags").display()))?;
+    let rows = process_rows(root, &sc, &infos, host.params, &mut notes);
+    let projection = project(&sc, host.params, rows.already_zero, &mut notes);
+    let now = saved_now(host.state.as_ref(), &sc, rows.ksm_zero_now, page_size);
+    let ksmd_ns = ksmd::Ksmd::new(root).cpu().map(|c| c.ns);
+    let (ns, source) = cost_per_page(host.state.as_ref().and_then(|s| s.pages_scanned), ksmd_ns);
+    let cost = cost(projection.pages, ns, source, opts.max_cpu);
+    let (matrix, realized_matrix) = matrices(&sc, &plan.group_names, opts.matrix, page_size);
+    let thp = huge_pages(&host.thp, &sc, &projection, page_size, &mut notes);
+    Ok(assemble(
+        opts,
+        host,
+        sc,
+        rows,
+        gone_early,
+        projection,
+        now,
+        cost,
+        (matrix, realized_matrix),
+        thp,
+        notes,
+    ))
+}
+
+/// KSM's state and settings (defaults without KSM) and the huge pages.
+fn read_host(
+    root: &Root,
+    opts: &Options,
+    page_size: u64,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Host> {
     let ksm = Ksm::new(root);
     let state = if ksm.supported() {
         Some(ksm.read()?)
     } else {
         None
     };
-    let mut notes = Vec::new();
     if state.is_none() {
         notes.push(format!(
             "this kernel has no KSM ({} does not exist): the estimate assumes KSM's defaults \
@@ -264,9 +385,16 @@ pub fn build(
             ksm.dir().display()
         ));
     }
-    let params = params(state.as_ref(), page_size, opts.sample);
+    let thp = opts.thp.clone().unwrap_or_else(|| Thp::read(root));
+    let params = params(state.as_ref(), &thp, page_size, opts.sample);
+    Ok(Host { state, thp, params })
+}
 
-    // The processes.
+/// The processes asked for (all but ourselves and kernel threads, or the
+/// PIDs given), with their selected areas; and how many were gone before
+/// their areas could be read.
+fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, usize)> {
+    use anyhow::Context;
     let pids: Vec<u32> = if opts.pids.is_empty() {
         let me = std::process::id();
         proc::pids(root)
@@ -283,15 +411,7 @@ pub fn build(
         v.dedup();
         v
     };
-    struct Info {
-        pid: u32,
-        comm: String,
-        guest: Option<String>,
-        group: String,
-        areas: Vec<vmas::Vma>,
-    }
     let mut infos = Vec::new();
-    // Processes gone between the listing and the read of their areas.
     let mut gone_early = 0;
     for pid in pids {
         let Some(comm) = proc::comm(root, pid) else {
@@ -336,11 +456,21 @@ pub fn build(
             areas,
         });
     }
-    // Matrix groups: the first 63 names in order, the rest in "other".
+    Ok((infos, gone_early))
+}
+
+/// The scan's targets (the areas move out of `infos`) and the matrix
+/// groups: the first 63 names in order, the rest in "other".
+fn plan_scan(
+    root: &Root,
+    state: Option<&KsmState>,
+    infos: &mut [Info],
+    notes: &mut Vec<String>,
+) -> Plan {
     let mut group_names: Vec<String> = Vec::new();
     let mut group_of: HashMap<String, u8> = HashMap::new();
     let mut targets = Vec::new();
-    for i in &mut infos {
+    for i in infos.iter_mut() {
         let g = match group_of.get(&i.group) {
             Some(&g) => g,
             None if group_names.len() < MAX_GROUPS - 1 => {
@@ -374,32 +504,30 @@ pub fn build(
             MAX_GROUPS - 1
         ));
     }
+    Plan {
+        targets,
+        group_names,
+    }
+}
 
-    let contents = Contents::new(params, opts.matrix);
-    let sc = scan::scan(
-        root,
-        &targets,
-        contents,
-        ScanOptions {
-            selection: opts.selection,
-            cpu_limit: opts.cpu_limit,
-        },
-        progress,
-    )
-    .with_context(|| format!("cannot read {}", root.join("/proc/kpageflags").display()))?;
-
-    // Pages KSM already merged with the zero page are zero-page mappings
-    // now (not read): count them as saved zero pages, up to what each
-    // process's ksm_stat says KSM did.
-    let k = params.sample;
+/// One row per process scanned. Pages KSM already merged with the zero
+/// page are zero-page mappings now (not read): they count as saved zero
+/// pages, up to what each process's ksm_stat says KSM did.
+fn process_rows(
+    root: &Root,
+    sc: &scan::Scan,
+    infos: &[Info],
+    params: Params,
+    notes: &mut Vec<String>,
+) -> Rows {
     let mut rows = Vec::new();
     let mut already_zero = 0u64;
-    let mut ksm_zero_now_total = 0i64;
-    for (ps, info) in sc.processes.iter().zip(&infos) {
+    let mut ksm_zero_now = 0u64;
+    for (ps, info) in sc.processes.iter().zip(infos) {
         let zero_now = proc::ksm_stat(root, ps.pid)
             .and_then(|s| s.zero_pages)
             .unwrap_or(0);
-        ksm_zero_now_total += zero_now.max(0);
+        ksm_zero_now += zero_now.max(0) as u64;
         let kept_zero = (zero_now.max(0) as u64).min(ps.skipped.zero_page_mappings);
         already_zero += kept_zero;
         rows.push(row(
@@ -409,8 +537,7 @@ pub fn build(
             info.group.clone(),
             zero_now,
             kept_zero,
-            k,
-            page_size,
+            params,
         ));
     }
     let refused: Vec<String> = rows
@@ -425,46 +552,76 @@ pub fn build(
             refused.join(", ")
         ));
     }
+    Rows {
+        rows,
+        already_zero,
+        ksm_zero_now,
+    }
+}
+
+/// The table's projection, with the pages KSM already mapped to the zero
+/// page added to `ksm_zero_pages`.
+fn project(
+    sc: &scan::Scan,
+    params: Params,
+    already_zero: u64,
+    notes: &mut Vec<String>,
+) -> Projection {
     let mut projection = sc.contents.project();
     projection.ksm_zero_pages += already_zero;
+    projection.counted_pages += already_zero;
     projection.saved_pages += already_zero;
-    projection.general_profit_bytes =
-        table::general_profit(projection.saved_pages, projection.rmap_items, page_size);
+    projection.general_profit_bytes = table::general_profit(
+        projection.counted_pages,
+        projection.rmap_items,
+        params.page_size,
+    );
+    projection.profit_bytes = table::general_profit(
+        projection.saved_pages,
+        projection.rmap_items,
+        params.page_size,
+    );
     if params.sample > 1 {
         notes.push(format!(
             "sampled: contents whose hash is 0 mod {}, figures scaled up; zero pages counted exactly",
             params.sample
         ));
     }
+    projection
+}
 
-    // Now.
+/// What KSM saves now: the kernel's counters, and in the scanned processes.
+fn saved_now(state: Option<&KsmState>, sc: &scan::Scan, ksm_zero_now: u64, page: u64) -> Now {
     let ksm_pages = sc.ksm_frames.len() as u64;
-    let scanned_saved_pages = sc.ksm_mappings.saturating_sub(ksm_pages) + ksm_zero_now_total as u64;
-    let now = Now {
-        host_pages_sharing: state.as_ref().and_then(|s| s.pages_sharing),
-        host_ksm_zero_pages: state.as_ref().and_then(|s| s.ksm_zero_pages),
-        host_saved_bytes: state.as_ref().map(|s| s.saved_bytes(page_size)),
-        host_general_profit_bytes: state.as_ref().and_then(|s| s.general_profit),
-        scanned_saved_bytes: scanned_saved_pages * page_size,
+    let scanned_saved_pages = sc.ksm_mappings.saturating_sub(ksm_pages) + ksm_zero_now;
+    Now {
+        host_pages_sharing: state.and_then(|s| s.pages_sharing),
+        host_ksm_zero_pages: state.and_then(|s| s.ksm_zero_pages),
+        host_saved_bytes: state.map(|s| s.saved_bytes(page)),
+        host_general_profit_bytes: state.and_then(|s| s.general_profit),
+        scanned_saved_bytes: scanned_saved_pages * page,
         ksm_pages,
         ksm_mappings: sc.ksm_mappings,
-    };
+    }
+}
 
-    // Cost.
-    let ksmd_ns = ksmd::Ksmd::new(root).cpu().map(|c| c.ns);
-    let (ns, source) = cost_per_page(state.as_ref().and_then(|s| s.pages_scanned), ksmd_ns);
-    let cost = cost(projection.pages, ns, source, opts.max_cpu);
-
+/// The matrix of contents in common, and of KSM pages mapped now.
+fn matrices(
+    sc: &scan::Scan,
+    group_names: &[String],
+    matrix: bool,
+    page: u64,
+) -> (Option<Matrix>, Option<Matrix>) {
     let mb = |v: Vec<Vec<u64>>| {
         v.into_iter()
-            .map(|r| r.into_iter().map(|x| x * page_size).collect())
+            .map(|r| r.into_iter().map(|x| x * page).collect())
             .collect()
     };
-    let matrix = sc.contents.matrix(group_names.len()).map(|m| Matrix {
-        groups: group_names.clone(),
+    let contents = sc.contents.matrix(group_names.len()).map(|m| Matrix {
+        groups: group_names.to_vec(),
         bytes: mb(m),
     });
-    let realized_matrix = opts.matrix.then(|| {
+    let realized = matrix.then(|| {
         let n = group_names.len();
         let mut m = vec![vec![0u64; n]; n];
         for &mask in sc.ksm_frames.values() {
@@ -476,32 +633,82 @@ pub fn build(
             }
         }
         Matrix {
-            groups: group_names.clone(),
+            groups: group_names.to_vec(),
             bytes: mb(m),
         }
     });
+    (contents, realized)
+}
 
+/// The huge pages read and what merging does to them.
+fn huge_pages(
+    thp: &Thp,
+    sc: &scan::Scan,
+    projection: &Projection,
+    page: u64,
+    notes: &mut Vec<String>,
+) -> HugePages {
+    let h = sc.huge;
+    if h.zero_pages > 0 && !thp.split_maps_zero_pages {
+        notes.push(
+            "this kernel's huge-page splits keep all-zero subpages (no thp_underused_split_page \
+             in /proc/vmstat, Linux before 6.12): KSM merges them, counted in pages_sharing"
+                .into(),
+        );
+    }
+    HugePages {
+        mode: thp.mode.clone(),
+        split_maps_zero_pages: thp.split_maps_zero_pages,
+        huge_pages: h.huge_pages,
+        bytes: h.pages * page,
+        zero_bytes: h.zero_pages * page,
+        split_huge_pages: h.split_huge_pages,
+        split_freed_bytes: projection.split_zero_pages * page,
+    }
+}
+
+/// The estimate from its parts.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    opts: &Options,
+    host: Host,
+    sc: scan::Scan,
+    rows: Rows,
+    gone_early: usize,
+    projection: Projection,
+    now: Now,
+    cost: Cost,
+    (matrix, realized_matrix): (Option<Matrix>, Option<Matrix>),
+    thp: HugePages,
+    notes: Vec<String>,
+) -> Estimate {
+    let page_size = host.params.page_size;
     let scanned_bytes = projection.pages * page_size;
     let saved_bytes = projection.saved_pages * page_size;
     let secs = sc.elapsed.as_secs_f64();
-    Ok(Estimate {
+    let rows = rows.rows;
+    Estimate {
         page_size_bytes: page_size,
-        ksm_supported: state.is_some(),
+        ksm_supported: host.state.is_some(),
         selection: opts.selection,
         group_by: opts.group_by,
-        max_page_sharing: params.max_page_sharing,
-        use_zero_pages: params.use_zero_pages,
-        sample: params.sample,
+        max_page_sharing: host.params.max_page_sharing,
+        use_zero_pages: host.params.use_zero_pages,
+        sample: host.params.sample,
         processes_scanned: rows.len(),
         processes_vanished: rows.iter().filter(|r| r.vanished).count() + gone_early,
         scanned_bytes,
         saved_bytes,
+        ksm_counters_saved_bytes: projection.counted_pages * page_size,
+        split_freed_bytes: projection.split_zero_pages * page_size,
         saved_error_bytes: (2.0 * projection.saved_stderr_pages * page_size as f64).round() as u64,
         general_profit_bytes: projection.general_profit_bytes,
+        profit_bytes: projection.profit_bytes,
         to_gain_bytes: saved_bytes as i64 - now.scanned_saved_bytes as i64,
         projection,
         now,
         cost,
+        huge_pages: thp,
         skipped: sc.skipped,
         processes: rows,
         matrix,
@@ -514,10 +721,9 @@ pub fn build(
         },
         table_bytes: sc.contents.memory_bytes(),
         notes,
-    })
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn row(
     ps: &ProcessScan,
     comm: String,
@@ -525,9 +731,9 @@ fn row(
     group: String,
     zero_now: i64,
     kept_zero: u64,
-    k: u64,
-    page: u64,
+    params: Params,
 ) -> ProcessRow {
+    let page = params.page_size;
     ProcessRow {
         pid: ps.pid,
         comm,
@@ -536,289 +742,20 @@ fn row(
         selected_bytes: ps.selected_bytes,
         scanned_bytes: ps.pages * page,
         zero_pages: ps.zero_pages,
-        would_save_bytes: (ps.saved_kept_pages * k + ps.saved_zero_pages + kept_zero) * page,
+        would_save_bytes: (ps.saved_kept_pages * params.sample + ps.saved_zero_pages + kept_zero)
+            * page,
+        huge_bytes: ps.huge_pages * page,
+        split_freed_bytes: if params.split_maps_zero_pages {
+            ps.huge_zero_pages * page
+        } else {
+            0
+        },
         ksm_mapped_pages: ps.ksm_mapped_pages,
         ksm_zero_pages_now: zero_now,
         skipped: ps.skipped,
         vanished: ps.vanished,
         refused: ps.refused,
     }
-}
-
-fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "0%".into()
-    } else {
-        format!("{:.0}%", part as f64 * 100.0 / whole as f64)
-    }
-}
-
-fn duration(s: f64) -> String {
-    if s < 1.0 {
-        "under 1 s".into()
-    } else if s < 120.0 {
-        format!("about {s:.0} s")
-    } else if s < 7200.0 {
-        format!("about {:.0} min", s / 60.0)
-    } else {
-        format!("about {:.1} h", s / 3600.0)
-    }
-}
-
-impl Estimate {
-    /// The text for people: a summary first, then the details.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        let b = human::ubytes;
-        let what = match self.selection {
-            Selection::Mergeable => "mergeable memory",
-            Selection::AllAnonymous => "private memory",
-        };
-        let err = if self.sample > 1 {
-            format!(" (± {})", b(self.saved_error_bytes))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            o,
-            "KSM would save {}{err} ({} of the {} of {what} scanned) for {} of one core.",
-            b(self.saved_bytes),
-            pct(self.saved_bytes, self.scanned_bytes),
-            b(self.scanned_bytes),
-            duration(self.cost.cpu_seconds),
-        );
-        // Who shares most: the groups with the largest savings.
-        let mut by_group: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in &self.processes {
-            *by_group.entry(r.group.as_str()).or_default() += r.would_save_bytes;
-        }
-        let mut top: Vec<(&str, u64)> = by_group.into_iter().filter(|g| g.1 > 0).collect();
-        top.sort_by(|a, c| c.1.cmp(&a.1).then(a.0.cmp(c.0)));
-        if !top.is_empty() {
-            let names: Vec<&str> = top.iter().take(4).map(|g| g.0).collect();
-            let more = if top.len() > 4 {
-                format!(" and {} more", top.len() - 4)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(o, "Most of it from {}{more}.", names.join(", "));
-        }
-        let _ = writeln!(
-            o,
-            "Saved now: {} in these processes; still to gain: {}.",
-            b(self.now.scanned_saved_bytes),
-            human::bytes(i128::from(self.to_gain_bytes))
-        );
-        let _ = writeln!(o);
-        let p = &self.projection;
-        let c = human::count;
-        let line = |o: &mut String, k: &str, v: String| {
-            let _ = writeln!(o, "{k:<20}{v}");
-        };
-        line(
-            &mut o,
-            "Scanned:",
-            format!(
-                "{} processes ({} exited during the scan), {} in RAM in {:.1} s ({}/s)",
-                self.processes_scanned,
-                self.processes_vanished,
-                b(self.scanned_bytes),
-                self.elapsed_seconds,
-                b(self.read_bytes_per_second as u64),
-            ),
-        );
-        line(
-            &mut o,
-            "Contents:",
-            format!(
-                "{} distinct; {} pages have a copy elsewhere ({} contents); {} zero pages",
-                c(p.distinct_contents),
-                c(p.duplicate_pages),
-                c(p.duplicated_contents),
-                c(p.zero_pages)
-            ),
-        );
-        line(
-            &mut o,
-            "Projected:",
-            format!(
-                "pages_shared {}, pages_sharing {}, ksm_zero_pages {} (max_page_sharing {}, use_zero_pages {})",
-                c(p.pages_shared),
-                c(p.pages_sharing),
-                c(p.ksm_zero_pages),
-                self.max_page_sharing,
-                u8::from(self.use_zero_pages)
-            ),
-        );
-        line(
-            &mut o,
-            "General profit:",
-            format!(
-                "{} (saved {} - {} rmap items x {} B)",
-                human::bytes(i128::from(self.general_profit_bytes)),
-                b(self.saved_bytes),
-                c(p.rmap_items),
-                table::RMAP_ITEM_BYTES
-            ),
-        );
-        if let Some(host) = self.now.host_saved_bytes {
-            line(
-                &mut o,
-                "KSM now (host):",
-                format!(
-                    "saves {} (pages_sharing {}, ksm_zero_pages {}); general_profit {}",
-                    b(host),
-                    c(self.now.host_pages_sharing.unwrap_or(0)),
-                    self.now.host_ksm_zero_pages.unwrap_or(0),
-                    self.now
-                        .host_general_profit_bytes
-                        .map_or("-".into(), |g| human::bytes(i128::from(g)))
-                ),
-            );
-        }
-        line(
-            &mut o,
-            "Cost:",
-            format!(
-                "{:.1} s of ksmd CPU (2 scans x {} pages x {:.0} ns, {}); {} at KSM_MAX_CPU={}%",
-                self.cost.cpu_seconds,
-                c(p.pages),
-                self.cost.ns_per_page,
-                if self.cost.source == "measured" {
-                    "measured on this host"
-                } else {
-                    "default: KSM has not run enough here"
-                },
-                duration(self.cost.seconds_at_max_cpu),
-                self.cost.max_cpu_percent
-            ),
-        );
-        let s = &self.skipped;
-        let pg = |n: u64| b(n * self.page_size_bytes);
-        line(
-            &mut o,
-            "Not read:",
-            format!(
-                "{} not in RAM, {} swapped, {} file/shared pages, {} zero-page mappings, {} unreadable",
-                pg(s.not_present_pages),
-                pg(s.swapped_pages),
-                pg(s.file_pages),
-                pg(s.zero_page_mappings),
-                pg(s.unreadable_pages)
-            ),
-        );
-        if self.sample > 1 {
-            line(
-                &mut o,
-                "Sample:",
-                format!(
-                    "1 content in {}; saving ± {} (2 standard errors)",
-                    self.sample,
-                    b(self.saved_error_bytes)
-                ),
-            );
-        }
-        line(&mut o, "Table memory:", b(self.table_bytes));
-        for n in &self.notes {
-            let _ = writeln!(o, "Note: {n}");
-        }
-        if !self.processes.is_empty() {
-            let _ = writeln!(o);
-            let name = |r: &ProcessRow| r.guest.clone().unwrap_or_else(|| r.comm.clone());
-            let name_w = self
-                .processes
-                .iter()
-                .map(|r| name(r).len())
-                .max()
-                .unwrap_or(4)
-                .clamp(4, 32);
-            let by_cgroup = self.group_by == GroupBy::Cgroup;
-            let _ = write!(
-                o,
-                "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
-                "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "MERGED NOW"
-            );
-            let _ = writeln!(o, "{}", if by_cgroup { "  CGROUP" } else { "" });
-            let mut rows: Vec<&ProcessRow> = self.processes.iter().collect();
-            rows.sort_by(|a, c| {
-                c.would_save_bytes
-                    .cmp(&a.would_save_bytes)
-                    .then(a.pid.cmp(&c.pid))
-            });
-            for r in rows {
-                let n: String = name(r).chars().take(name_w).collect();
-                let _ = write!(
-                    o,
-                    "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
-                    r.pid,
-                    n,
-                    b(r.scanned_bytes),
-                    pg(r.zero_pages),
-                    b(r.would_save_bytes),
-                    pg(r.ksm_mapped_pages),
-                );
-                if by_cgroup {
-                    let _ = write!(o, "  {}", r.group);
-                }
-                let _ = writeln!(
-                    o,
-                    "{}",
-                    if r.vanished {
-                        "  (exited)"
-                    } else if r.refused {
-                        "  (refused)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        for (title, m) in [
-            ("Contents in common (would be shared by KSM)", &self.matrix),
-            (
-                "Merged now: KSM pages mapped by both",
-                &self.realized_matrix,
-            ),
-        ] {
-            if let Some(m) = m {
-                let _ = writeln!(o);
-                let _ = writeln!(o, "{title}:");
-                o.push_str(&render_matrix(m));
-            }
-        }
-        o
-    }
-}
-
-fn render_matrix(m: &Matrix) -> String {
-    let mut o = String::new();
-    let w = m
-        .groups
-        .iter()
-        .map(|g| g.len())
-        .max()
-        .unwrap_or(1)
-        .clamp(1, 24)
-        + 5;
-    let labels: Vec<String> = m
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| format!("[{i}] {g}").chars().take(w).collect())
-        .collect();
-    let _ = write!(o, "{:<w$}", "");
-    for i in 0..labels.len() {
-        let _ = write!(o, "  {:>10}", format!("[{i}]"));
-    }
-    let _ = writeln!(o);
-    for (i, row) in m.bytes.iter().enumerate() {
-        let _ = write!(o, "{:<w$}", labels[i]);
-        for v in row {
-            let _ = write!(o, "  {:>10}", human::ubytes(*v));
-        }
-        let _ = writeln!(o);
-    }
-    o
 }
 
 #[cfg(test)]
@@ -835,7 +772,7 @@ mod tests {
 
     #[test]
     fn without_ksm_the_defaults() {
-        let p = params(None, 4096, 0);
+        let p = params(None, &Thp::default(), 4096, 0);
         assert_eq!(
             (p.max_page_sharing, p.use_zero_pages, p.sample),
             (256, false, 1)
@@ -845,7 +782,7 @@ mod tests {
             use_zero_pages: Some(1),
             ..KsmState::default()
         };
-        let p = params(Some(&st), 4096, 16);
+        let p = params(Some(&st), &Thp::default(), 4096, 16);
         assert_eq!(
             (p.max_page_sharing, p.use_zero_pages, p.sample),
             (10, true, 16)
@@ -860,12 +797,5 @@ mod tests {
         let c = cost(1_000_000, 500.0, "measured", 50);
         assert!((c.cpu_seconds - 1.0).abs() < 1e-9);
         assert!((c.seconds_at_max_cpu - 2.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration(0.2), "under 1 s");
-        assert_eq!(duration(40.4), "about 40 s");
-        assert_eq!(duration(600.0), "about 10 min");
     }
 }

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::estimate::table::{Added, Contents};
 use crate::kernel::pagemap::{
-    has_flag, read_process_memory, KpageFlags, PageEntry, Pagemap, IOV_MAX, KPF_KSM, KPF_ZERO_PAGE,
+    has_flag, read_process_memory, KpageFlags, PageEntry, Pagemap, IOV_MAX, KPF_COMPOUND_HEAD,
+    KPF_KSM, KPF_THP, KPF_ZERO_PAGE,
 };
 use crate::kernel::vmas::Vma;
 use crate::root::Root;
@@ -102,6 +103,10 @@ pub struct ProcessScan {
     pub saved_zero_pages: u64,
     /// Pages mapped to a KSM page now.
     pub ksm_mapped_pages: u64,
+    /// Pages read that sit in transparent huge pages.
+    pub huge_pages: u64,
+    /// All-zero pages among them.
+    pub huge_zero_pages: u64,
     pub skipped: Skipped,
     /// The process exited (or its memory became unreadable) during the scan.
     pub vanished: bool,
@@ -119,6 +124,31 @@ pub struct Progress {
     pub total_bytes: u64,
 }
 
+/// The transparent huge pages the scan read, and which of them KSM would
+/// split (it splits a huge page to merge any of its subpages).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HugeScan {
+    /// Huge pages (by their frames: a huge page mapped in two places
+    /// counts twice).
+    pub huge_pages: u64,
+    /// Subpages read in them.
+    pub pages: u64,
+    /// All-zero subpages among them.
+    pub zero_pages: u64,
+    /// Huge pages holding a content found more than once (an all-zero
+    /// subpage included): KSM would split them. A lower bound under
+    /// sampling (contents the sample drops are not looked up).
+    pub split_huge_pages: u64,
+}
+
+/// One huge page being read.
+#[derive(Debug, Clone, Copy, Default)]
+struct Huge {
+    zero: bool,
+    /// A subpage's content was seen before it (KSM will split it).
+    repeat: bool,
+}
+
 /// Everything the scan found.
 pub struct Scan {
     pub contents: Contents,
@@ -130,6 +160,7 @@ pub struct Scan {
     pub ksm_mappings: u64,
     /// Bytes read with `process_vm_readv`.
     pub bytes_read: u64,
+    pub huge: HugeScan,
     pub elapsed: Duration,
 }
 
@@ -182,6 +213,7 @@ pub fn scan(
         skipped.add(&ps.skipped);
         out.push(ps);
     }
+    let huge = st.huge_scan(&contents, &out);
     Ok(Scan {
         contents,
         processes: out,
@@ -189,6 +221,7 @@ pub fn scan(
         ksm_frames: st.ksm_frames,
         ksm_mappings: st.ksm_mappings,
         bytes_read: st.bytes_read,
+        huge,
         elapsed: t0.elapsed(),
     })
 }
@@ -214,6 +247,18 @@ struct State {
     ksm_frames: HashMap<u64, u64>,
     ksm_mappings: u64,
     cpu_limit: Option<u32>,
+    /// The area being read has huge pages (smaps `AnonHugePages`): its
+    /// frames' flags are read to find them.
+    huge_area: bool,
+    /// For each page of the batch: 0, or 1 + the index of its huge page
+    /// in `huge`.
+    page_huge: Vec<u32>,
+    /// The huge page of the last frame looked at, and that frame.
+    cur_huge: Option<(u32, u64)>,
+    huge: Vec<Huge>,
+    /// Contents found first in a huge page not yet known to be split:
+    /// (huge page, key), looked up once the scan is done.
+    huge_firsts: Vec<(u32, u64)>,
 }
 
 impl State {
@@ -235,6 +280,34 @@ impl State {
             ksm_frames: HashMap::new(),
             ksm_mappings: 0,
             cpu_limit: cpu_limit.filter(|&c| (1..100).contains(&c)),
+            huge_area: false,
+            page_huge: vec![0; BATCH_PAGES],
+            cur_huge: None,
+            huge: Vec::new(),
+            huge_firsts: Vec::new(),
+        }
+    }
+
+    /// The huge pages read, once every process is done.
+    fn huge_scan(&self, contents: &Contents, processes: &[ProcessScan]) -> HugeScan {
+        let p = contents.params();
+        let zero_copies = contents.zero_pages + contents.split_zero_pages;
+        let zero_splits = zero_copies >= 2 || p.use_zero_pages;
+        let mut split: Vec<bool> = self
+            .huge
+            .iter()
+            .map(|h| h.repeat || (h.zero && zero_splits))
+            .collect();
+        for &(i, key) in &self.huge_firsts {
+            if contents.copies(key).is_some_and(|c| c >= 2) {
+                split[i as usize] = true;
+            }
+        }
+        HugeScan {
+            huge_pages: self.huge.len() as u64,
+            pages: processes.iter().map(|p| p.huge_pages).sum(),
+            zero_pages: processes.iter().map(|p| p.huge_zero_pages).sum(),
+            split_huge_pages: split.iter().filter(|&&s| s).count() as u64,
         }
     }
 
@@ -251,6 +324,8 @@ impl State {
         let pm = Pagemap::open(root, t.pid, page)?;
         self.all_flags = t.ksm_pages_possible || self.zero_pfn.is_none();
         for a in &t.areas {
+            self.huge_area = a.anon_huge_kib > 0;
+            self.cur_huge = None;
             if a.rss_kib == 0 {
                 // Nothing in RAM: skip reading its pagemap page by page.
                 ps.skipped.not_present_pages += a.len() / page;
@@ -308,7 +383,7 @@ impl State {
                 }
             }
         }
-        if self.all_flags {
+        if self.all_flags || self.huge_area {
             kflags.read_many(&self.pfns, &mut self.flags)?;
         } else {
             let z = self.zero_pfn;
@@ -321,8 +396,24 @@ impl State {
                 }
             }));
         }
+        self.page_huge[..n].fill(0);
         for (k, &i) in self.pfn_idx.iter().enumerate() {
             let f = self.flags[k];
+            let pfn = self.pfns[k];
+            if has_flag(f, KPF_THP) && !has_flag(f, KPF_KSM) && !has_flag(f, KPF_ZERO_PAGE) {
+                // The same huge page as the frame before, or a new one.
+                let h = match self.cur_huge {
+                    Some((h, last)) if pfn == last + 1 && !has_flag(f, KPF_COMPOUND_HEAD) => h,
+                    _ => {
+                        self.huge.push(Huge::default());
+                        (self.huge.len() - 1) as u32
+                    }
+                };
+                self.cur_huge = Some((h, pfn));
+                self.page_huge[i] = h + 1;
+            } else {
+                self.cur_huge = None;
+            }
             if has_flag(f, KPF_ZERO_PAGE) {
                 // Mark: not to be read.
                 self.entries[i] = 0;
@@ -392,15 +483,43 @@ impl State {
             let mut off = 0usize;
             for (j, &(_, l)) in iov.iter().enumerate() {
                 let whole = l.min(got.saturating_sub(off)) / page as usize;
+                // The batch index of the run's first page.
+                let first = self.range_pages[r + j]
+                    + if j == 0 {
+                        skip_bytes / page as usize
+                    } else {
+                        0
+                    };
                 // Hash the run, then add it: the table's cache misses of
                 // consecutive pages overlap instead of waiting on hashing.
                 let run = &self.buf[off..off + whole * page as usize];
                 self.keys.clear();
                 self.keys
                     .extend(run.chunks_exact(page as usize).map(|d| contents.key(d)));
-                for &key in &self.keys {
+                for (p, &key) in self.keys.iter().enumerate() {
                     ps.pages += 1;
-                    match contents.add_key(t.group, key) {
+                    let huge = self.page_huge[first + p].checked_sub(1);
+                    let added = match (huge, key) {
+                        (Some(h), None) => {
+                            ps.huge_pages += 1;
+                            ps.huge_zero_pages += 1;
+                            self.huge[h as usize].zero = true;
+                            contents.add_huge_zero()
+                        }
+                        (Some(h), Some(k)) => {
+                            ps.huge_pages += 1;
+                            let (added, seen) = contents.add_hash_seen(t.group, k);
+                            let hp = &mut self.huge[h as usize];
+                            if seen {
+                                hp.repeat = true;
+                            } else if !hp.repeat && !hp.zero && added != Added::Dropped {
+                                self.huge_firsts.push((h, k));
+                            }
+                            added
+                        }
+                        (None, key) => contents.add_key(t.group, key),
+                    };
+                    match added {
                         Added::Zero { saved } => {
                             ps.zero_pages += 1;
                             ps.saved_zero_pages += u64::from(saved);
@@ -472,6 +591,7 @@ mod tests {
                 max_page_sharing: 256,
                 use_zero_pages: false,
                 sample: 1,
+                split_maps_zero_pages: true,
             },
             false,
         );

@@ -79,6 +79,11 @@ pub struct Params {
     pub use_zero_pages: bool,
     /// Keep one content in `sample` (1: all).
     pub sample: u64,
+    /// This kernel maps the all-zero subpages of a huge page it splits to
+    /// the shared zero page (see [`crate::kernel::thp`]): the all-zero
+    /// pages found in huge pages are freed by the split KSM causes, not
+    /// merged by KSM.
+    pub split_maps_zero_pages: bool,
 }
 
 /// The hash of a page's content: 64-bit XXH3 (`twox-hash` picks its AVX2
@@ -127,8 +132,12 @@ pub struct Contents {
     /// only for `--matrix`.
     groups: Option<Map<u64>>,
     zero_hash: u64,
-    /// All-zero pages.
+    /// All-zero pages KSM itself would merge (not in a huge page that its
+    /// split maps to the zero page).
     pub zero_pages: u64,
+    /// All-zero subpages of huge pages: mapped to the zero page when KSM
+    /// splits their huge page ([`Params::split_maps_zero_pages`]).
+    pub split_zero_pages: u64,
     /// Non-zero pages (kept or not).
     pub other_pages: u64,
     /// Non-zero pages kept by the sample.
@@ -149,6 +158,7 @@ impl Contents {
             groups: matrix.then(Map::default),
             zero_hash: hash_page(&vec![0u8; params.page_size as usize]),
             zero_pages: 0,
+            split_zero_pages: 0,
             other_pages: 0,
             kept_pages: 0,
         }
@@ -195,11 +205,39 @@ impl Contents {
         Added::Zero { saved }
     }
 
+    /// Add an all-zero subpage of a huge page. On a kernel whose splits
+    /// map all-zero subpages to the zero page it is freed by the split
+    /// (always saved, in no KSM counter); otherwise KSM merges it like any
+    /// all-zero page.
+    pub fn add_huge_zero(&mut self) -> Added {
+        if !self.params.split_maps_zero_pages {
+            return self.add_zero();
+        }
+        self.split_zero_pages += 1;
+        Added::Zero { saved: true }
+    }
+
+    /// How many copies of a kept content were found (`None`: not kept by
+    /// the sample, or never added).
+    pub fn copies(&self, h: u64) -> Option<u64> {
+        if let Some(&c) = self.map.get(&h) {
+            Some(u64::from(c))
+        } else {
+            self.once.contains(&h).then_some(1)
+        }
+    }
+
     /// Add a non-zero page by its hash.
     pub fn add_hash(&mut self, group: Option<u8>, h: u64) -> Added {
+        self.add_hash_seen(group, h).0
+    }
+
+    /// [`Contents::add_hash`], and whether the content was found before
+    /// (false for a content the sample drops).
+    pub fn add_hash_seen(&mut self, group: Option<u8>, h: u64) -> (Added, bool) {
         self.other_pages += 1;
         if self.params.sample > 1 && h % self.params.sample != 0 {
-            return Added::Dropped;
+            return (Added::Dropped, false);
         }
         self.kept_pages += 1;
         let i = if let Some(count) = self.map.get_mut(&h) {
@@ -217,9 +255,12 @@ impl Contents {
         if let (Some(groups), Some(g)) = (self.groups.as_mut(), group) {
             *groups.entry(h).or_insert(0) |= 1u64 << (g & 63);
         }
-        Added::Kept {
-            saved: i % self.params.max_page_sharing != 0,
-        }
+        (
+            Added::Kept {
+                saved: i % self.params.max_page_sharing != 0,
+            },
+            i > 0,
+        )
     }
 
     /// Distinct non-zero contents kept.
@@ -254,6 +295,14 @@ impl Contents {
         }
         let scale = |n: u64| (n as f64 * k).round() as u64;
         let z = self.zero_pages;
+        // A lone all-zero page splits nothing by itself (it has no copy to
+        // merge with, unless use_zero_pages): then none is freed by a split.
+        let split = if self.split_zero_pages + z >= 2 || p.use_zero_pages {
+            self.split_zero_pages
+        } else {
+            0
+        };
+        let z = z + self.split_zero_pages - split;
         let (zero_shared, zero_sharing, ksm_zero) = if p.use_zero_pages {
             (0, 0, z)
         } else if z >= 2 {
@@ -264,21 +313,28 @@ impl Contents {
         };
         let pages_sharing = scale(sharing) + zero_sharing;
         let pages_shared = scale(shared) + zero_shared;
-        let saved = pages_sharing + ksm_zero;
-        let rmap_items = self.zero_pages + self.other_pages;
+        let counted = pages_sharing + ksm_zero;
+        let pages = self.zero_pages + self.split_zero_pages + self.other_pages;
+        let all_zero = z + split;
+        // The pages the split maps to the zero page leave KSM's tracking
+        // (their rmap items are freed on its next pass).
+        let rmap_items = pages - split;
         Projection {
-            pages: rmap_items,
-            zero_pages: z,
-            distinct_contents: scale(self.distinct_kept()) + u64::from(z > 0),
-            duplicate_pages: scale(dup_pages) + if z >= 2 { z } else { 0 },
-            duplicated_contents: scale(dup_contents) + u64::from(z >= 2),
+            pages,
+            zero_pages: all_zero,
+            distinct_contents: scale(self.distinct_kept()) + u64::from(all_zero > 0),
+            duplicate_pages: scale(dup_pages) + if all_zero >= 2 { all_zero } else { 0 },
+            duplicated_contents: scale(dup_contents) + u64::from(all_zero >= 2),
             pages_shared,
             pages_sharing,
             ksm_zero_pages: ksm_zero,
-            saved_pages: saved,
+            counted_pages: counted,
+            split_zero_pages: split,
+            saved_pages: counted + split,
             saved_stderr_pages: (k * (k - 1.0) * sq).sqrt(),
             rmap_items,
-            general_profit_bytes: general_profit(saved, rmap_items, p.page_size),
+            general_profit_bytes: general_profit(counted, rmap_items, p.page_size),
+            profit_bytes: general_profit(counted + split, rmap_items, p.page_size),
         }
     }
 
@@ -334,14 +390,25 @@ pub struct Projection {
     pub pages_sharing: u64,
     /// Projected `ksm_zero_pages` (with `use_zero_pages=1`).
     pub ksm_zero_pages: u64,
-    /// Pages saved: `pages_sharing + ksm_zero_pages`.
+    /// Pages saved that KSM's counters will show: `pages_sharing +
+    /// ksm_zero_pages`.
+    pub counted_pages: u64,
+    /// All-zero subpages of huge pages that KSM's splits map to the shared
+    /// zero page: freed, but in none of KSM's counters (0 on kernels whose
+    /// splits keep them, and without huge pages).
+    pub split_zero_pages: u64,
+    /// Pages saved in all: `counted_pages + split_zero_pages`.
     pub saved_pages: u64,
     /// Standard error of `saved_pages` from sampling (0 without).
     pub saved_stderr_pages: f64,
     /// Projected `ksm_rmap_items`.
     pub rmap_items: u64,
-    /// Projected `general_profit`.
+    /// Projected `general_profit` (the kernel's formula: counted pages
+    /// only).
     pub general_profit_bytes: i64,
+    /// What merging really gains: all pages saved (split ones included)
+    /// minus the rmap items.
+    pub profit_bytes: i64,
 }
 
 #[cfg(test)]
@@ -354,6 +421,7 @@ mod tests {
             max_page_sharing: m,
             use_zero_pages: zero,
             sample: k,
+            split_maps_zero_pages: true,
         }
     }
 
@@ -400,6 +468,60 @@ mod tests {
             (0, 0, 10)
         );
         assert_eq!(p.saved_pages, 10);
+    }
+
+    #[test]
+    fn zero_subpages_of_huge_pages() {
+        for (uzp, split) in [(false, true), (true, true), (false, false)] {
+            let mut t = Contents::new(
+                Params {
+                    split_maps_zero_pages: split,
+                    ..params(256, uzp, 1)
+                },
+                false,
+            );
+            for _ in 0..1000 {
+                t.add_huge_zero();
+            }
+            for _ in 0..300 {
+                t.add_zero();
+            }
+            t.add_hash(None, 7);
+            t.add_hash(None, 7);
+            let p = t.project();
+            assert_eq!(p.pages, 1302);
+            assert_eq!(p.zero_pages, 1300);
+            match (uzp, split) {
+                (false, true) => {
+                    // 300 zero pages merge: 2 KSM pages, 298 sharers; +1 of content 7.
+                    assert_eq!((p.pages_sharing, p.ksm_zero_pages), (299, 0));
+                    assert_eq!((p.split_zero_pages, p.saved_pages), (1000, 1299));
+                    assert_eq!(p.rmap_items, 302);
+                }
+                (true, true) => {
+                    assert_eq!((p.pages_sharing, p.ksm_zero_pages), (1, 300));
+                    assert_eq!((p.split_zero_pages, p.saved_pages), (1000, 1301));
+                }
+                _ => {
+                    // 1300 zero pages merge: 6 KSM pages.
+                    assert_eq!((p.pages_sharing, p.split_zero_pages), (1295, 0));
+                    assert_eq!(p.saved_pages, 1295);
+                    assert_eq!(p.rmap_items, 1302);
+                }
+            }
+            assert_eq!(p.counted_pages, p.pages_sharing + p.ksm_zero_pages);
+            assert_eq!(
+                p.profit_bytes - p.general_profit_bytes,
+                p.split_zero_pages as i64 * 4096
+            );
+            assert_eq!(t.copies(7), Some(2));
+            assert_eq!(t.copies(8), None);
+        }
+        // A lone all-zero subpage splits nothing.
+        let mut t = Contents::new(params(256, false, 1), false);
+        t.add_huge_zero();
+        let p = t.project();
+        assert_eq!((p.split_zero_pages, p.saved_pages, p.zero_pages), (0, 0, 1));
     }
 
     #[test]

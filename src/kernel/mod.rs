@@ -17,6 +17,8 @@
 //! - [`sys`]: small, documented wrappers of `libc` calls;
 //! - [`mapping`]: anonymous memory for probes and benchmark workers;
 //! - [`vmas`]: a process's memory areas one by one, and their KSM flag;
+//! - [`thp`]: transparent huge pages: mode, split counters, whether a
+//!   split maps all-zero subpages to the zero page;
 //! - [`pagemap`]: which pages are in RAM, their frames' flags, and
 //!   reading another process's memory (`ksmctl estimate`).
 
@@ -31,4 +33,5 @@ pub mod procevents;
 pub mod selinux;
 pub mod smaps;
 pub mod sys;
+pub mod thp;
 pub mod vmas;

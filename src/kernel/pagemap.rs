@@ -47,6 +47,13 @@ impl PageEntry {
 
 /// `/proc/kpageflags` bit: the frame is a KSM page.
 pub const KPF_KSM: u32 = 21;
+/// `/proc/kpageflags` bit: the first frame of a compound page.
+pub const KPF_COMPOUND_HEAD: u32 = 15;
+/// `/proc/kpageflags` bit: a frame of a compound page after its first.
+pub const KPF_COMPOUND_TAIL: u32 = 16;
+/// `/proc/kpageflags` bit: the frame is part of a transparent huge page
+/// (anonymous or page-cache large folio).
+pub const KPF_THP: u32 = 22;
 /// `/proc/kpageflags` bit: the frame is the kernel's shared zero page.
 pub const KPF_ZERO_PAGE: u32 = 24;
 

@@ -28,6 +28,9 @@ pub struct Vma {
     pub rss_kib: u64,
     /// `Anonymous:` in KiB (private pages that are not file pages).
     pub anonymous_kib: u64,
+    /// `AnonHugePages:` in KiB (anonymous memory mapped by PMD-sized
+    /// transparent huge pages).
+    pub anon_huge_kib: u64,
     /// The two-letter `VmFlags` codes (`rd wr mr mw me ac mg`...).
     pub flags: Vec<[u8; 2]>,
 }
@@ -111,6 +114,8 @@ pub fn parse(text: &str) -> std::result::Result<Vec<Vma>, String> {
             vma.rss_kib = kib(v);
         } else if let Some(v) = line.strip_prefix("Anonymous:") {
             vma.anonymous_kib = kib(v);
+        } else if let Some(v) = line.strip_prefix("AnonHugePages:") {
+            vma.anon_huge_kib = kib(v);
         }
     }
     Ok(out)
@@ -157,6 +162,7 @@ Size:              16384 kB
 KernelPageSize:        4 kB
 Rss:               16384 kB
 Anonymous:         16384 kB
+AnonHugePages:     14336 kB
 KSM:                   0 kB
 VmFlags: rd wr mr mw me ac mg
 7f0002000000-7f0002001000 r--p 00000000 fd:01 1234                       /usr/lib/libc.so.6
@@ -182,6 +188,7 @@ VmFlags: rd wr sh mr mw me ms
         assert_eq!(v[1].inode, 0);
         assert!(v[1].mergeable());
         assert_eq!(v[1].anonymous_kib, 16384);
+        assert_eq!((v[0].anon_huge_kib, v[1].anon_huge_kib), (0, 14336));
         assert_eq!(v[2].inode, 1234);
         assert_eq!(v[2].name, "/usr/lib/libc.so.6");
         assert!(v[2].ksm_compatible(), "private file mapping: its COW pages");

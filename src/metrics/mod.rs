@@ -28,7 +28,7 @@ use crate::policy::tuner::TunerState;
 use crate::report::Report;
 use crate::root::Root;
 use crate::sample::processes::ProcessKsm;
-use crate::sample::{Memory, Parts, Processes, Sample, Sampler};
+use crate::sample::{Memory, Parts, Processes, Sample, Sampler, Split};
 
 /// Processes shown by default in the per-process metrics.
 pub const DEFAULT_TOP: usize = 20;
@@ -99,6 +99,7 @@ pub fn collect(root: &Root) -> Result<Sample> {
             memory: Memory::IfReadable,
             ksmd: true,
             processes: Processes::Merged,
+            split_freed: Split::Always,
             ..Parts::default()
         },
     )
@@ -119,6 +120,9 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_process_zero_pages",
         "ksm_process_profit_bytes",
         "ksm_process_rmap_items",
+        "ksm_thp_split_pages_total",
+        "ksm_split_freed_bytes",
+        "ksm_process_split_freed_bytes",
         "ksm_tuner_policy",
         "ksm_tuner_max_cpu_ratio",
         "ksm_tuner_state",
@@ -235,6 +239,7 @@ pub fn render(report: &Report, tuner: Option<&TunerMetrics>, top: usize) -> Resu
         )?;
     }
     render_processes(&fam, &report.processes, top)?;
+    render_split_freed(&fam, report, top)?;
     render_guests(&fam, &report.processes)?;
     if let Some(t) = tuner {
         render_tuner(&fam, t)?;
@@ -370,6 +375,58 @@ fn render_processes(fam: &Families, processes: &[ProcessKsm], top: usize) -> Res
     Ok(())
 }
 
+/// What KSM's huge-page splits freed outside its counters, where it could
+/// be counted ([`crate::sample::split`]).
+fn render_split_freed(fam: &Families, report: &Report, top: usize) -> Result<()> {
+    let Some(f) = &report.split_freed else {
+        return Ok(());
+    };
+    if let Some(n) = f.thp_split_pages {
+        fam.counter(
+            "ksm_thp_split_pages_total",
+            "Transparent huge pages split since boot, every cause (thp_split_page in /proc/vmstat).",
+            n as f64,
+        )?;
+    }
+    let Some(pages) = f.pages else {
+        return Ok(());
+    };
+    fam.gauge(
+        "ksm_split_freed_bytes",
+        "Memory freed by the huge-page splits KSM causes, in none of its counters: pages of the \
+         mergeable memory of the processes KSM scans mapped to the zero page, minus their \
+         ksm_zero_pages (0 on kernels whose splits keep all-zero subpages).",
+        (pages * report.page_size) as f64,
+    )?;
+    let mut rows: Vec<(u32, u64)> = f.processes.clone();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let rows: Vec<(Vec<String>, f64)> = rows
+        .into_iter()
+        .map(|(pid, n)| {
+            let p = report.processes.iter().find(|p| p.pid == pid);
+            (
+                vec![
+                    pid.to_string(),
+                    p.map(|p| p.comm.clone()).unwrap_or_default(),
+                    p.and_then(|p| p.guest_label()).unwrap_or_default(),
+                ],
+                (n * report.page_size) as f64,
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        fam.labelled(
+            "ksm_process_split_freed_bytes",
+            "Memory of the process freed by KSM's huge-page splits (zero-page mappings in its \
+             mergeable memory, minus ksm_zero_pages), for the processes with the most.",
+            &["pid", "comm", "guest"],
+            &rows,
+        )?;
+    }
+    Ok(())
+}
+
 fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
     fam.labelled(
         "ksm_tuner_policy",
@@ -498,6 +555,14 @@ pub(crate) mod tests {
                 swap_total: 1 << 20,
                 swap_free: 512 << 10,
             }),
+            split_freed: Some(crate::sample::split::SplitFreed {
+                thp_mode: Some("madvise".into()),
+                thp_split_pages: Some(545),
+                split_maps_zero_pages: true,
+                pages: Some(10_000),
+                processes: vec![(4242, 10_000)],
+                why_not: None,
+            }),
             ..crate::sample::fixture()
         }
     }
@@ -540,6 +605,8 @@ pub(crate) mod tests {
         let headroom = ((2i64 << 30) + (512 << 20) - 1995 * 4096).to_string();
         for (series, want) in [
             ("ksm_pages_sharing", "1990"),
+            ("ksm_split_freed_bytes", "40960000"),
+            ("ksm_thp_split_pages_total", "545"),
             ("ksm_general_profit_bytes", "-65536"),
             ("ksm_memory_saved_bytes", "8171520"),
             ("ksm_full_scans_total", "17"),

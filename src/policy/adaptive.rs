@@ -41,7 +41,9 @@
 //!   tracks. When it is negative after a sprint, or it falls at rest while
 //!   nothing is lost to copy-on-write (ksmd's scanning adds more metadata
 //!   than it merges), ksmd is stopped and the reason given. Merged pages
-//!   stay merged; a retune or a change of processes tries again.
+//!   stay merged; a retune or a change of processes tries again. The
+//!   memory KSM's huge-page splits free outside its counters (see
+//!   `sample::split`) counts as profit.
 //!
 //! The policy is a pure function of (parameters, its state, the sample):
 //! the daemon reads the kernel, this module only computes.
@@ -139,7 +141,10 @@ pub struct Input {
     /// Pages ksmd keeps track of: shared + sharing + unshared + volatile.
     pub tracked_pages: u64,
     pub volatile_pages: u64,
-    /// `general_profit`, bytes (Linux 6.4+): saved minus KSM's metadata.
+    /// `general_profit`, bytes (Linux 6.4+): saved minus KSM's metadata,
+    /// plus the memory KSM's huge-page splits freed outside its counters
+    /// when the sample counted it (a host whose guests are mostly
+    /// zero-filled huge pages is not unprofitable).
     pub general_profit: Option<i64>,
     /// Whether the kernel's scan-time advisor chooses pages_to_scan.
     pub advisor_active: bool,
@@ -172,7 +177,10 @@ impl Input {
                 + state.pages_unshared.unwrap_or(0)
                 + state.pages_volatile.unwrap_or(0),
             volatile_pages: state.pages_volatile.unwrap_or(0),
-            general_profit: state.general_profit,
+            general_profit: state.general_profit.map(|g| {
+                let split = s.split_freed.as_ref().and_then(|f| f.pages).unwrap_or(0);
+                g.saturating_add((split.saturating_mul(s.page_size)) as i64)
+            }),
             advisor_active: state.advisor_active(),
             run: state.run,
             pages_to_scan: state.pages_to_scan,
@@ -830,6 +838,20 @@ mod tests {
         assert_eq!(i.ksmd_cpu_resolution, 0.01);
         assert_eq!(i.general_profit, Some(-4096));
         assert_eq!(i.tracked_pages, 105);
+        // Pages KSM's huge-page splits freed count as profit.
+        s.split_freed = Some(crate::sample::split::SplitFreed {
+            thp_mode: Some("madvise".into()),
+            thp_split_pages: Some(3),
+            split_maps_zero_pages: true,
+            pages: Some(10),
+            processes: vec![(7, 10)],
+            why_not: None,
+        });
+        s.page_size = 4096;
+        assert_eq!(
+            Input::from_sample(&s).unwrap().general_profit,
+            Some(-4096 + 10 * 4096)
+        );
         assert_eq!(
             (i.run, i.pages_to_scan, i.sleep_millisecs),
             (Some(Run::Merge), Some(880), Some(200))

@@ -12,6 +12,7 @@
 pub mod census;
 pub mod processes;
 pub mod services;
+pub mod split;
 pub mod trackers;
 
 use std::time::{Duration, Instant};
@@ -74,7 +75,28 @@ pub struct Parts {
     pub ksmd: bool,
     /// Processes' `ksm_stat`.
     pub processes: Processes,
+    /// The memory KSM's huge-page splits freed outside its counters
+    /// ([`split`]; a pagemap read of the mergeable areas of the processes
+    /// KSM scans, done again at most every [`SPLIT_EVERY`] in this
+    /// program).
+    pub split_freed: Split,
 }
+
+/// When a sampler counts what KSM's huge-page splits freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Split {
+    /// Never.
+    #[default]
+    No,
+    /// Every sample (the views).
+    Always,
+    /// While ksmd runs (what the adaptive policy's profit checks use).
+    WhileRunning,
+}
+
+/// How often the sampler counts the memory KSM's splits freed when it
+/// does not read the processes anyway.
+pub const SPLIT_EVERY: Duration = Duration::from_secs(30);
 
 /// One reading. Parts the sampler was not asked for are `None` (or empty).
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +119,9 @@ pub struct Sample {
     pub tuners: Vec<u32>,
     /// Processes with merged pages, any order ([`Parts::processes`]).
     pub processes: Vec<ProcessKsm>,
+    /// What KSM's huge-page splits freed outside its counters
+    /// ([`Parts::split_freed`]).
+    pub split_freed: Option<split::SplitFreed>,
 }
 
 impl Sample {
@@ -113,6 +138,7 @@ impl Sample {
             opted_in: None,
             tuners: Vec::new(),
             processes: Vec::new(),
+            split_freed: None,
         }
     }
 
@@ -196,6 +222,11 @@ impl Sampler {
                 pressure: adaptive,
                 ksmd: true,
                 processes: Processes::No,
+                split_freed: if adaptive {
+                    Split::WhileRunning
+                } else {
+                    Split::No
+                },
             },
         );
         s.follow(
@@ -276,7 +307,30 @@ impl Sampler {
             p => processes::scan(&self.root, p == Processes::Scanned)
                 .map_err(proc_err(&self.root))?,
         };
+        let running = ksm
+            .as_ref()
+            .is_some_and(|k| k.run == Some(crate::kernel::ksm::Run::Merge));
+        let read_processes = self.parts.processes != Processes::No;
+        let want_split = match self.parts.split_freed {
+            Split::No => false,
+            Split::Always => true,
+            Split::WhileRunning => running,
+        };
+        let split_freed = if !want_split {
+            None
+        } else {
+            Some(split::measure_cached(&self.root, SPLIT_EVERY, || {
+                if read_processes {
+                    processes.clone()
+                } else {
+                    // (A /proc that cannot be listed counts nothing here:
+                    // the policy's sample does not fail for it.)
+                    processes::scan(&self.root, false).unwrap_or_default()
+                }
+            }))
+        };
         Ok(Sample {
+            split_freed,
             elapsed: self.start.elapsed(),
             ksm,
             page_size: sys::page_size(),
