@@ -8,11 +8,12 @@
 //! rest window has passed, or a time limit. The figures and the
 //! table come from the samples ([`report`]), the SVG from [`plot`].
 //!
-//! The whole run holds [`Experiment`](crate::kernel::ksm::Experiment): every knob is
+//! The whole run holds [`Experiment`](experiment::Experiment): every knob is
 //! restored and every worker and tuner process ended on every exit path
 //! (normal end, error, SIGINT, SIGTERM, SIGHUP; the workers also die with
 //! the bench through `PR_SET_PDEATHSIG`).
 
+pub mod experiment;
 pub mod plot;
 pub mod report;
 pub mod sampler;
@@ -28,10 +29,11 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cli::service;
-use crate::kernel::ksm::{Experiment, Knob, Ksm, KsmState, Run};
+use crate::kernel::ksm::{Knob, Ksm, KsmState, Run};
 use crate::kernel::meminfo::MemInfo;
 use crate::kernel::sys;
 use crate::root::Root;
+use experiment::{Experiment, KsmdLock};
 
 use report::{Figures, Host, Limits, Machine, Report, RunStatus, TunerRun, WorkloadReport};
 use sampler::{Point, Recorder};
@@ -575,7 +577,7 @@ pub fn run(
 
     eprintln!(
         "ksm-bench: taking the ksmd lock {} (waits while another experiment runs)",
-        crate::kernel::ksm::KsmdLock::PATH
+        KsmdLock::PATH
     );
     let experiment = Experiment::begin_even_if_merged(&ksm)?;
     let began = Instant::now();
