@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::service;
 use crate::kernel::ksm::{Knob, Ksm, KsmState, Run};
 use crate::kernel::meminfo::MemInfo;
 use crate::kernel::sys;
 use crate::root::Root;
+use crate::sample::services;
 use experiment::{Experiment, KsmdLock};
 
 use report::{Figures, Host, Limits, Machine, Report, RunStatus, TunerRun, WorkloadReport};
@@ -516,7 +516,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
             // Another tuner started beside ours (ksmtuned by name or pid
             // file): its writes would spoil the figures.
             let ours = process.as_ref().map(|p| p.pid());
-            let foreign: Vec<String> = service::running_tuners(ctx.root)
+            let foreign: Vec<String> = services::running_tuners(ctx.root)
                 .into_iter()
                 .filter(|t| Some(t.pid) != ours && !is_in_group(ctx.root, t.pid, ours))
                 .map(|t| format!("{} (pid {})", t.comm, t.pid))
@@ -594,7 +594,7 @@ pub fn run(
     let before = experiment.before().clone();
 
     // Pre-flight checks, under the lock.
-    let others = service::running_tuners(&root);
+    let others = services::running_tuners(&root);
     if !others.is_empty() && !args.force {
         let list: Vec<String> = others
             .iter()

@@ -314,8 +314,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                let mut tuners = service::running_tuners(root);
-                tuners.extend(service::dry_run_tuners(root));
+                let tuners = crate::sample::services::all_tuners(root);
                 Status::build(Some(&state), sys::page_size(), tuners)
             } else {
                 Status::unsupported(sys::page_size())
