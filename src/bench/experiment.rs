@@ -59,7 +59,7 @@ impl Snapshot {
             keep(put(Knob::MaxPageSharing));
         }
         keep(put(Knob::AdvisorMode));
-        for k in Knob::ALL {
+        for k in Knob::ALL.iter().copied() {
             if matches!(
                 k,
                 Knob::Run

@@ -314,7 +314,8 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         Command::Status { json } => {
             let status = if ksm.supported() {
                 let state = ksm.read()?;
-                let tuners = crate::sample::services::all_tuners(root);
+                let mut tuners = service::running_tuners(root);
+                tuners.extend(service::dry_run_tuners(root));
                 Status::build(Some(&state), sys::page_size(), tuners)
             } else {
                 Status::unsupported(sys::page_size())

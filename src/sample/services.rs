@@ -59,14 +59,6 @@ pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
     find_tuners(root, DRY_RUN_PID_FILE, DaemonKind::DryRun)
 }
 
-/// Every ksmtuned daemon of this host but the calling process, the ones
-/// that tune first, then the dry runs (`ksmctl status` lists both).
-pub fn all_tuners(root: &Root) -> Vec<RunningTuner> {
-    let mut out = running_tuners(root);
-    out.extend(dry_run_tuners(root));
-    out
-}
-
 /// The daemons of one kind: the live pid of its pid file, then every
 /// other process named ksmtuned of that kind.
 fn find_tuners(root: &Root, pid_file: &str, kind: DaemonKind) -> Vec<RunningTuner> {
@@ -134,10 +126,6 @@ mod tests {
         let pids = |v: Vec<RunningTuner>| v.iter().map(|t| (t.pid, t.dry_run)).collect::<Vec<_>>();
         assert_eq!(pids(running_tuners(&root)), [(20, false), (10, false)]);
         assert_eq!(pids(dry_run_tuners(&root)), [(21, true), (11, true)]);
-        assert_eq!(
-            pids(all_tuners(&root)),
-            [(20, false), (10, false), (21, true), (11, true)]
-        );
         assert!(is_tuner(&root, 10, "ksmtuned"));
         assert!(!is_tuner(&root, 11, "ksmtuned") && !is_tuner(&root, 12, "ksmtuned"));
         assert!(!is_tuner(&root, 13, "ksmtuned") && !is_tuner(&root, 20, "renamed"));
