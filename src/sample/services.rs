@@ -1,21 +1,17 @@
 //! The services around KSM as a reading sees them: which tuners run
 //! (ksmtuned, ours or the original script, and dry runs) and whether
-//! systemd masked the units. The one place that finds tuners: used by
-//! `ksmctl status`, `ksmctl doctor`, the sampler's process trackers, the
-//! daemon (which exits when masked) and `ksm-bench`.
+//! systemd masked the units. The one place that finds running tuners:
+//! used by `ksmctl status`, `ksmctl doctor`, the daemon (which exits when
+//! masked) and `ksm-bench`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::kernel::proc::{self, DaemonKind};
+use crate::kernel::proc;
 use crate::root::Root;
 
 /// The pid file of ksmtuned.
 pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
-
-/// The pid file of a `ksmtuned --dry-run`, so that it can run beside the
-/// real one.
-pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
 
 /// A running tuner (ksmtuned, ours or the original).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,51 +31,33 @@ pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
     (pid > 0 && root.join(format!("/proc/{pid}")).is_dir()).then_some(pid)
 }
 
-/// The process name of every ksmtuned, ours and the original bash script.
-pub const TUNER_COMM: &str = "ksmtuned";
-
-/// Whether `pid`, named `comm`, is a ksmtuned that tunes this host's KSM
-/// (not a one-shot command, a `--dry-run` or a daemon on another root):
-/// what the process trackers ask of each process they meet.
-pub fn is_tuner(root: &Root, pid: u32, comm: &str) -> bool {
-    comm == TUNER_COMM && proc::is_tuning_daemon(root, pid)
-}
-
 /// Tuners running on the host other than the calling process: the pid in
 /// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
-/// original bash script has that name too) that tunes this host's KSM.
+/// original bash script has that name too).
 pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
-    find_tuners(root, TUNER_PID_FILE, DaemonKind::Tuning)
-}
-
-/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
-/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
-/// `ksmtuned` started with `--dry-run` for this root.
-pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
-    find_tuners(root, DRY_RUN_PID_FILE, DaemonKind::DryRun)
-}
-
-/// The daemons of one kind: the live pid of its pid file, then every
-/// other process named ksmtuned of that kind.
-fn find_tuners(root: &Root, pid_file: &str, kind: DaemonKind) -> Vec<RunningTuner> {
-    let me = root.is_host().then(std::process::id);
-    let dry_run = kind == DaemonKind::DryRun;
+    let me = if root.is_host() {
+        Some(std::process::id())
+    } else {
+        None
+    };
     let mut out: Vec<RunningTuner> = Vec::new();
-    if let Some(pid) = live_pid_from_file(root, pid_file) {
+    if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
         if Some(pid) != me {
             let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(RunningTuner { pid, comm, dry_run });
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: false,
+            });
         }
     }
-    for pid in proc::find_by_comm(root, TUNER_COMM) {
-        if Some(pid) != me
-            && !out.iter().any(|t| t.pid == pid)
-            && proc::daemon_kind(root, pid) == Some(kind)
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
         {
             out.push(RunningTuner {
                 pid,
-                comm: TUNER_COMM.to_string(),
-                dry_run,
+                comm: "ksmtuned".to_string(),
+                dry_run: false,
             });
         }
     }
@@ -98,6 +76,41 @@ pub fn masked_unit(root: &Root) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The pid file of a `ksmtuned --dry-run`, so that it can run beside the
+/// real one.
+pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
+
+/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
+/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
+/// `ksmtuned` started with `--dry-run` for this root.
+pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
+    let me = root.is_host().then(std::process::id);
+    let mut out: Vec<RunningTuner> = Vec::new();
+    if let Some(pid) = live_pid_from_file(root, DRY_RUN_PID_FILE) {
+        if Some(pid) != me {
+            let comm = proc::comm(root, pid).unwrap_or_default();
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: true,
+            });
+        }
+    }
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && proc::daemon_kind(root, pid) == Some(proc::DaemonKind::DryRun)
+        {
+            out.push(RunningTuner {
+                pid,
+                comm: "ksmtuned".to_string(),
+                dry_run: true,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -120,14 +133,13 @@ mod tests {
         mk(13, "ksmtuned", "ksmtuned --root /tmp/x ");
         mk(20, "renamed", "x ");
         mk(21, "other", "y ");
-        fs::create_dir_all(dir.path().join("run")).unwrap();
-        fs::write(dir.path().join("run/ksmtuned.pid"), "20\n").unwrap();
-        fs::write(dir.path().join("run/ksmtuned.dry-run.pid"), "21\n").unwrap();
+        for (file, pid) in [(TUNER_PID_FILE, "20\n"), (DRY_RUN_PID_FILE, "21\n")] {
+            let path = root.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, pid).unwrap();
+        }
         let pids = |v: Vec<RunningTuner>| v.iter().map(|t| (t.pid, t.dry_run)).collect::<Vec<_>>();
         assert_eq!(pids(running_tuners(&root)), [(20, false), (10, false)]);
         assert_eq!(pids(dry_run_tuners(&root)), [(21, true), (11, true)]);
-        assert!(is_tuner(&root, 10, "ksmtuned"));
-        assert!(!is_tuner(&root, 11, "ksmtuned") && !is_tuner(&root, 12, "ksmtuned"));
-        assert!(!is_tuner(&root, 13, "ksmtuned") && !is_tuner(&root, 20, "renamed"));
     }
 }

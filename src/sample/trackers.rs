@@ -9,10 +9,9 @@ use std::fs;
 use std::io;
 
 use crate::config::Flavour;
-use crate::kernel::proc::{comm, is_mergeable, pss_kib, rss_kib};
+use crate::kernel::proc::{comm, is_mergeable, is_tuning_daemon, pss_kib, rss_kib};
 use crate::root::Root;
 use crate::sample::census::{Census, Changes};
-use crate::sample::services::{is_tuner, TUNER_COMM};
 
 /// What one look at the processes found, for the tuners.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,7 +160,7 @@ impl ProcTable {
         let comm = comm.trim_end_matches('\n');
         if self.flavour.is_guest_comm(comm) {
             self.qemu.insert(pid);
-        } else if Some(pid) != self.exclude && is_tuner(root, pid, comm) {
+        } else if comm == "ksmtuned" && Some(pid) != self.exclude && is_tuning_daemon(root, pid) {
             self.tuners.insert(pid);
         }
     }
@@ -207,8 +206,8 @@ pub struct ProcWatch {
 /// What a process is to the adaptive tuner; `None` if it is gone.
 fn classify(root: &Root, exclude: Option<u32>, pid: u32) -> Option<Kind> {
     let name = comm(root, pid)?;
-    Some(if name == TUNER_COMM {
-        if Some(pid) != exclude && is_tuner(root, pid, &name) {
+    Some(if name == "ksmtuned" {
+        if Some(pid) != exclude && is_tuning_daemon(root, pid) {
             Kind::Tuner
         } else {
             Kind::Other
@@ -438,7 +437,7 @@ mod tests {
                     want.qemu_rss_kib += rss;
                     want.qemu_pids.push(pid);
                 }
-            } else if name == "ksmtuned" && crate::kernel::proc::is_tuning_daemon(&root, pid) {
+            } else if name == "ksmtuned" && is_tuning_daemon(&root, pid) {
                 want.tuner_pids.push(pid);
             }
         }
