@@ -18,9 +18,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use ksmtuned::bench::experiment::KsmdLock;
 use ksmtuned::bench::workload::{WorkerOptions, Workers, WorkloadSpec};
 use ksmtuned::estimate::{self, GroupBy, Options, Selection};
-use ksmtuned::kernel::ksm::KsmdLock;
 use ksmtuned::kernel::pagemap::read_process_memory;
 use ksmtuned::kernel::{sys, vmas};
 use ksmtuned::Root;

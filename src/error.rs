@@ -85,19 +85,6 @@ pub enum Error {
     /// Another operation failed; the message says which.
     #[error("{0}")]
     Other(String),
-
-    /// An experiment on the real KSM (a test) on a host whose memory is
-    /// merged already, not by the experiment.
-    #[error(
-        "this host has merged memory that is not this test's (pages_sharing {pages_sharing}, \
-         ksm_zero_pages {zero_pages}): the test would unmerge or retune it, a sudden rise in \
-         the memory use of the host's guests; set {opt_in}=1 to run it anyway"
-    )]
-    HostInUse {
-        pages_sharing: u64,
-        zero_pages: u64,
-        opt_in: &'static str,
-    },
 }
 
 impl Error {

@@ -8,13 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use ksmtuned::kernel::ksm::{Experiment, Ksm, Run};
+use ksmtuned::kernel::ksm::{Ksm, Run};
 use ksmtuned::kernel::proc;
 use ksmtuned::policy::adaptive;
 use ksmtuned::Root;
 
 mod support;
-use support::{daemon, real_ksm, wait_for, Probe};
+use support::{daemon, real_ksm, wait_for, Experiment, Probe};
 
 fn knob(ksm: &Ksm, name: &str) -> u64 {
     ksm.read_raw(name).unwrap().unwrap().parse().unwrap()

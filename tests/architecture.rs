@@ -117,3 +117,48 @@ fn the_scanner_sees_uses() {
         ["cli", "error", "kernel"]
     );
 }
+
+/// What the Debian package ships, `ksmctl` and `ksmtuned`, holds no test
+/// support: their binaries use no `bench` (ksm-bench's, and the ksmd lock
+/// and `Experiment` the tests take), which the layers above keep `cli` and
+/// `daemon` from reaching too; the tests' probes and churn are
+/// src/bin/ksm-testkit; and the package's assets list no other binary.
+#[test]
+fn shipped_binaries_hold_no_test_support() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for bin in ["ksmctl", "ksmtuned"] {
+        let text = fs::read_to_string(root.join(format!("src/bin/{bin}.rs"))).unwrap();
+        assert!(
+            !text.contains("bench") && !text.contains("testkit"),
+            "src/bin/{bin}.rs reaches test support"
+        );
+    }
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let shipped: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[\"target/release/"))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert_eq!(shipped, ["ksmctl", "ksmtuned"], "binaries in the package");
+}
+
+/// No source file over 900 lines: split along the data instead.
+#[test]
+fn no_source_file_over_900_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let mut long = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().to_string();
+        let lines = fs::read_to_string(f).unwrap().lines().count();
+        if lines > 900 {
+            long.push(format!("src/{rel}: {lines} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "files over 900 lines:\n{}",
+        long.join("\n")
+    );
+}

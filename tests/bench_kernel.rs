@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use ksmtuned::bench::tuner;
 use ksmtuned::bench::workload::{WorkerOptions, Workers, WorkloadSpec};
-use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Ksm, Run, Setting};
 use ksmtuned::kernel::sys;
 use ksmtuned::Root;
+
+mod support;
+use support::Experiment;
 
 fn writable(ksm: &Ksm) -> bool {
     std::fs::OpenOptions::new()

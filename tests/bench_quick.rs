@@ -5,9 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use ksmtuned::kernel::ksm::{Experiment, Ksm, KsmdLock};
+use ksmtuned::bench::experiment::KsmdLock;
+use ksmtuned::kernel::ksm::Ksm;
 use ksmtuned::Root;
 use serde_json::Value;
+
+mod support;
+use support::Experiment;
 
 fn writable(ksm: &Ksm) -> bool {
     std::fs::OpenOptions::new()

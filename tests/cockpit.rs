@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ksmtuned::kernel::ksm::Experiment;
+use support::Experiment;
 use support::{free_port, Kill, Probe};
 
 const PASSWORD: &str = "ksm-Cockpit-test-7";

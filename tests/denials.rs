@@ -395,7 +395,7 @@ fn denied_netlink_metrics_port_and_ksm_stat_each_say_so_once_and_tuning_goes_on(
     let mut probe_cmd = Command::new("setpriv");
     probe_cmd
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(KSMCTL)
+        .arg(support::TESTKIT)
         .args(["probe", "--comm", "denied-probe", "--merge", "madvise"])
         .args(["--pages", "16", "--seed", "3"]);
     let probe = support::Probe::spawn(probe_cmd);

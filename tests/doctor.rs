@@ -15,9 +15,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use ksmtuned::doctor::checks::IDS;
-use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Ksm, Run, Setting};
 use ksmtuned::Root;
-use support::{copy_tree, real_ksm, wait_for, Kill, Probe, KSMCTL};
+use support::{copy_tree, real_ksm, wait_for, Experiment, Kill, Probe, KSMCTL};
 
 const KSM: &str = "sys/kernel/mm/ksm";
 
@@ -520,11 +520,9 @@ fn unmerge_refused_when_memory_is_tight() {
 
 // ---------------------------------------------------------- the real kernel
 
-/// A `ksmctl probe` with extra arguments (backing, locking, a label).
+/// A `ksm-testkit probe` with extra arguments (backing, locking, a label).
 fn probe(args: &[&str]) -> Probe {
-    let mut cmd = Command::new(KSMCTL);
-    cmd.arg("probe").args(args);
-    Probe::spawn(cmd)
+    Probe::with_args(args)
 }
 
 fn pids_of(f: &Value) -> Vec<u64> {

@@ -14,19 +14,17 @@ use std::time::{Duration, Instant};
 
 use ksmtuned::bench::workload::{saved_in_group, WorkerOptions, Workers, WorkloadSpec};
 use ksmtuned::estimate::{self, GroupBy, Options, Selection};
-use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Ksm, Run, Setting};
 use ksmtuned::kernel::{proc, sys, vmas};
 use ksmtuned::Root;
 use serde_json::Value;
 
 mod support;
-use support::{Probe, KSMCTL};
+use support::{Experiment, Probe, KSMCTL};
 
-/// A `ksmctl probe` with these arguments.
+/// A `ksm-testkit probe` with these arguments.
 fn probe(args: &[&str]) -> Probe {
-    let mut cmd = Command::new(KSMCTL);
-    cmd.arg("probe").args(args);
-    Probe::spawn(cmd)
+    Probe::with_args(args)
 }
 
 /// Root with a writable KSM, else SKIPPED.

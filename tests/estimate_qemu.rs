@@ -29,11 +29,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Ksm, Run, Setting};
 use ksmtuned::kernel::sys;
 use ksmtuned::kernel::thp::{Thp, THP_DIR};
 use ksmtuned::Root;
 use serde_json::Value;
+
+mod support;
+use support::Experiment;
 
 const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
 const GUESTS: usize = 3;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{real_ksm, Probe};
+use support::{real_ksm, Experiment, Probe};
 
-use ksmtuned::kernel::ksm::{Experiment, File, Kind, FILES};
+use ksmtuned::kernel::ksm::{File, Kind, FILES};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ksmctl");
 
@@ -96,12 +96,12 @@ fn finish(exp: Experiment, before: &BTreeMap<String, Value>) {
     drop(exp);
 }
 
-/// A `ksmctl probe` child; stdin closed (on drop) ends it.
+/// A `ksm-testkit probe` child; stdin closed (on drop) ends it.
 const PROBE_PAGES: u64 = 3000;
 
 fn probe_cmd(seed: &str, merge: &str) -> Vec<String> {
     [
-        BIN,
+        support::TESTKIT,
         "probe",
         "--pages",
         &PROBE_PAGES.to_string(),

@@ -5,15 +5,15 @@
 
 use std::time::Instant;
 
-use ksmtuned::kernel::ksm::{Experiment, Ksm, Run};
+use ksmtuned::kernel::ksm::{Ksm, Run};
 use ksmtuned::kernel::{meminfo::MemInfo, proc};
 use ksmtuned::policy::adaptive;
 use ksmtuned::Root;
 
 mod support;
-use support::{daemon, real_ksm, wait_for, Probe};
+use support::{daemon, real_ksm, wait_for, Experiment, Probe};
 
-/// A `ksmctl probe` named like a QEMU guest, opted in with madvise.
+/// A `ksm-testkit probe` named like a QEMU guest, opted in with madvise.
 fn probe(pages: usize) -> (Probe, u32) {
     let p = Probe::start("qemu-kvm", pages, "madvise", 1);
     let pid = p.pid;

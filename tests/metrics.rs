@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ksmtuned::kernel::ksm::{Experiment, Knob, Ksm, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Ksm, Run, Setting};
 use ksmtuned::kernel::{proc, sys};
 use ksmtuned::metrics::{Server, ServerOptions, TunerMetrics};
 use ksmtuned::Root;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{Probe, KSMCTL};
+use support::{Probe, KSMCTL, TESTKIT};
 const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
 
 fn fixture() -> PathBuf {
@@ -210,10 +210,10 @@ fn classic_counts_the_pss_of_kvm_processes_on_proxmox() {
 }
 
 /// A probe started as `/usr/bin/kvm ARGS...` with the process name kvm.
-/// A `ksmctl probe` that looks like a Proxmox VE guest: argv[0]
+/// A `ksm-testkit probe` that looks like a Proxmox VE guest: argv[0]
 /// `/usr/bin/kvm`, comm `kvm`, and QEMU's arguments after `--`.
 fn kvm(merge: &str, args: &[&str]) -> Probe {
-    let mut cmd = Command::new(KSMCTL);
+    let mut cmd = Command::new(TESTKIT);
     cmd.arg0("/usr/bin/kvm")
         .args([
             "probe", "--comm", "kvm", "--pages", "256", "--merge", merge, "--",

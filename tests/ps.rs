@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use ksmtuned::kernel::ksm::{Experiment, Knob, Run, Setting};
+use ksmtuned::kernel::ksm::{Knob, Run, Setting};
 use ksmtuned::kernel::sys;
 use serde_json::Value;
 use support::*;

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ksmtuned::kernel::ksm::{Experiment, Ksm};
+use ksmtuned::kernel::ksm::Ksm;
 use ksmtuned::kernel::meminfo::MemInfo;
 use ksmtuned::Root;
 
 mod support;
-use support::{ksmctl, real_ksm, Kill, Probe, KSMTUNED};
+use support::{real_ksm, testkit, Experiment, Kill, Probe, KSMTUNED};
 
 const GIB: u64 = 1024 * 1024; // KiB
 
@@ -132,7 +132,7 @@ fn side_by_side(test: &str, script: &str, comm: &str, flavour: &str, other: &str
         );
         return;
     }
-    let mut cmd = ksmctl();
+    let mut cmd = testkit();
     let pages = shared_kib * 1024 / ksmtuned::kernel::sys::page_size();
     cmd.args([
         "probe",

@@ -20,7 +20,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ksmtuned::kernel::ksm::{Experiment, Ksm};
+use ksmtuned::kernel::ksm::Ksm;
 use ksmtuned::kernel::meminfo::MemInfo;
 use ksmtuned::Root;
 use support::*;

@@ -8,11 +8,12 @@
 //! rest window has passed, or a time limit. The figures and the
 //! table come from the samples ([`report`]), the SVG from [`plot`].
 //!
-//! The whole run holds [`Experiment`](crate::kernel::ksm::Experiment): every knob is
+//! The whole run holds [`Experiment`](experiment::Experiment): every knob is
 //! restored and every worker and tuner process ended on every exit path
 //! (normal end, error, SIGINT, SIGTERM, SIGHUP; the workers also die with
 //! the bench through `PR_SET_PDEATHSIG`).
 
+pub mod experiment;
 pub mod plot;
 pub mod report;
 pub mod sampler;
@@ -27,11 +28,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::service;
-use crate::kernel::ksm::{Experiment, Knob, Ksm, KsmState, Run};
+use crate::kernel::ksm::{Knob, Ksm, KsmState, Run};
 use crate::kernel::meminfo::MemInfo;
 use crate::kernel::sys;
 use crate::root::Root;
+use crate::sample::services;
+use experiment::{Experiment, KsmdLock};
 
 use report::{Figures, Host, Limits, Machine, Report, RunStatus, TunerRun, WorkloadReport};
 use sampler::{Point, Recorder};
@@ -514,7 +516,7 @@ fn run_tuner(ctx: &Ctx, spec: &TunerSpec, workers: &mut Workers) -> anyhow::Resu
             // Another tuner started beside ours (ksmtuned by name or pid
             // file): its writes would spoil the figures.
             let ours = process.as_ref().map(|p| p.pid());
-            let foreign: Vec<String> = service::running_tuners(ctx.root)
+            let foreign: Vec<String> = services::running_tuners(ctx.root)
                 .into_iter()
                 .filter(|t| Some(t.pid) != ours && !is_in_group(ctx.root, t.pid, ours))
                 .map(|t| format!("{} (pid {})", t.comm, t.pid))
@@ -575,7 +577,7 @@ pub fn run(
 
     eprintln!(
         "ksm-bench: taking the ksmd lock {} (waits while another experiment runs)",
-        crate::kernel::ksm::KsmdLock::PATH
+        KsmdLock::PATH
     );
     let experiment = Experiment::begin_even_if_merged(&ksm)?;
     let began = Instant::now();
@@ -592,7 +594,7 @@ pub fn run(
     let before = experiment.before().clone();
 
     // Pre-flight checks, under the lock.
-    let others = service::running_tuners(&root);
+    let others = services::running_tuners(&root);
     if !others.is_empty() && !args.force {
         let list: Vec<String> = others
             .iter()

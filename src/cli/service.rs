@@ -1,15 +1,14 @@
-//! The `ksm` service: start and stop ksmd as RHEL/Fedora's `ksm` did, and
-//! find out whether a tuner is running.
+//! The `ksm` service: start and stop ksmd as RHEL/Fedora's `ksm` did
+//! (which tuners run: [`crate::sample::services`]).
 
 use std::path::PathBuf;
 
 use crate::config::shellvars;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{Knob, Ksm, Run};
-use crate::kernel::proc;
 use crate::kernel::sys;
 use crate::root::Root;
-pub use crate::sample::services::{live_pid_from_file, masked_unit, running_tuners, RunningTuner};
+pub use crate::sample::services::{dry_run_tuners, running_tuners, RunningTuner};
 
 /// The variable that sets the 2.6.32-era limit on KSM pages.
 pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";
@@ -142,37 +141,6 @@ pub fn start(root: &Root, ksm: &Ksm, env: Option<String>) -> Result<StartReport>
 pub fn stop(ksm: &Ksm) -> Result<()> {
     ksm.require()?;
     ksm.set_run(Run::Stop)
-}
-
-/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
-/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
-/// `ksmtuned` started with `--dry-run` for this root.
-pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
-    let me = root.is_host().then(std::process::id);
-    let mut out: Vec<RunningTuner> = Vec::new();
-    if let Some(pid) = live_pid_from_file(root, crate::daemon::DRY_RUN_PID_FILE) {
-        if Some(pid) != me {
-            let comm = proc::comm(root, pid).unwrap_or_default();
-            out.push(RunningTuner {
-                pid,
-                comm,
-                dry_run: true,
-            });
-        }
-    }
-    for pid in proc::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me
-            && !out.iter().any(|t| t.pid == pid)
-            && proc::daemon_kind(root, pid) == Some(proc::DaemonKind::DryRun)
-        {
-            out.push(RunningTuner {
-                pid,
-                comm: "ksmtuned".to_string(),
-                dry_run: true,
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -68,15 +68,6 @@ impl fmt::Display for Flavour {
     }
 }
 
-/// Proxmox's `committed`: the processes' PSS (KiB) summed as awk sums
-/// them (in double precision, in order) and printed with `%.0f` (rounded
-/// to the nearest integer, no exponent). Exact below 2^53 KiB.
-pub fn awk_sum_kib(values: impl IntoIterator<Item = u64>) -> u64 {
-    let sum: f64 = values.into_iter().fold(0.0, |acc, v| acc + v as f64);
-    // `as` saturates; a sum of u64 values cannot be negative or NaN.
-    sum.round_ties_even() as u64
-}
-
 /// `KSM_FLAVOUR`: a flavour, or `auto` (`None`).
 pub fn parse_setting(s: &str) -> Result<Option<Flavour>, String> {
     match s {
@@ -158,18 +149,6 @@ pub fn dpkg_knows(status: &str, package: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn awk_sums_like_printf_percent_dot_zero() {
-        assert_eq!(awk_sum_kib([]), 0);
-        assert_eq!(awk_sum_kib([1, 2, 3]), 6);
-        // Hosts with many TiB: exact (no exponent form, no 2^31 limit).
-        let tib = 1024 * 1024 * 1024u64;
-        assert_eq!(awk_sum_kib([3 * tib, 5 * tib]), 8 * tib);
-        // Beyond 2^53 the double rounds, as awk's does: 2^53 + 1 is not
-        // representable and the sum stays 2^53.
-        assert_eq!(awk_sum_kib([1 << 53, 1]), 1 << 53);
-    }
 
     #[test]
     fn settings() {

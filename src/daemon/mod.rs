@@ -124,7 +124,7 @@ pub enum TunedCommand {
 
 /// The pid file of a `--dry-run` daemon, so that it can run beside the
 /// real one.
-pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
+pub use crate::sample::services::DRY_RUN_PID_FILE;
 
 /// Set up the stderr logger: no timestamps (journald adds them), and each
 /// line's syslog priority when standard error is the journal

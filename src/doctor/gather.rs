@@ -13,6 +13,7 @@ use crate::kernel::meminfo::MemInfo;
 use crate::kernel::proc::{self, KsmStat};
 use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
+use crate::policy::classic;
 use crate::root::Root;
 use crate::sample::services::{self, RunningTuner};
 use crate::sample::{processes, trackers};
@@ -371,7 +372,7 @@ pub fn gather(root: &Root) -> Facts {
     let me = root.is_host().then(std::process::id);
     f.committed_kib = trackers::scan_flavour(root, me, flavour)
         .ok()
-        .map(|s| s.committed_kib);
+        .map(|s| classic::committed_kib(&s));
     f.tuner_config = Some(TunerConfig {
         path: loaded.path.or(explicit),
         config: loaded.config,

@@ -14,6 +14,7 @@
 use crate::config::{Config, Flavour};
 use crate::error::{Error, Result};
 use crate::kernel::ksm::Run;
+use crate::sample::trackers::ProcScan;
 use crate::sample::Sample;
 
 use super::Decision;
@@ -82,8 +83,24 @@ pub struct State {
     pub npages: i64,
 }
 
-/// Proxmox's sum of the guests' PSS (see [`Input`]).
-pub use crate::config::flavour::awk_sum_kib;
+/// Proxmox's `committed`: the processes' PSS (KiB) summed as awk sums
+/// them (in double precision, in order) and printed with `%.0f` (rounded
+/// to the nearest integer, no exponent). Exact below 2^53 KiB.
+pub fn awk_sum_kib(values: impl IntoIterator<Item = u64>) -> u64 {
+    let sum: f64 = values.into_iter().fold(0.0, |acc, v| acc + v as f64);
+    // `as` saturates; a sum of u64 values cannot be negative or NaN.
+    sum.round_ties_even() as u64
+}
+
+/// Classic ksmtuned's "committed" memory (KiB) in the flavour the guests
+/// were counted for: the RSS sum of the QEMU processes, or on Proxmox VE
+/// the PSS of the `kvm` processes summed as its awk does ([`awk_sum_kib`]).
+pub fn committed_kib(guests: &ProcScan) -> u64 {
+    match guests.flavour {
+        Flavour::Rhel => guests.qemu_rss_kib,
+        Flavour::Proxmox => awk_sum_kib(guests.guest_pss_kib.iter().copied()),
+    }
+}
 
 /// What the policy looks at, KiB: `committed` is the flavour's measure of
 /// the guests' memory (the RSS of the QEMU processes; on Proxmox the PSS
@@ -106,7 +123,7 @@ impl TryFrom<&Sample> for Input {
             ));
         };
         Ok(Input {
-            committed: guests.committed_kib,
+            committed: committed_kib(guests),
             free: mem.classic_free(),
         })
     }
@@ -167,6 +184,18 @@ pub fn adjust(p: &Params, state: &mut State, committed: u64, free: u64) -> Decis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn awk_sums_like_printf_percent_dot_zero() {
+        assert_eq!(awk_sum_kib([]), 0);
+        assert_eq!(awk_sum_kib([1, 2, 3]), 6);
+        // Hosts with many TiB: exact (no exponent form, no 2^31 limit).
+        let tib = 1024 * 1024 * 1024u64;
+        assert_eq!(awk_sum_kib([3 * tib, 5 * tib]), 8 * tib);
+        // Beyond 2^53 the double rounds, as awk's does: 2^53 + 1 is not
+        // representable and the sum stays 2^53.
+        assert_eq!(awk_sum_kib([1 << 53, 1]), 1 << 53);
+    }
 
     const GIB: u64 = 1024 * 1024; // KiB
 

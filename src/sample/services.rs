@@ -1,7 +1,8 @@
 //! The services around KSM as a reading sees them: which tuners run
-//! (ksmtuned, ours or the original script) and whether systemd masked the
-//! units. Used by `ksmctl status`, `ksmctl doctor`, the daemon (which
-//! exits when masked) and `ksm-bench`.
+//! (ksmtuned, ours or the original script, and dry runs) and whether
+//! systemd masked the units. The one place that finds running tuners:
+//! used by `ksmctl status`, `ksmctl doctor`, the daemon (which exits when
+//! masked) and `ksm-bench`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -97,4 +98,70 @@ pub fn masked_unit(root: &Root) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The pid file of a `ksmtuned --dry-run`, so that it can run beside the
+/// real one.
+pub const DRY_RUN_PID_FILE: &str = "/run/ksmtuned.dry-run.pid";
+
+/// `ksmtuned --dry-run` daemons on the host (they write nothing): the pid
+/// in `/run/ksmtuned.dry-run.pid` if alive, and every process named
+/// `ksmtuned` started with `--dry-run` for this root.
+pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
+    let me = root.is_host().then(std::process::id);
+    let mut out: Vec<RunningTuner> = Vec::new();
+    if let Some(pid) = live_pid_from_file(root, DRY_RUN_PID_FILE) {
+        if Some(pid) != me {
+            let comm = proc::comm(root, pid).unwrap_or_default();
+            out.push(RunningTuner {
+                pid,
+                comm,
+                dry_run: true,
+            });
+        }
+    }
+    for pid in proc::find_by_comm(root, "ksmtuned") {
+        if Some(pid) != me
+            && !out.iter().any(|t| t.pid == pid)
+            && proc::daemon_kind(root, pid) == Some(proc::DaemonKind::DryRun)
+        {
+            out.push(RunningTuner {
+                pid,
+                comm: "ksmtuned".to_string(),
+                dry_run: true,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuners_and_dry_runs_by_pid_file_and_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mk = |pid: u32, comm: &str, cmdline: &str| {
+            let d = dir.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            fs::write(d.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+        };
+        mk(10, "ksmtuned", "ksmtuned ");
+        mk(11, "ksmtuned", "ksmtuned --dry-run ");
+        mk(12, "ksmtuned", "ksmtuned retune ");
+        mk(13, "ksmtuned", "ksmtuned --root /tmp/x ");
+        mk(20, "renamed", "x ");
+        mk(21, "other", "y ");
+        for (file, pid) in [(TUNER_PID_FILE, "20\n"), (DRY_RUN_PID_FILE, "21\n")] {
+            let path = root.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, pid).unwrap();
+        }
+        let pids = |v: Vec<RunningTuner>| v.iter().map(|t| (t.pid, t.dry_run)).collect::<Vec<_>>();
+        assert_eq!(pids(running_tuners(&root)), [(20, false), (10, false)]);
+        assert_eq!(pids(dry_run_tuners(&root)), [(21, true), (11, true)]);
+    }
 }

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 
-use crate::config::flavour::awk_sum_kib;
 use crate::config::Flavour;
 use crate::kernel::proc::{comm, is_qemu_comm, is_tuning_daemon, mergeable, pss_kib, rss_kib};
 use crate::root::Root;
@@ -20,10 +19,13 @@ pub struct ProcScan {
     /// Sum of the resident set sizes of the guest processes (KiB): QEMU's
     /// by name, or on Proxmox VE the processes named `kvm`.
     pub qemu_rss_kib: u64,
-    /// Classic ksmtuned's "committed" memory (KiB) in the table's flavour:
-    /// the RSS sum above, or on Proxmox the PSS of the `kvm` processes
-    /// summed as its awk does ([`awk_sum_kib`]).
-    pub committed_kib: u64,
+    /// Whose ksmtuned the guests were counted for.
+    pub flavour: Flavour,
+    /// In the Proxmox flavour, each guest's PSS (KiB, in pid order; its
+    /// RSS when the PSS cannot be read), which classic sums as Proxmox's
+    /// awk does into its "committed" (`policy::classic::committed_kib`);
+    /// empty in the RHEL flavour, whose "committed" is the RSS sum above.
+    pub guest_pss_kib: Vec<u64>,
     /// The guest processes counted.
     pub qemu_pids: Vec<u32>,
     /// A process whose PSS could not be read (Proxmox flavour; its RSS is
@@ -120,7 +122,14 @@ impl ProcTable {
             if self.flavour == Flavour::Proxmox {
                 match pss_kib(root, pid) {
                     Ok(p) => pss.push(p),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    // Gone, or exiting (ESRCH: its memory is already
+                    // torn down): skipped like a process that vanished.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ESRCH) =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         pss.push(rss);
                         out.pss_unreadable.get_or_insert((pid, e.to_string()));
@@ -130,10 +139,8 @@ impl ProcTable {
             out.qemu_rss_kib = out.qemu_rss_kib.saturating_add(rss);
             out.qemu_pids.push(pid);
         }
-        out.committed_kib = match self.flavour {
-            Flavour::Rhel => out.qemu_rss_kib,
-            Flavour::Proxmox => awk_sum_kib(pss),
-        };
+        out.flavour = self.flavour;
+        out.guest_pss_kib = pss;
         out.tuner_pids = self.tuners.iter().copied().collect();
         Ok(out)
     }
@@ -357,6 +364,7 @@ impl ProcWatch {
 mod tests {
     use super::*;
     use crate::kernel::proc::is_qemu_comm;
+    use crate::policy::classic::committed_kib;
 
     fn fake_proc(root: &std::path::Path, pid: u32, comm: &str, ksm_stat: Option<&str>) {
         let d = root.join(format!("proc/{pid}"));
@@ -448,7 +456,6 @@ mod tests {
             if is_qemu_comm(&name) {
                 if let Some(rss) = rss_kib(&root, pid) {
                     want.qemu_rss_kib += rss;
-                    want.committed_kib += rss;
                     want.qemu_pids.push(pid);
                 }
             } else if name == "ksmtuned" && is_tuning_daemon(&root, pid) {
@@ -488,7 +495,7 @@ mod tests {
             .update(&root, &mut Census::listing(&root, "a test root"))
             .unwrap();
         assert_eq!(s.qemu_pids, vec![20, 21]);
-        assert_eq!((s.committed_kib, s.qemu_rss_kib), (3700, 5800));
+        assert_eq!((committed_kib(&s), s.qemu_rss_kib), (3700, 5800));
         assert_eq!(s.tuner_pids, vec![16]);
         assert_eq!(s.pss_unreadable, None);
         // A PSS that cannot be read (here: not a file) counts the RSS and
@@ -498,11 +505,11 @@ mod tests {
         let s = ProcTable::for_flavour(Some(1), Flavour::Proxmox)
             .update(&root, &mut Census::listing(&root, "a test root"))
             .unwrap();
-        assert_eq!(s.committed_kib, 3700 + 100);
+        assert_eq!(committed_kib(&s), 3700 + 100);
         assert_eq!(s.pss_unreadable.as_ref().map(|p| p.0), Some(23));
         // The RHEL flavour does not count them.
         assert_eq!(
-            scan(&root, Some(1)).unwrap().committed_kib,
+            committed_kib(&scan(&root, Some(1)).unwrap()),
             4000 + 2000 + 7 + 1
         );
     }

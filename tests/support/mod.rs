@@ -1,8 +1,9 @@
 //! What the integration tests share: the binaries, child processes that
-//! are killed when dropped, probe processes (`ksmctl probe`) and process
-//! churn (`ksmctl churn`), the real-KSM check that says SKIPPED, waiting
-//! helpers, an HTTP client for the metrics endpoint and readers of the
-//! text exposition, and readings of a process's resources.
+//! are killed when dropped, probe processes (`ksm-testkit probe`) and
+//! process churn (`ksm-testkit churn`), the real-KSM check that says
+//! SKIPPED, taking ksmd over ([`Experiment`], which refuses a host in use),
+//! waiting helpers, an HTTP client for the metrics endpoint and readers of
+//! the text exposition, and readings of a process's resources.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,16 +12,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ksmtuned::kernel::ksm::Ksm;
+use ksmtuned::bench::experiment;
+use ksmtuned::kernel::ksm::{Ksm, KsmState};
 use ksmtuned::kernel::proc::{ksm_stat, KsmStat};
 use ksmtuned::Root;
 
 pub const KSMTUNED: &str = env!("CARGO_BIN_EXE_ksmtuned");
 pub const KSMCTL: &str = env!("CARGO_BIN_EXE_ksmctl");
+/// The tests' own processes (`probe`, `churn`): src/bin/ksm-testkit, not
+/// shipped.
+pub const TESTKIT: &str = env!("CARGO_BIN_EXE_ksm-testkit");
 
 /// The `ksmctl` binary built for the tests.
 pub fn ksmctl() -> Command {
     Command::new(KSMCTL)
+}
+
+/// The `ksm-testkit` binary built for the tests.
+pub fn testkit() -> Command {
+    Command::new(TESTKIT)
 }
 
 /// The fixture tree of a Linux 6.18 host with guests.
@@ -42,6 +52,88 @@ pub fn real_ksm(test: &str) -> Option<Ksm> {
             );
             None
         }
+    }
+}
+
+/// The environment variable that lets the tests on the real kernel run on
+/// a host where memory is merged already: they may unmerge it (`run=2`) or
+/// retune ksmd. `scripts/test` sets it when `CI=true`.
+pub const HOST_IN_USE_OK: &str = "KSMTUNED_TEST_HOST_IN_USE_OK";
+
+/// Why a test did not take ksmd over: memory is merged already, not by the
+/// test (the guests of a hypervisor in use).
+#[derive(Debug)]
+pub struct HostInUse {
+    pub pages_sharing: u64,
+    pub zero_pages: u64,
+}
+
+impl std::fmt::Display for HostInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this host has merged memory that is not this test's (pages_sharing {}, \
+             ksm_zero_pages {}): the test would unmerge or retune it, a sudden rise in \
+             the memory use of the host's guests; set {HOST_IN_USE_OK}=1 to run it anyway",
+            self.pages_sharing, self.zero_pages
+        )
+    }
+}
+
+/// A test's exclusive use of ksmd: the library's
+/// [`experiment::Experiment`] (the ksmd lock, and every knob put back on
+/// drop), begun only on a host with nothing merged unless
+/// [`HOST_IN_USE_OK`] is `1`: a test unmerges and retunes, and unmerging a
+/// host's guests is a sudden rise in their memory use.
+pub struct Experiment(experiment::Experiment);
+
+impl Experiment {
+    /// Wait for the ksmd lock and snapshot the knobs; `Err(HostInUse)`
+    /// when pages_sharing or ksm_zero_pages is above 0 (before the test
+    /// merged anything) and the opt-in is not set. Panics on other errors.
+    pub fn begin(ksm: &Ksm) -> Result<Experiment, HostInUse> {
+        let lock = experiment::KsmdLock::acquire()
+            .unwrap_or_else(|e| panic!("cannot take the ksmd lock: {e}"));
+        let snapshot = experiment::Snapshot::take(ksm)
+            .unwrap_or_else(|e| panic!("cannot read the KSM settings: {e}"));
+        let opted_in = std::env::var(HOST_IN_USE_OK).is_ok_and(|v| v == "1");
+        let st = snapshot.state();
+        let (sharing, zero) = (
+            st.pages_sharing.unwrap_or(0),
+            st.ksm_zero_pages.unwrap_or(0).max(0) as u64,
+        );
+        if !opted_in && (sharing > 0 || zero > 0) {
+            // Refused before any write: the lock goes, nothing is restored.
+            return Err(HostInUse {
+                pages_sharing: sharing,
+                zero_pages: zero,
+            });
+        }
+        Ok(Experiment(experiment::Experiment::new(ksm, lock, snapshot)))
+    }
+
+    /// [`Experiment::begin`], or `None` after printing
+    /// `SKIPPED: <test>: <why>` when the host has merged memory that is
+    /// not the test's. The test's name is the thread's (libtest names it so).
+    pub fn begin_or_skip(ksm: &Ksm) -> Option<Experiment> {
+        match Self::begin(ksm) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let thread = std::thread::current();
+                eprintln!("SKIPPED: {}: {e}", thread.name().unwrap_or("test"));
+                None
+            }
+        }
+    }
+
+    /// The knobs as they were.
+    pub fn before(&self) -> &KsmState {
+        self.0.before()
+    }
+
+    /// Restore now (also done on drop).
+    pub fn restore(&self) -> ksmtuned::Result<()> {
+        self.0.restore()
     }
 }
 
@@ -89,10 +181,10 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A `ksmctl probe`: `pages` identical pages (filled from `seed`),
+    /// A `ksm-testkit probe`: `pages` identical pages (filled from `seed`),
     /// opted in with `merge` (`madvise`, `prctl` or `none`), named `comm`.
     pub fn start(comm: &str, pages: usize, merge: &str, seed: u64) -> Probe {
-        let mut cmd = ksmctl();
+        let mut cmd = testkit();
         cmd.args(["probe", "--comm", comm, "--merge", merge])
             .arg("--pages")
             .arg(pages.to_string())
@@ -101,7 +193,14 @@ impl Probe {
         Probe::spawn(cmd)
     }
 
-    /// Any probe command (e.g. `ksmctl exec -- ksmctl probe ...`).
+    /// A `ksm-testkit probe` with these arguments.
+    pub fn with_args(args: &[&str]) -> Probe {
+        let mut cmd = testkit();
+        cmd.arg("probe").args(args);
+        Probe::spawn(cmd)
+    }
+
+    /// Any probe command (e.g. `ksmctl exec -- ksm-testkit probe ...`).
     pub fn spawn(mut cmd: Command) -> Probe {
         cmd.env_remove("KSM_ROOT")
             .stdin(Stdio::piped())
@@ -144,7 +243,7 @@ impl Drop for Probe {
     }
 }
 
-/// A `ksmctl churn` running until stopped.
+/// A `ksm-testkit churn` running until stopped.
 pub struct Churn {
     child: Child,
     out: BufReader<ChildStdout>,
@@ -152,7 +251,7 @@ pub struct Churn {
 
 impl Churn {
     pub fn start(rate: u32, threads: u32) -> Churn {
-        let mut child = Command::new(KSMCTL)
+        let mut child = testkit()
             .args(["churn", "--rate", &rate.to_string()])
             .args(["--threads", &threads.to_string()])
             .stdin(Stdio::piped())
@@ -170,7 +269,7 @@ impl Churn {
         let mut text = String::new();
         self.out.read_to_string(&mut text).unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "ksmctl churn: {status}: {text}");
+        assert!(status.success(), "ksm-testkit churn: {status}: {text}");
         // "churned N processes in S s (R/s), F failed to start"
         let words: Vec<&str> = text.split_whitespace().collect();
         let n = words.get(1).and_then(|w| w.parse().ok());
@@ -182,7 +281,7 @@ impl Churn {
         });
         match (n, rate) {
             (Some(n), Some(r)) => (n, r),
-            _ => panic!("unexpected ksmctl churn output {text:?}"),
+            _ => panic!("unexpected ksm-testkit churn output {text:?}"),
         }
     }
 }
