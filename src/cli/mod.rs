@@ -179,9 +179,11 @@ pub enum Command {
     /// family per kernel file: ksm_memory_saved_bytes, ksm_general_profit_bytes,
     /// ksm_page_size_bytes, ksm_supported, ksm_advisor_mode{mode},
     /// ksm_build_info{version}, and for the processes with the most merging
-    /// pages (--top) ksm_process_merging_pages, ksm_process_zero_pages,
-    /// ksm_process_profit_bytes and ksm_process_rmap_items, labelled pid,
-    /// comm and guest. Write it atomically for the textfile collector:
+    /// pages (--top) one family per line of /proc/PID/ksm_stat
+    /// (ksm_process_merging_pages, ksm_process_zero_pages,
+    /// ksm_process_profit_bytes, ksm_process_rmap_items, and on 6.14+
+    /// ksm_process_merge_any and ksm_process_mergeable, 0 or 1), labelled
+    /// pid, comm and guest. Write it atomically for the textfile collector:
     /// ksmctl metrics > DIR/ksm.prom.tmp && mv DIR/ksm.prom.tmp DIR/ksm.prom.
     Metrics {
         /// Processes with the most merging pages to include.

@@ -3,10 +3,12 @@
 //! A process can exit between listing `/proc` and reading its files; every
 //! per-process reader returns `None` then, and callers skip it.
 
+mod ksm_stat;
+
+pub use ksm_stat::{KsmStat, StatLine, STAT_LINES};
+
 use std::fs;
 use std::io;
-
-use serde::Serialize;
 
 use crate::root::Root;
 
@@ -281,53 +283,6 @@ pub fn mergeable(root: &Root, pid: u32, comm: &str) -> io::Result<bool> {
         Some(s) if s.mergeable.is_some() => false,
         _ => is_qemu_comm(comm),
     })
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct KsmStat {
-    pub rmap_items: u64,
-    pub zero_pages: Option<i64>,
-    pub merging_pages: Option<u64>,
-    pub process_profit: Option<i64>,
-    pub merge_any: Option<bool>,
-    pub mergeable: Option<bool>,
-}
-
-impl KsmStat {
-    /// Parse the file's text. Unknown lines are ignored (future kernels).
-    pub fn parse(text: &str) -> std::result::Result<KsmStat, String> {
-        let mut s = KsmStat::default();
-        let mut have_rmap = false;
-        for line in text.lines() {
-            let mut w = line.split_whitespace();
-            let (Some(key), Some(val)) = (w.next(), w.next()) else {
-                continue;
-            };
-            let key = key.trim_end_matches(':');
-            let bad = || format!("{key}: {val:?} is not a valid value");
-            let yes_no = || match val {
-                "yes" => Ok(true),
-                "no" => Ok(false),
-                _ => Err(bad()),
-            };
-            match key {
-                "ksm_rmap_items" => {
-                    s.rmap_items = val.parse().map_err(|_| bad())?;
-                    have_rmap = true;
-                }
-                "ksm_zero_pages" => s.zero_pages = Some(val.parse().map_err(|_| bad())?),
-                "ksm_merging_pages" => s.merging_pages = Some(val.parse().map_err(|_| bad())?),
-                "ksm_process_profit" => s.process_profit = Some(val.parse().map_err(|_| bad())?),
-                "ksm_merge_any" => s.merge_any = Some(yes_no()?),
-                "ksm_mergeable" => s.mergeable = Some(yes_no()?),
-                _ => {}
-            }
-        }
-        if !have_rmap {
-            return Err("no ksm_rmap_items line".to_string());
-        }
-        Ok(s)
-    }
 }
 
 /// Read `/proc/PID/ksm_stat`: `None` when the process is gone, the kernel

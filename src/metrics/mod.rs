@@ -24,6 +24,7 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 use crate::config::PolicyKind;
 use crate::error::{Error, Result};
 use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
+use crate::kernel::proc::STAT_LINES;
 use crate::policy::tuner::TunerState;
 use crate::report::Report;
 use crate::root::Root;
@@ -110,16 +111,13 @@ pub fn collect(root: &Root) -> Result<Sample> {
 /// dashboard or a test can check the names it uses.
 pub fn family_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = FILES.iter().map(|f| f.metric).collect();
+    names.extend(STAT_LINES.iter().map(|l| l.metric));
     names.extend([
         "ksm_supported",
         "ksm_memory_saved_bytes",
         "ksm_unmerge_headroom_bytes",
         "ksm_page_size_bytes",
         "ksm_ksmd_cpu_seconds_total",
-        "ksm_process_merging_pages",
-        "ksm_process_zero_pages",
-        "ksm_process_profit_bytes",
-        "ksm_process_rmap_items",
         "ksm_thp_split_pages_total",
         "ksm_split_freed_bytes",
         "ksm_process_split_freed_bytes",
@@ -345,32 +343,12 @@ fn render_processes(fam: &Families, processes: &[ProcessKsm], top: usize) -> Res
             })
             .collect()
     };
-    fam.labelled(
-        "ksm_process_merging_pages",
-        "Pages of the process mapped to KSM pages (ksm_merging_pages), for the processes with the most.",
-        &labels,
-        &rows(&|p| Some(p.merging_pages as f64)),
-    )?;
-    fam.labelled(
-        "ksm_process_zero_pages",
-        "Empty pages of the process merged with the zero page (ksm_zero_pages).",
-        &labels,
-        &rows(&|p| Some(p.zero_pages as f64)),
-    )?;
-    fam.labelled(
-        "ksm_process_rmap_items",
-        "KSM's bookkeeping entries for the process's scanned pages (ksm_rmap_items).",
-        &labels,
-        &rows(&|p| Some(p.rmap_items as f64)),
-    )?;
-    let profit = rows(&|p| p.profit_bytes.map(|v| v as f64));
-    if !profit.is_empty() {
-        fam.labelled(
-            "ksm_process_profit_bytes",
-            "The kernel's estimate of what KSM gains for the process, may be negative (ksm_process_profit).",
-            &labels,
-            &profit,
-        )?;
+    // One family per line of ksm_stat this kernel writes.
+    for line in STAT_LINES {
+        let values = rows(&|p| p.stat.value(line.name));
+        if !values.is_empty() {
+            fam.labelled(line.metric, line.help, &labels, &values)?;
+        }
     }
     Ok(())
 }
@@ -721,6 +699,9 @@ pub(crate) mod tests {
         assert!(merging.iter().any(|l| l.contains(r#"comm="probe \"x\"""#)));
         assert!(!text.contains("pid=\"100\""));
         assert!(text.contains("ksm_process_profit_bytes{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 6000000"));
+        // Every line of ksm_stat the kernel writes is a family (here 6.14's
+        // ksm_mergeable too).
+        assert!(text.contains("ksm_process_mergeable{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 1"));
         // Processes with nothing merged never show.
         let all = render(&report(fixture()), Some(&tuner()), 100).unwrap();
         assert!(!all.contains("pid=\"300\""));

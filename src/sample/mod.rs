@@ -403,6 +403,14 @@ pub(crate) fn fixture() -> Sample {
         profit_bytes: Some(profit),
         merge_any: Some(false),
         mergeable: Some(true),
+        stat: crate::kernel::proc::KsmStat {
+            rmap_items: merging + 3,
+            zero_pages: Some(0),
+            merging_pages: Some(merging),
+            process_profit: Some(profit),
+            merge_any: Some(false),
+            mergeable: Some(true),
+        },
     };
     let mut vm = proc_(4242, "qemu-system-x86", 1500, 6_000_000);
     vm.guest = Some("rhel9".into());

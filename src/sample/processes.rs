@@ -48,6 +48,10 @@ pub struct ProcessKsm {
     /// Has memory opted in with madvise or prctl (Linux 6.14+).
     #[serde(rename = "ksm_mergeable")]
     pub mergeable: Option<bool>,
+    /// The `ksm_stat` reading itself: every line this kernel writes (the
+    /// per-process metrics come from it, line by line).
+    #[serde(skip)]
+    pub stat: proc::KsmStat,
 }
 
 impl ProcessKsm {
@@ -168,6 +172,7 @@ pub fn read_process(root: &Root, pid: u32) -> Option<ProcessKsm> {
         profit_bytes: stat.process_profit,
         merge_any: stat.merge_any,
         mergeable: stat.mergeable,
+        stat,
     })
 }
 
@@ -400,6 +405,14 @@ pub(crate) mod tests {
             profit_bytes: profit,
             merge_any: None,
             mergeable: None,
+            stat: proc::KsmStat {
+                rmap_items: rmap,
+                zero_pages: Some(zero),
+                merging_pages: Some(merging),
+                process_profit: profit,
+                merge_any: None,
+                mergeable: None,
+            },
         }
     }
 
