@@ -211,7 +211,7 @@ fn stopped_by_masked_unit_or_by_the_classic_rule() {
     let dir = fixture("linux-6.18");
     let root = dir.path();
     write(root, &format!("{KSM}/run"), "0\n");
-    // The fixture's tuner (pid 4242 in run/ksmtuned.pid) and 24 GiB with
+    // The fixture's tuner (pid 4242 in run/ksmtuned/ksmtuned.pid) and 24 GiB with
     // 20 GiB free: classic ksmtuned keeps ksmd stopped.
     let (_, v) = doctor(Some(root));
     let f = must(&v, "ksmd-stopped-by-tuner");
@@ -234,6 +234,75 @@ fn stopped_by_masked_unit_or_by_the_classic_rule() {
     let (_, v) = doctor(Some(root));
     must(&v, "ksm-unit-masked");
     assert!(finding(&v, "ksmd-stopped-by-tuner").is_none());
+}
+
+/// SELinux as a RHEL host shows it: enforcing, the targeted policy's
+/// module store with the distribution's ksmtuned module, the tuner in
+/// ksmtuned_t: a warning naming the fix; this package's module at
+/// priority 200: a note; Debian's disabled module: a note; no selinuxfs:
+/// nothing. (This host has no SELinux: the files are a fixture's; the
+/// live-policy question is a unit test's and the enforcing guest's.)
+#[test]
+fn selinux_mode_and_module_from_selinuxfs_and_the_module_store() {
+    let dir = fixture("linux-6.18");
+    let root = dir.path();
+    let (_, v) = doctor(Some(root));
+    assert!(finding(&v, "selinux").is_none(), "no selinuxfs: {v:#}");
+    write(root, "sys/fs/selinux/enforce", "1");
+    write(root, "sys/fs/selinux/mls", "1");
+    write(
+        root,
+        "etc/selinux/config",
+        "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+    );
+    let store = "var/lib/selinux/targeted/active/modules";
+    write(root, &format!("{store}/100/ksmtuned/cil"), "(compressed)");
+    write(root, &format!("{store}/100/base/cil"), "(compressed)");
+    write(
+        root,
+        "proc/4242/attr/current",
+        "system_u:system_r:ksmtuned_t:s0\0",
+    );
+    let (code, v) = doctor(Some(root));
+    let f = must(&v, "selinux");
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    assert_eq!(code, 4);
+    assert_eq!(
+        f["seen"],
+        "SELinux is enforcing (policy targeted); only the distribution's ksmtuned module is \
+         loaded (ksmtuned_t without ksmtuned_metrics_port_t; module store priority 100); \
+         ksmtuned (pid 4242) runs in ksmtuned_t"
+    );
+    assert_eq!(f["numbers"]["enforcing"], 1);
+    write(root, &format!("{store}/200/ksmtuned/cil"), "(compressed)");
+    let (_, v) = doctor(Some(root));
+    let f = must(&v, "selinux");
+    assert_eq!(f["severity"], "info");
+    assert_eq!(f["numbers"]["own_module_loaded"], 1);
+    // Debian: policy "default", the module disabled, the tuner unconfined.
+    fs::remove_dir_all(root.join(format!("{store}/200"))).unwrap();
+    write(root, "etc/selinux/config", "SELINUXTYPE=default\n");
+    let store = "var/lib/selinux/default/active/modules";
+    write(root, &format!("{store}/100/ksmtuned/cil"), "(compressed)");
+    write(root, &format!("{store}/disabled/ksmtuned"), "");
+    write(root, "sys/fs/selinux/enforce", "0");
+    write(
+        root,
+        "proc/4242/attr/current",
+        "system_u:system_r:unconfined_service_t:s0\0",
+    );
+    let (_, v) = doctor(Some(root));
+    let f = must(&v, "selinux");
+    assert_eq!(f["severity"], "info");
+    assert_eq!(
+        f["seen"],
+        "SELinux is permissive (policy default); the distribution's ksmtuned module is \
+         installed but disabled, as Debian ships it; ksmtuned (pid 4242) runs in \
+         unconfined_service_t"
+    );
+    // The text view has it too.
+    let o = ksmctl(Some(root), &["doctor"]);
+    assert!(o.stdout.contains("SELinux is permissive"), "{}", o.stdout);
 }
 
 /// PCI passthrough cannot be produced here (no device to assign): a QEMU

@@ -90,6 +90,79 @@ fn fixture_processes_sorted_with_guests_and_totals() {
     assert!(lines[4].starts_with("TOTAL (3 processes)"), "{text}");
 }
 
+/// Linux 6.1 (Debian 12's kernel): `/proc/PID/ksm_stat` has only
+/// `ksm_rmap_items`; the merging pages are in `/proc/PID/ksm_merging_pages`.
+/// Reading only ksm_stat, `ksmctl ps` showed MERGING 0 for every process
+/// and left out the opted-in java process whose pages were merged (issue
+/// 30); the metrics had the same hole.
+#[test]
+fn linux_6_1_merging_pages_come_from_ksm_merging_pages() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.1");
+    let v = ps_json(Some(&root), false);
+    assert_eq!(pids(&v), [4242, 6000], "{v:#}");
+    let p = &v["processes"];
+    assert_eq!(p[0]["guest"], "debian12");
+    assert_eq!(p[0]["merging_pages"], 170000);
+    assert_eq!(p[0]["rmap_items"], 180000);
+    assert_eq!(p[1]["comm"], "java");
+    assert_eq!(p[1]["merging_pages"], 50000);
+    assert_eq!(p[1]["merged_bytes"], 50000 * sys::page_size());
+    // What 6.1 does not say stays unsaid (null), not 0.
+    assert_eq!(p[0]["profit_bytes"], Value::Null);
+    assert_eq!(p[0]["mergeable"], Value::Null);
+    // The kernel's own check: the merging pages of all processes add up
+    // to pages_shared + pages_sharing of the fixture's KSM files.
+    let ksm = |f: &str| -> u64 {
+        std::fs::read_to_string(root.join("sys/kernel/mm/ksm").join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        v["total"]["merging_pages"],
+        ksm("pages_shared") + ksm("pages_sharing")
+    );
+    // The process KSM only scanned, with --all.
+    assert_eq!(pids(&ps_json(Some(&root), true)), [4242, 6000, 7000]);
+
+    let out = ksmctl()
+        .arg("--root")
+        .arg(&root)
+        .arg("ps")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let java = text
+        .lines()
+        .find(|l| l.contains(" java "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        java.contains("50,000") && java.contains("195 MiB"),
+        "{text}"
+    );
+
+    let out = ksmctl()
+        .arg("--root")
+        .arg(&root)
+        .arg("metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(out.stdout).unwrap();
+    for (pid, comm, guest, n) in [
+        (6000, "java", "", 50000),
+        (4242, "qemu-system-x86", "debian12", 170000),
+    ] {
+        let line = format!(
+            "ksm_process_merging_pages{{comm=\"{comm}\",guest=\"{guest}\",pid=\"{pid}\"}} {n}"
+        );
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing: {metrics}"
+        );
+    }
+}
+
 #[test]
 fn ps_json_shows_a_real_probe_with_its_merging_pages() {
     let Some(ksm) = real_ksm("ps_json_shows_a_real_probe_with_its_merging_pages") else {

@@ -96,7 +96,7 @@ pub enum Command {
     /// pages_shared; unshared ratio = pages_unshared / pages_sharing. The
     /// scanner's rate is the most ksmd scans with these settings
     /// (pages_to_scan every sleep_millisecs). Tuner: a running ksmtuned
-    /// (ours or the original), found by /run/ksmtuned.pid and by process
+    /// (ours or the original), found by its pid file and by process
     /// name; a `ksmtuned --dry-run` is listed as "dry run: writes nothing".
     /// --json gives every field as a raw integer, keys carrying their units;
     /// null means this kernel does not have that file.
@@ -157,8 +157,15 @@ pub enum Command {
     },
     /// Ask the running ksmtuned to adjust KSM now (SIGUSR1), e.g. after
     /// starting or stopping guests.
+    ///
+    /// Finds the daemon by /run/ksmtuned/ksmtuned.pid, then
+    /// /run/ksmtuned.pid (earlier packages), then by its process
+    /// name in /proc (a daemon that could not create its pid file). A
+    /// refused signal says so (EACCES: a security policy such as SELinux;
+    /// EPERM: run it as root). Exit status 1 when no daemon was signalled.
     Retune {
-        /// Pid file of the daemon [default: /run/ksmtuned.pid under the root].
+        /// Pid file of the daemon, the only place looked at when given
+        /// [default: as above, under the root].
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
     },
@@ -401,11 +408,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         } => set(root, &ksm, &settings, (unmerge, force), &mut out),
         Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
-        Command::Retune { pid_file } => {
-            Ok(crate::daemon::retune(&pid_file.unwrap_or_else(|| {
-                root.join(crate::daemon::pidfile::TUNER_PID_FILE)
-            })))
-        }
+        Command::Retune { pid_file } => Ok(crate::daemon::retune(root, pid_file.as_deref())),
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps { json, all } => crate::cli::ps::command(root, json, all, &mut out),
         Command::Top { interval } => crate::cli::top::command(root, interval),

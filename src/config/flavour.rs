@@ -111,12 +111,27 @@ pub fn resolve(root: &Root, setting: Option<Flavour>) -> (Flavour, String) {
         );
     }
     let status = root.join("/var/lib/dpkg/status");
-    if let Ok(text) = fs::read_to_string(&status) {
-        if dpkg_knows(&text, PROXMOX_PACKAGE) {
+    match fs::read_to_string(&status) {
+        Ok(text) if dpkg_knows(&text, PROXMOX_PACKAGE) => {
             return (
                 Flavour::Proxmox,
                 format!("auto: {} lists {PROXMOX_PACKAGE}", status.display()),
             );
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Refused (an SELinux policy without dpkg_var_lib_t read): /etc/pve
+        // said no already, which is what Proxmox VE has; the reason says
+        // what could not be checked.
+        Err(e) => {
+            return (
+                Flavour::Rhel,
+                format!(
+                    "auto: not a Proxmox VE host ({} unreadable: {})",
+                    status.display(),
+                    crate::error::describe_io(&e)
+                ),
+            )
         }
     }
     (Flavour::Rhel, "auto: not a Proxmox VE host".to_string())

@@ -39,12 +39,18 @@ use run::Daemon;
                        fault that repeats is logged when it starts and when it clears. With \
                        DEBUG set, the original's debug lines go to LOGFILE or standard output.\n\n\
                        Exit status: 0 after SIGTERM, or when ksm.service is masked; 1 a runtime \
-                       error (no KSM, another ksmtuned running); 2 a usage error; 78 (EX_CONFIG) \
-                       an invalid configuration, which the shipped unit does not restart on \
-                       (RestartPreventExitStatus=78). --check-config exits 0 or 1.\n\n\
+                       error (no KSM, another ksmtuned running); 2 a usage error; 77 \
+                       (EX_NOPERM) access to KSM's files or /proc/meminfo refused (permissions, \
+                       sandbox, SELinux); 78 (EX_CONFIG) an invalid configuration. The shipped \
+                       unit restarts on neither (RestartPreventExitStatus=77 78). --check-config \
+                       exits 0 or 1.\n\n\
                        Files: /etc/ksmtuned.conf and /etc/ksmtuned.conf.d/*.conf \
-                       (ksmtuned.conf(5)); /run/ksmtuned.pid (/run/ksmtuned.dry-run.pid with \
-                       --dry-run), which ksmtuned holds locked."
+                       (ksmtuned.conf(5)); /run/ksmtuned/ksmtuned.pid \
+                       (/run/ksmtuned.dry-run.pid with --dry-run), which ksmtuned creates and \
+                       holds locked. If it cannot create it (a read-only /run, an SELinux \
+                       policy without a type for it), it says so once and runs without it: \
+                       retune then finds the daemon by its process name. retune reads \
+                       /run/ksmtuned.pid too (the file of earlier packages)."
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].
@@ -78,8 +84,9 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Pid file and single-instance lock [default: /run/ksmtuned.pid under
-    /// the root; /run/ksmtuned.dry-run.pid with --dry-run].
+    /// Pid file and single-instance lock [default:
+    /// /run/ksmtuned/ksmtuned.pid under the root;
+    /// /run/ksmtuned.dry-run.pid with --dry-run].
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
 
@@ -104,8 +111,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum TunedCommand {
     /// Ask the running ksmtuned to adjust KSM now (SIGUSR1).
+    ///
+    /// Finds the daemon by /run/ksmtuned/ksmtuned.pid, then
+    /// /run/ksmtuned.pid, then by its process name in /proc.
     Retune {
-        /// Pid file of the daemon [default: /run/ksmtuned.pid under the root].
+        /// Pid file of the daemon, the only place looked at when given
+        /// [default: as above, under the root].
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
     },
@@ -147,7 +158,7 @@ pub fn main(cli: Cli) -> i32 {
     let pid_path = |opt: &Option<PathBuf>| opt.clone().unwrap_or_else(|| root.join(TUNER_PID_FILE));
     if let Some(TunedCommand::Retune { pid_file }) = &cli.command {
         let path = pid_file.clone().or(cli.pid_file.clone());
-        return retune(&pid_path(&path));
+        return retune(&root, path.as_deref());
     }
     if let Some(file) = &cli.check_config {
         let explicit = if file.is_empty() {
@@ -180,6 +191,13 @@ pub fn main(cli: Cli) -> i32 {
             error!("{e:#}");
             if e.downcast_ref::<InvalidConfig>().is_some() {
                 EXIT_CONFIG
+            } else if denied(&e) {
+                error!(
+                    "access was refused (by file permissions, the sandbox or a security policy \
+                     such as SELinux: `ausearch -m avc -ts recent`); not starting, and exiting \
+                     with status {EXIT_NOPERM} so that systemd does not restart ksmtuned in a loop"
+                );
+                EXIT_NOPERM
             } else {
                 1
             }
@@ -187,11 +205,26 @@ pub fn main(cli: Cli) -> i32 {
     }
 }
 
-/// `ksmtuned retune` / `ksmctl retune`: SIGUSR1 to the running daemon.
-pub fn retune(pid_file: &Path) -> i32 {
-    match pidfile::signal(pid_file, libc::SIGUSR1) {
-        Ok(pid) => {
-            println!("asked ksmtuned (pid {pid}) to retune");
+/// Whether a start-up error comes from a refusal (EACCES, EPERM, EROFS)
+/// anywhere in its chain: restarting cannot help.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(pidfile::is_denied)
+    })
+}
+
+/// `ksmtuned retune` / `ksmctl retune`: SIGUSR1 to the running daemon,
+/// found by `pid_file` alone when one is named, else as
+/// [`pidfile::find_daemon`] says.
+pub fn retune(root: &Root, pid_file: Option<&Path>) -> i32 {
+    match pidfile::signal(root, pid_file, libc::SIGUSR1, "SIGUSR1") {
+        Ok((pid, how)) => {
+            if how.starts_with("from ") {
+                println!("asked ksmtuned (pid {pid}) to retune");
+            } else {
+                println!("asked ksmtuned (pid {pid}, {how}) to retune");
+            }
             0
         }
         Err(e) => {
@@ -206,6 +239,13 @@ pub fn retune(pid_file: &Path) -> i32 {
 /// `RestartPreventExitStatus=` so that systemd does not restart it in a
 /// loop (a restart cannot fix the file).
 pub const EXIT_CONFIG: i32 = 78;
+
+/// The exit status of a daemon that does not start because access to
+/// something it cannot do without (KSM's files, /proc/meminfo) was
+/// refused: EX_NOPERM of sysexits.h, also in the unit's
+/// `RestartPreventExitStatus=`: under a denial a restart fails the same
+/// way every 5 s.
+pub const EXIT_NOPERM: i32 = 77;
 
 /// The daemon's configuration is invalid (exit status [`EXIT_CONFIG`]).
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use log::{debug, error, info, warn};
 
 use super::debuglog::DebugLog;
-use super::faults::Faults;
+use super::faults::{Faults, RefusedKsmStat};
 use super::pidfile::PidFile;
 use super::Cli;
 use crate::config::{self, Config, PolicyKind};
@@ -165,9 +165,12 @@ pub(super) struct Daemon {
     advisor_noted: bool,
     yielded_to: Vec<u32>,
     faults: Faults,
+    /// Processes whose ksm_stat was refused, reported once each.
+    ksm_stat_refused: RefusedKsmStat,
     metrics: Arc<Mutex<TunerMetrics>>,
     server: Option<Server>,
-    _pid: PidFile,
+    /// `None` when the pid file could not be created (said once at start).
+    _pid: Option<PidFile>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -229,7 +232,7 @@ impl Daemon {
             );
             return Ok(None);
         }
-        let pid = PidFile::acquire(&pid_path)?;
+        let pid = PidFile::acquire_or_run_without(&pid_path)?;
         let events = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
@@ -289,6 +292,7 @@ impl Daemon {
             advisor_noted: false,
             yielded_to: Vec::new(),
             faults: Faults::default(),
+            ksm_stat_refused: RefusedKsmStat::default(),
             metrics: Arc::new(Mutex::new(TunerMetrics::default())),
             server: None,
             _pid: pid,
@@ -572,6 +576,9 @@ impl Daemon {
                 &self.metrics,
             ),
             None => self.faults.ok("reading the guests' PSS"),
+        }
+        if let Some(change) = &sample.opted_in {
+            self.ksm_stat_refused.report(&self.root, &change.unreadable);
         }
         // The policy decided from this sample's KSM files (decide fails
         // without them).

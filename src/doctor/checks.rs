@@ -18,6 +18,7 @@ pub const IDS: &[&str] = &[
     "ksm-unreadable",
     "ksm-read-only",
     "running-in-guest",
+    "selinux",
     "ksm-unit-masked",
     "ksmd-stopped",
     "ksmd-stopped-by-tuner",
@@ -84,6 +85,7 @@ pub fn check(f: &Facts) -> Vec<Finding> {
              ksmctl doctor on the host",
         ));
     }
+    selinux(f, &mut out);
     if !f.ksm_present {
         out.push(Finding::new(
             "ksm-not-built",
@@ -138,6 +140,112 @@ pub fn check(f: &Facts) -> Vec<Finding> {
     paying(f, state, &mut out);
     unmerge_risk(f, state, &mut out);
     out
+}
+
+/// SELinux's mode and the ksmtuned module: a warning when enforcing with
+/// only the distribution's module, which confines the daemon without what
+/// it needs (the process events, its metrics port, other users'
+/// ksm_stat: issue 30); a note otherwise.
+fn selinux(f: &Facts, out: &mut Vec<Finding>) {
+    let Some(se) = &f.selinux else { return };
+    let mode = if se.enforcing {
+        "enforcing"
+    } else {
+        "permissive"
+    };
+    let policy = se
+        .policy
+        .as_deref()
+        .map(|p| format!(" (policy {p})"))
+        .unwrap_or_default();
+    let prios = se
+        .store_priorities
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (module, severity, why, what) = if se.ours_loaded() {
+        (
+            "this package's ksmtuned module is loaded".to_string(),
+            Severity::Info,
+            "the daemon runs confined to ksmtuned_t with what it needs: the kernel's process \
+             events, its metrics port (ksmtuned_metrics_port_t), other users' ksm_stat"
+                .to_string(),
+            "nothing; a metrics port other than 9926 needs its label: semanage port -a -t \
+             ksmtuned_metrics_port_t -p tcp PORT"
+                .to_string(),
+        )
+    } else if se.module_loaded() {
+        (
+            format!(
+                "only the distribution's ksmtuned module is loaded (ksmtuned_t without \
+                 ksmtuned_metrics_port_t{})",
+                if prios.is_empty() {
+                    String::new()
+                } else {
+                    format!("; module store priority {prios}")
+                }
+            ),
+            if se.enforcing {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
+            format!(
+                "that module was written for the shell script: it {} ksmtuned the kernel's \
+                 process events (it lists /proc every cycle instead), any metrics port, other \
+                 users' /proc/PID/ksm_stat (their opted-in processes go uncounted) and signals \
+                 from `ksmtuned retune` run by a script; the daemon keeps tuning and logs each \
+                 once",
+                if se.enforcing {
+                    "denies"
+                } else {
+                    "would deny (permissive: only logged)"
+                }
+            ),
+            "install this package's module (the ksmtuned-selinux package, or semodule -X 200 \
+             -i ksmtuned.pp), then systemctl restart ksmtuned; ausearch -m avc -c ksmtuned shows \
+             the denials"
+                .to_string(),
+        )
+    } else {
+        (
+            if se.store_disabled {
+                "the distribution's ksmtuned module is installed but disabled, as Debian ships \
+                 it"
+                .to_string()
+            } else {
+                "no ksmtuned module is loaded".to_string()
+            },
+            Severity::Info,
+            "the daemon is not confined to a domain of its own: it runs in the one systemd \
+             starts services in, where nothing of ksmtuned's is denied"
+                .to_string(),
+            "nothing; to confine it, install this package's module (ksmtuned-selinux), or \
+             semodule -e ksmtuned for the distribution's (which denies what this daemon \
+             needs: see this finding's warning)"
+                .to_string(),
+        )
+    };
+    let runs = match &se.tuner_context {
+        Some((pid, c)) => format!(
+            "; ksmtuned (pid {pid}) runs in {}",
+            crate::kernel::selinux::context_type(c).unwrap_or(c)
+        ),
+        None => String::new(),
+    };
+    out.push(
+        Finding::new(
+            "selinux",
+            severity,
+            format!("SELinux is {mode}{policy}; {module}{runs}"),
+            why,
+            what,
+        )
+        .num("enforcing", u8::from(se.enforcing))
+        .num("module_loaded", u8::from(se.module_loaded()))
+        .num("own_module_loaded", u8::from(se.ours_loaded())),
+    );
 }
 
 fn list(procs: &[&ProcFacts]) -> String {

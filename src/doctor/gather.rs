@@ -137,6 +137,99 @@ pub struct Facts {
     /// Classic ksmtuned's `committed` on this host, KiB, as the daemon
     /// computes it for the tuner's flavour (`None`: /proc unreadable).
     pub committed_kib: Option<u64>,
+    /// SELinux (`None`: not there: selinuxfs is not mounted).
+    pub selinux: Option<SelinuxFacts>,
+}
+
+/// SELinux and the `ksmtuned` policy module. selinuxfs lists no modules,
+/// so "loaded" is asked two ways: the live kernel, whether the loaded
+/// policy knows the module's types (`ksmtuned_t`, the distribution's
+/// module and ours; `ksmtuned_metrics_port_t`, ours only), and the module
+/// store, `/var/lib/selinux/POLICY/active/modules/PRIORITY/ksmtuned`
+/// (the distribution's module at priority 100, this package's at 200;
+/// `modules/disabled/ksmtuned` marks it disabled, as Debian ships it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SelinuxFacts {
+    pub enforcing: bool,
+    /// SELINUXTYPE of /etc/selinux/config (`targeted`, Debian's `default`).
+    pub policy: Option<String>,
+    /// The priorities at which the store has a `ksmtuned` module.
+    pub store_priorities: Vec<u32>,
+    /// The store marks the `ksmtuned` module disabled.
+    pub store_disabled: bool,
+    /// The loaded policy knows `ksmtuned_t` (`None`: not asked: not the
+    /// host's root, or refused).
+    pub knows_domain: Option<bool>,
+    /// The loaded policy knows `ksmtuned_metrics_port_t` (this package's
+    /// module).
+    pub knows_metrics_port: Option<bool>,
+    /// The running tuner's pid and context.
+    pub tuner_context: Option<(u32, String)>,
+}
+
+/// The priority the distribution installs its modules at.
+pub const DISTRIBUTION_PRIORITY: u32 = 100;
+
+impl SelinuxFacts {
+    /// A `ksmtuned` module is in the loaded policy.
+    pub fn module_loaded(&self) -> bool {
+        self.knows_domain
+            .unwrap_or(!self.store_disabled && !self.store_priorities.is_empty())
+    }
+
+    /// This package's module is loaded (not only the distribution's).
+    pub fn ours_loaded(&self) -> bool {
+        self.knows_metrics_port.unwrap_or(
+            !self.store_disabled
+                && self
+                    .store_priorities
+                    .iter()
+                    .any(|&p| p > DISTRIBUTION_PRIORITY),
+        )
+    }
+
+    fn read(root: &Root, tuner: Option<u32>) -> Option<SelinuxFacts> {
+        use crate::kernel::selinux;
+        let st = selinux::status(root)?;
+        let policy = std::fs::read_to_string(root.join("/etc/selinux/config"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.trim().strip_prefix("SELINUXTYPE="))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
+            .filter(|v| !v.is_empty());
+        let mut store_priorities = Vec::new();
+        let mut store_disabled = false;
+        if let Some(p) = &policy {
+            let modules = root.join(format!("/var/lib/selinux/{p}/active/modules"));
+            for e in std::fs::read_dir(&modules).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "disabled" {
+                    store_disabled = e.path().join("ksmtuned").exists();
+                } else if let Ok(prio) = name.parse::<u32>() {
+                    if e.path().join("ksmtuned").is_dir() {
+                        store_priorities.push(prio);
+                    }
+                }
+            }
+            store_priorities.sort_unstable();
+        }
+        Some(SelinuxFacts {
+            enforcing: st.enforcing,
+            policy,
+            store_priorities,
+            store_disabled,
+            knows_domain: selinux::type_known(root, st, "system_r", "ksmtuned_t"),
+            knows_metrics_port: selinux::type_known(
+                root,
+                st,
+                "object_r",
+                "ksmtuned_metrics_port_t",
+            ),
+            tuner_context: tuner.and_then(|p| Some((p, selinux::process_context(root, p)?))),
+        })
+    }
 }
 
 impl Facts {
@@ -245,6 +338,7 @@ pub fn gather(root: &Root) -> Facts {
         masked_unit: services::masked_unit(root),
         ..Default::default()
     };
+    f.selinux = SelinuxFacts::read(root, f.tuners.first().map(|t| t.pid));
     if f.ksm_present {
         match ksm.read() {
             Ok(s) => f.ksm = Some(s),

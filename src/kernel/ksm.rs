@@ -453,7 +453,17 @@ impl Ksm {
     }
 
     /// Fail with [`Error::NotSupported`] when there is no KSM.
+    /// A directory that cannot be looked at (EACCES: a security policy
+    /// denying the daemon sysfs) is a read error, not "no KSM".
     pub fn require(&self) -> Result<()> {
+        if let Err(e) = fs::metadata(&self.dir) {
+            if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+                return Err(Error::Read {
+                    path: self.dir.clone(),
+                    source: e,
+                });
+            }
+        }
         if self.supported() {
             Ok(())
         } else {

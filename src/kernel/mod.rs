@@ -12,6 +12,8 @@
 //! - [`host`]: NUMA nodes, virtual machine or not, writable `/sys`;
 //! - [`ksmd`]: the ksmd kernel thread and its CPU time;
 //! - [`procevents`]: the kernel's process events (netlink connector);
+//! - [`selinux`]: SELinux's mode, the loaded policy's types, a process's
+//!   context (`/sys/fs/selinux`, `/proc/PID/attr/current`);
 //! - [`sys`]: small, documented wrappers of `libc` calls;
 //! - [`mapping`]: anonymous memory for probes and benchmark workers;
 //! - [`vmas`]: a process's memory areas one by one, and their KSM flag;
@@ -26,6 +28,7 @@ pub mod meminfo;
 pub mod pagemap;
 pub mod proc;
 pub mod procevents;
+pub mod selinux;
 pub mod smaps;
 pub mod sys;
 pub mod vmas;

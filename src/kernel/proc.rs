@@ -267,13 +267,20 @@ pub fn daemon_kind(root: &Root, pid: u32) -> Option<DaemonKind> {
 /// `ksm_merge_any: yes` (6.14+), pages ksmd already tracks, or (older
 /// kernels) a QEMU process.
 pub fn is_mergeable(root: &Root, pid: u32, comm: &str) -> bool {
-    match ksm_stat(root, pid) {
+    mergeable(root, pid, comm).unwrap_or_else(|_| is_qemu_comm(comm))
+}
+
+/// [`is_mergeable`], with `Err` when the process's `ksm_stat` could not be
+/// read for a refusal (see [`try_ksm_stat`]): the caller decides what an
+/// unknown process counts as.
+pub fn mergeable(root: &Root, pid: u32, comm: &str) -> io::Result<bool> {
+    Ok(match try_ksm_stat(root, pid)? {
         Some(s) if s.mergeable == Some(true) || s.merge_any == Some(true) || s.rmap_items > 0 => {
             true
         }
         Some(s) if s.mergeable.is_some() => false,
         _ => is_qemu_comm(comm),
-    }
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -325,8 +332,44 @@ impl KsmStat {
 
 /// Read `/proc/PID/ksm_stat`: `None` when the process is gone, the kernel
 /// has no such file, or it cannot be read (it is 0400: root only).
+///
+/// The file grew over the kernel releases: Linux 6.1 (Debian 12's kernel)
+/// writes only `ksm_rmap_items`; `ksm_merging_pages` and
+/// `ksm_process_profit` came with 6.4, `ksm_zero_pages` with 6.6. The
+/// merging pages of such a kernel are in `/proc/PID/ksm_merging_pages`
+/// (Linux 5.19+), read here when `ksm_stat` lacks the line, so that every
+/// reader sees them (without it `ksmctl ps` showed 0 for every process on
+/// 6.1 and left out processes whose pages were merged).
 pub fn ksm_stat(root: &Root, pid: u32) -> Option<KsmStat> {
-    read_proc(root, pid, "ksm_stat").and_then(|s| KsmStat::parse(&s).ok())
+    try_ksm_stat(root, pid).ok().flatten()
+}
+
+/// [`ksm_stat`], telling a refusal apart: `Err` when reading the file was
+/// refused (EACCES, EPERM: another user's process without
+/// `CAP_DAC_READ_SEARCH`, or a security policy denying that capability),
+/// `Ok(None)` when the process is gone, the kernel has no such file, or
+/// its text is not ksm_stat's.
+pub fn try_ksm_stat(root: &Root, pid: u32) -> io::Result<Option<KsmStat>> {
+    let text = match fs::read_to_string(root.join(format!("/proc/{pid}/ksm_stat"))) {
+        Ok(t) => t,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            return Err(e)
+        }
+        Err(_) => return Ok(None),
+    };
+    let Ok(mut stat) = KsmStat::parse(&text) else {
+        return Ok(None);
+    };
+    if stat.merging_pages.is_none() {
+        stat.merging_pages = ksm_merging_pages(root, pid);
+    }
+    Ok(Some(stat))
+}
+
+/// `/proc/PID/ksm_merging_pages` (Linux 5.19+, one number, 0400 like
+/// `ksm_stat`): `None` when absent, unreadable or malformed.
+pub fn ksm_merging_pages(root: &Root, pid: u32) -> Option<u64> {
+    read_proc(root, pid, "ksm_merging_pages").and_then(|s| s.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -505,5 +548,37 @@ ksm_process_profit 4128768\nksm_merge_any: no\nksm_mergeable: yes\n";
         assert!(KsmStat::parse("ksm_rmap_items x").is_err());
         assert!(KsmStat::parse("").is_err());
         assert!(KsmStat::parse("ksm_rmap_items 1\nksm_mergeable: maybe").is_err());
+    }
+
+    /// Linux 6.1's ksm_stat has only ksm_rmap_items: the merging pages
+    /// come from /proc/PID/ksm_merging_pages; a later kernel's own line
+    /// wins over that file.
+    #[test]
+    fn ksm_stat_of_linux_6_1_takes_ksm_merging_pages() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let write = |pid: u32, stat: &str, merging: Option<&str>| {
+            let d = t.path().join(format!("proc/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("ksm_stat"), stat).unwrap();
+            if let Some(m) = merging {
+                fs::write(d.join("ksm_merging_pages"), m).unwrap();
+            }
+        };
+        write(10, "ksm_rmap_items 2048\n", Some("1536\n"));
+        let s = ksm_stat(&root, 10).unwrap();
+        assert_eq!((s.rmap_items, s.merging_pages), (2048, Some(1536)));
+        assert_eq!((s.zero_pages, s.process_profit), (None, None));
+        write(
+            11,
+            "ksm_rmap_items 9\nksm_merging_pages 7\n",
+            Some("1000\n"),
+        );
+        assert_eq!(ksm_stat(&root, 11).unwrap().merging_pages, Some(7));
+        write(12, "ksm_rmap_items 9\n", None);
+        assert_eq!(ksm_stat(&root, 12).unwrap().merging_pages, None);
+        write(13, "ksm_rmap_items 9\n", Some("garbage\n"));
+        assert_eq!(ksm_stat(&root, 13).unwrap().merging_pages, None);
+        assert_eq!(ksm_stat(&root, 14), None);
     }
 }

@@ -190,6 +190,38 @@ pub enum Wait {
     TimedOut,
 }
 
+/// Why subscribing failed, for a person: the errors mean different
+/// things. EACCES: a security policy refused the socket (SELinux answers
+/// so where `ksmtuned_t` lacks `netlink_connector_socket`); EPERM: the
+/// kernel's own check, CAP_NET_ADMIN before Linux 6.6; EAFNOSUPPORT /
+/// EPROTONOSUPPORT: the sandbox (RestrictAddressFamilies=) or a kernel
+/// without the connector.
+pub fn why_unavailable(e: &io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(libc::EACCES) => {
+            "refused by the security policy (under SELinux, ksmtuned_t needs the \
+             netlink_connector_socket permissions: load the ksmtuned SELinux module; \
+             `ausearch -m avc -ts recent` shows the denial)"
+        }
+        Some(libc::EPERM) => {
+            "Linux before 6.6 lets only processes with CAP_NET_ADMIN subscribe (the unit \
+             does not grant it; a drop-in adding it to CapabilityBoundingSet= and \
+             AmbientCapabilities= restores the events)"
+        }
+        Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) => {
+            "no netlink connector here (a sandbox without AF_NETLINK in \
+             RestrictAddressFamilies=, or a kernel without CONFIG_PROC_EVENTS)"
+        }
+        _ => "",
+    };
+    let e = crate::error::describe_io(e);
+    if what.is_empty() {
+        e
+    } else {
+        format!("{e}: {what}")
+    }
+}
+
 impl Connector {
     /// Open the socket, join the process events group and ask the kernel
     /// to send events; fails when the kernel has no connector
@@ -411,6 +443,28 @@ mod tests {
             m.push(0);
         }
         m
+    }
+
+    /// A policy's refusal and the kernel's capability check read
+    /// differently (EACCES and EPERM; issue 30).
+    #[test]
+    fn why_names_the_refuser() {
+        let why = |errno| why_unavailable(&io::Error::from_raw_os_error(errno));
+        let denied = why(libc::EACCES);
+        assert!(
+            denied.starts_with("Permission denied: refused by the security policy")
+                && denied.contains("SELinux")
+                && !denied.contains("CAP_NET_ADMIN"),
+            "{denied}"
+        );
+        let cap = why(libc::EPERM);
+        assert!(
+            cap.contains("CAP_NET_ADMIN") && cap.contains("6.6") && !cap.contains("SELinux"),
+            "{cap}"
+        );
+        assert!(why(libc::EAFNOSUPPORT).contains("RestrictAddressFamilies="));
+        let timeout = io::Error::new(io::ErrorKind::TimedOut, "no ack");
+        assert_eq!(why_unavailable(&timeout), "no ack");
     }
 
     #[test]

@@ -171,7 +171,20 @@ impl Server {
             .map_err(|e| bad(format!("{e} (expected ADDRESS:PORT, e.g. 127.0.0.1:9926)")))?
             .next()
             .ok_or_else(|| bad("the address resolves to nothing".into()))?;
-        let listener = listen(sock).map_err(|e| bad(crate::error::describe_io(&e)))?;
+        let listener = listen(sock).map_err(|e| {
+            let mut why = crate::error::describe_io(&e);
+            if e.raw_os_error() == Some(libc::EACCES) {
+                why.push_str(&format!(
+                    " (a port below 1024 needs CAP_NET_BIND_SERVICE; under SELinux, \
+                     ksmtuned_t may bind only its own port type: load the ksmtuned SELinux \
+                     module and label the port with `semanage port -a -t \
+                     ksmtuned_metrics_port_t -p tcp {}`; `ausearch -m avc -ts recent` shows \
+                     the denial)",
+                    sock.port()
+                ));
+            }
+            bad(why)
+        })?;
         let local = listener.local_addr().map_err(|e| bad(e.to_string()))?;
         listener
             .set_nonblocking(true)
@@ -297,12 +310,31 @@ fn run(listener: StdListener, shared: Arc<Shared>, stopped: tokio::sync::oneshot
 
 async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut next_id: u64 = 0;
+    // The error last logged: one that repeats (every scrape, when a policy
+    // refuses accept) is logged when it starts, again when it changes.
+    let mut failing: Option<String> = None;
     loop {
         let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
+            Ok((tcp, _)) => {
+                if let Some(was) = failing.take() {
+                    log::info!("metrics: accepting connections works again (was: {was})");
+                }
+                tcp
+            }
             Err(e) => {
+                let hint = if e.raw_os_error() == Some(libc::EACCES) {
+                    " (refused by the security policy: under SELinux, ksmtuned_t needs \
+                     tcp_socket accept, which the ksmtuned module allows; `ausearch -m avc \
+                     -ts recent` shows the denial)"
+                } else {
+                    ""
+                };
+                let msg = format!("{e}{hint}");
+                if failing.as_deref() != Some(msg.as_str()) {
+                    log::warn!("metrics: accepting a connection failed: {msg}");
+                    failing = Some(msg);
+                }
                 // Out of descriptors or the like: do not spin.
-                log::warn!("metrics: accepting a connection failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

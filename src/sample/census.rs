@@ -228,7 +228,10 @@ impl Census {
             Err(e) => {
                 return Census::listing(
                     root,
-                    &format!("the kernel's process events are not available: {e}"),
+                    &format!(
+                        "the kernel's process events are not available: {}",
+                        crate::kernel::procevents::why_unavailable(&e)
+                    ),
                 )
             }
         };

@@ -9,8 +9,16 @@ use std::path::{Path, PathBuf};
 use crate::kernel::proc;
 use crate::root::Root;
 
-/// The pid file of ksmtuned.
-pub const TUNER_PID_FILE: &str = "/run/ksmtuned.pid";
+/// The pid file of ksmtuned, in a directory of its own: the daemon
+/// creates the file itself (in its own SELinux domain, so the policy's
+/// type transition labels it), and the unit's `RuntimeDirectory=ksmtuned`
+/// makes that directory writable in its sandbox and removes it at stop.
+pub const TUNER_PID_FILE: &str = "/run/ksmtuned/ksmtuned.pid";
+
+/// Where earlier packages kept the pid file (its unit created
+/// the file before the start): still read, so that `ksmctl retune` and
+/// the tuner detection find a daemon started by an older package.
+pub const CLASSIC_PID_FILE: &str = "/run/ksmtuned.pid";
 
 /// A running tuner (ksmtuned, ours or the original).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -31,17 +39,23 @@ pub fn live_pid_from_file(root: &Root, pid_file: &str) -> Option<u32> {
 }
 
 /// Tuners running on the host other than the calling process: the pid in
-/// `/run/ksmtuned.pid` if alive, and every process named `ksmtuned` (the
-/// original bash script has that name too).
+/// `/run/ksmtuned/ksmtuned.pid` (or the older `/run/ksmtuned.pid`) if
+/// alive, and every process named `ksmtuned` (the original bash script has
+/// that name too).
 pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
-    let me = if root.is_host() {
-        Some(std::process::id())
-    } else {
-        None
-    };
+    // Never the calling process itself, on a test root too (a fixture's
+    // /proc may list the test's daemon under its real pid).
+    let me = std::process::id();
     let mut out: Vec<RunningTuner> = Vec::new();
-    if let Some(pid) = live_pid_from_file(root, TUNER_PID_FILE) {
-        if Some(pid) != me {
+    // The older file may be a leftover whose pid now belongs to another
+    // program: it counts only for a process named ksmtuned.
+    let classic = live_pid_from_file(root, CLASSIC_PID_FILE)
+        .filter(|&p| proc::comm(root, p).as_deref() == Some("ksmtuned"));
+    for pid in live_pid_from_file(root, TUNER_PID_FILE)
+        .into_iter()
+        .chain(classic)
+    {
+        if pid != me && !out.iter().any(|t| t.pid == pid) {
             let comm = proc::comm(root, pid).unwrap_or_default();
             out.push(RunningTuner {
                 pid,
@@ -51,8 +65,7 @@ pub fn running_tuners(root: &Root) -> Vec<RunningTuner> {
         }
     }
     for pid in proc::find_by_comm(root, "ksmtuned") {
-        if Some(pid) != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid)
-        {
+        if pid != me && !out.iter().any(|t| t.pid == pid) && proc::is_tuning_daemon(root, pid) {
             out.push(RunningTuner {
                 pid,
                 comm: "ksmtuned".to_string(),
@@ -69,8 +82,17 @@ pub fn masked_unit(root: &Root) -> Option<PathBuf> {
     for dir in ["/etc/systemd/system", "/run/systemd/system"] {
         for unit in ["ksm.service", "ksmtuned.service"] {
             let p = root.join(format!("{dir}/{unit}"));
-            if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
-                return Some(p);
+            match std::fs::read_link(&p) {
+                Ok(t) if t == Path::new("/dev/null") => return Some(p),
+                Ok(_) => {}
+                // Absent, or a plain file (EINVAL): not masked.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::EINVAL) => {}
+                // Refused (an SELinux policy without systemd_unit_t search):
+                // systemd itself would not start a masked unit, so going on
+                // is right; one debug line says what was not checked.
+                Err(e) => log::debug!("cannot check whether {} is masked: {e}", p.display()),
             }
         }
     }

@@ -10,7 +10,7 @@ use std::io;
 
 use crate::config::flavour::awk_sum_kib;
 use crate::config::Flavour;
-use crate::kernel::proc::{comm, is_mergeable, is_tuning_daemon, pss_kib, rss_kib};
+use crate::kernel::proc::{comm, is_qemu_comm, is_tuning_daemon, mergeable, pss_kib, rss_kib};
 use crate::root::Root;
 use crate::sample::census::{Census, Changes};
 
@@ -173,6 +173,9 @@ enum Kind {
     Mergeable,
     /// Another KSM tuner.
     Tuner,
+    /// Its `ksm_stat` could not be read (refused), and its name is not
+    /// QEMU's: whether it opted in is unknown, so it is not counted.
+    Unreadable,
     /// Neither (yet).
     Other,
 }
@@ -186,6 +189,11 @@ pub struct WatchChange {
     pub exited: usize,
     /// Other KSM tuners now running.
     pub tuners: Vec<u32>,
+    /// Processes whose `ksm_stat` could not be read (refused: another
+    /// user's, without `CAP_DAC_READ_SEARCH` or denied it by a security
+    /// policy), and not named like QEMU: not counted, as it is unknown
+    /// whether they opted in. QEMU processes are counted by their name.
+    pub unreadable: Vec<u32>,
 }
 
 /// Notices processes that opt memory in to KSM, or exit, without reading
@@ -212,10 +220,13 @@ fn classify(root: &Root, exclude: Option<u32>, pid: u32) -> Option<Kind> {
         } else {
             Kind::Other
         }
-    } else if is_mergeable(root, pid, &name) {
-        Kind::Mergeable
     } else {
-        Kind::Other
+        match mergeable(root, pid, &name) {
+            Ok(true) => Kind::Mergeable,
+            Ok(false) => Kind::Other,
+            Err(_) if is_qemu_comm(&name) => Kind::Mergeable,
+            Err(_) => Kind::Unreadable,
+        }
     })
 }
 
@@ -316,12 +327,15 @@ impl ProcWatch {
                 }
             }
         }
-        change.tuners = self
-            .known
-            .iter()
-            .filter(|(_, (k, _))| *k == Kind::Tuner)
-            .map(|(&p, _)| p)
-            .collect();
+        let of_kind = |kind: Kind| -> Vec<u32> {
+            self.known
+                .iter()
+                .filter(|(_, (k, _))| *k == kind)
+                .map(|(&p, _)| p)
+                .collect()
+        };
+        change.tuners = of_kind(Kind::Tuner);
+        change.unreadable = of_kind(Kind::Unreadable);
         if !self.primed {
             change.appeared = 0;
             change.exited = 0;

@@ -438,3 +438,86 @@ fn services_that_could_opt_in() {
     f.root_user = false;
     assert!(!ids(&f).contains(&"service-could-opt-in"));
 }
+
+/// SELinux: a warning only when enforcing with the distribution's module
+/// alone (it denies what this daemon needs); what is loaded is asked of
+/// the live policy first, the module store otherwise.
+#[test]
+fn selinux_mode_and_module() {
+    use crate::doctor::gather::SelinuxFacts;
+    let mut f = healthy();
+    assert!(!ids(&f).contains(&"selinux"), "no SELinux, no finding");
+    let distribution = SelinuxFacts {
+        enforcing: true,
+        policy: Some("targeted".into()),
+        store_priorities: vec![100],
+        tuner_context: Some((4242, "system_u:system_r:ksmtuned_t:s0".into())),
+        ..Default::default()
+    };
+    f.selinux = Some(distribution.clone());
+    let x = find(&f, "selinux");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(
+        x.seen
+            .starts_with("SELinux is enforcing (policy targeted); only the distribution's")
+            && x.seen.ends_with("ksmtuned (pid 4242) runs in ksmtuned_t"),
+        "{}",
+        x.seen
+    );
+    assert!(x.why.contains("denies") && x.what_to_do.contains("semodule -X 200"));
+    assert_eq!(x.numbers["enforcing"], 1);
+    assert_eq!(x.numbers["own_module_loaded"], 0);
+    // Permissive: the same module only logs: a note.
+    f.selinux = Some(SelinuxFacts {
+        enforcing: false,
+        ..distribution.clone()
+    });
+    let x = find(&f, "selinux");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.why.contains("only logged"), "{}", x.why);
+    // Ours at priority 200 over the distribution's.
+    f.selinux = Some(SelinuxFacts {
+        store_priorities: vec![100, 200],
+        ..distribution.clone()
+    });
+    let x = find(&f, "selinux");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.seen.contains("this package's ksmtuned module is loaded"));
+    assert_eq!(x.numbers["own_module_loaded"], 1);
+    // The live policy wins over the store: it knows ksmtuned_t but not our
+    // port type, whatever the store says.
+    f.selinux = Some(SelinuxFacts {
+        store_priorities: vec![100, 200],
+        knows_domain: Some(true),
+        knows_metrics_port: Some(false),
+        ..distribution.clone()
+    });
+    assert_eq!(find(&f, "selinux").severity, Severity::Warning);
+    // Debian: installed but disabled; the tuner unconfined.
+    f.selinux = Some(SelinuxFacts {
+        policy: Some("default".into()),
+        store_disabled: true,
+        tuner_context: Some((4242, "system_u:system_r:unconfined_service_t:s0".into())),
+        ..distribution.clone()
+    });
+    let x = find(&f, "selinux");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.seen.contains("installed but disabled")
+            && x.seen.contains("runs in unconfined_service_t"),
+        "{}",
+        x.seen
+    );
+    assert_eq!(x.numbers["module_loaded"], 0);
+    // No module anywhere.
+    f.selinux = Some(SelinuxFacts {
+        enforcing: true,
+        ..Default::default()
+    });
+    let x = find(&f, "selinux");
+    assert!(
+        x.seen == "SELinux is enforcing; no ksmtuned module is loaded",
+        "{}",
+        x.seen
+    );
+}
