@@ -85,6 +85,12 @@ pub enum Error {
     /// Another operation failed; the message says which.
     #[error("{0}")]
     Other(String),
+
+    /// The metrics endpoint cannot listen; `refused` when the kernel or a
+    /// security policy refused the port (EACCES, EPERM), which trying
+    /// again does not mend.
+    #[error("{message}")]
+    Listen { message: String, refused: bool },
 }
 
 impl Error {

@@ -84,6 +84,10 @@ impl Options {
     }
 }
 
+/// How long a metrics port the kernel or SELinux refused waits for its
+/// next try (a reload tries at once).
+const LISTEN_REFUSED_RETRY: Duration = Duration::from_secs(600);
+
 enum Event {
     Retune,
     Reload,
@@ -141,6 +145,8 @@ pub(super) struct Daemon {
     /// The last sample, for the metrics endpoint.
     published: Published,
     server: Option<Server>,
+    /// When to try a refused metrics port again.
+    listen_retry: Option<Instant>,
     systemd: Systemd,
     /// The other tuners KSM is left to.
     yielded_to: Vec<u32>,
@@ -255,6 +261,7 @@ impl Daemon {
             metrics,
             published: Published::default(),
             server: None,
+            listen_retry: None,
             systemd: Systemd::from_env(),
             yielded_to: Vec::new(),
             _pid: pid,
@@ -393,6 +400,7 @@ impl Daemon {
         {
             self.server = None;
         }
+        self.listen_retry = None;
     }
 
     /// The original's first debug lines: total, sleep and threshold.
@@ -421,14 +429,16 @@ impl Daemon {
     }
 
     /// Listen for metrics when KSM_METRICS_LISTEN asks for it; a port that
-    /// is taken is reported once and tried again every cycle.
+    /// is taken is reported once and tried again every cycle; a port the
+    /// kernel or SELinux refuses is tried again on a reload or after
+    /// [`LISTEN_REFUSED_RETRY`] (each try is an audit record).
     fn ensure_metrics_server(&mut self) {
         let config = self.tuner.config();
         let Some(addr) = config.metrics_listen.clone() else {
             self.server = None;
             return;
         };
-        if self.server.is_some() {
+        if self.server.is_some() || self.listen_retry.is_some_and(|t| Instant::now() < t) {
             return;
         }
         let web = match &config.metrics_web_config {
@@ -459,9 +469,19 @@ impl Daemon {
                 self.server = Some(server);
                 self.faults.ok("the metrics endpoint");
             }
-            Err(e) => self
-                .faults
-                .fail("the metrics endpoint", format!("{e}; tuning goes on")),
+            Err(e) => {
+                let refused = matches!(e, crate::Error::Listen { refused: true, .. });
+                self.listen_retry = refused.then(|| Instant::now() + LISTEN_REFUSED_RETRY);
+                let again = if refused {
+                    "; tried again on a reload or in 10 minutes"
+                } else {
+                    ""
+                };
+                self.faults.fail(
+                    "the metrics endpoint",
+                    format!("{e}; tuning goes on{again}"),
+                )
+            }
         }
     }
 

@@ -193,7 +193,10 @@ impl Server {
                     sock.port()
                 ));
             }
-            bad(why)
+            Error::Listen {
+                message: format!("cannot listen on {addr:?} for metrics: {why}"),
+                refused: matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)),
+            }
         })?;
         let local = listener.local_addr().map_err(|e| bad(e.to_string()))?;
         listener

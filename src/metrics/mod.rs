@@ -701,7 +701,9 @@ pub(crate) mod tests {
         assert!(text.contains("ksm_process_profit_bytes{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 6000000"));
         // Every line of ksm_stat the kernel writes is a family (here 6.14's
         // ksm_mergeable too).
-        assert!(text.contains("ksm_process_mergeable{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 1"));
+        assert!(text.contains(
+            "ksm_process_mergeable{comm=\"qemu-system-x86\",guest=\"rhel9\",pid=\"4242\"} 1"
+        ));
         // Processes with nothing merged never show.
         let all = render(&report(fixture()), Some(&tuner()), 100).unwrap();
         assert!(!all.contains("pid=\"300\""));
