@@ -426,3 +426,87 @@ fn estimate_on_a_fixture_root_degrades() {
     let v = json(&root, &["estimate", "--json"]);
     assert_eq!(v["notes"].as_array().unwrap().len(), 1, "{v:#}");
 }
+
+/// Item 7: `ksmctl retune` speaks as ksmctl, `ksmtuned retune` as ksmtuned.
+#[test]
+fn retune_errors_name_the_program_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("none.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let root = fixture_root();
+    for bin in [KSMCTL, KSMTUNED] {
+        let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+        let o = run(
+            bin,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "retune",
+                "--pid-file",
+                pid_file,
+            ],
+        );
+        assert_eq!(o.code, 1, "{name}: {}", o.stderr);
+        assert_eq!(
+            o.stderr,
+            format!("{name}: no ksmtuned is running ({pid_file} does not exist)\n"),
+            "{name}"
+        );
+    }
+}
+
+/// Item 9: etc/logrotate.d/ksmtuned rotates LOGFILE as ksmtuned writes it
+/// (each line opens LOGFILE anew): after a rotation the old lines are in
+/// LOGFILE.1 and the next line starts a new LOGFILE.
+#[test]
+fn logrotate_snippet_rotates_logfile() {
+    use ksmtuned::daemon::debuglog::DebugLog;
+    let Some(logrotate) = ["/usr/sbin/logrotate", "/sbin/logrotate"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIPPED: logrotate_snippet_rotates_logfile: logrotate is not installed");
+        return;
+    };
+    let snippet = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/logrotate.d/ksmtuned");
+    let text = std::fs::read_to_string(snippet).unwrap();
+    // The shipped snippet names the documented LOGFILE and never truncates
+    // under a writer that does not need it.
+    assert!(text.contains("/var/log/ksmtuned {"), "{text}");
+    assert!(!text.contains("\n    copytruncate"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let logfile = dir.path().join("ksmtuned.log");
+    let conf = dir.path().join("ksmtuned.logrotate");
+    std::fs::write(
+        &conf,
+        text.replace("/var/log/ksmtuned {", &format!("{} {{", logfile.display())),
+    )
+    .unwrap();
+    let log = DebugLog {
+        enabled: true,
+        logfile: Some(logfile.clone()),
+    };
+    log.line("before the rotation").unwrap();
+    let state = dir.path().join("state");
+    let o = Command::new(logrotate)
+        .arg("-f")
+        .arg("-s")
+        .arg(&state)
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let old = std::fs::read_to_string(dir.path().join("ksmtuned.log.1")).unwrap();
+    assert!(old.ends_with(": before the rotation\n"), "{old}");
+    assert!(!logfile.exists(), "LOGFILE was not moved away");
+    log.line("after the rotation").unwrap();
+    let new = std::fs::read_to_string(&logfile).unwrap();
+    assert!(
+        new.ends_with(": after the rotation\n") && new.lines().count() == 1,
+        "{new}"
+    );
+}

@@ -369,7 +369,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         } => set(root, &ksm, &settings, (unmerge, force), &mut out),
         Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
-        Command::Retune { pid_file } => Ok(crate::daemon::retune(root, pid_file.as_deref())),
+        Command::Retune { pid_file } => {
+            Ok(crate::daemon::retune("ksmctl", root, pid_file.as_deref()))
+        }
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps {
             pids,
