@@ -510,3 +510,56 @@ fn logrotate_snippet_rotates_logfile() {
         "{new}"
     );
 }
+
+/// Item 9: a libvirt daemon is a second writer of KSM's settings
+/// (`virsh node-memory-tune`): status names it, its JSON lists it, and
+/// doctor says what to do when a tuner runs too.
+#[test]
+fn libvirt_daemon_is_shown_as_a_second_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_tree(&fixture_root(), dir.path());
+    let root = dir.path();
+    let o = ksmctl(root, &["status"]);
+    assert!(!o.stdout.contains("Other writer"), "{}", o.stdout);
+    let mk = |pid: u32, comm: &str, cmdline: &str| {
+        let d = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+        std::fs::write(d.join("cmdline"), format!("{cmdline}\0")).unwrap();
+    };
+    mk(7701, "virtqemud", "/usr/sbin/virtqemud");
+    let o = ksmctl(root, &["status"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains(
+            "Other writer:   virtqemud (pid 7701): `virsh node-memory-tune` sets pages_to_scan, \
+             sleep_millisecs, merge_across_nodes (ksmctl doctor)\n"
+        ),
+        "{}",
+        o.stdout
+    );
+    let v = json(root, &["status", "--json"]);
+    assert_eq!(v["other_writers"][0]["comm"], "virtqemud", "{v:#}");
+    assert_eq!(v["other_writers"][0]["pid"], 7701, "{v:#}");
+    let finding = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "libvirt-writes-ksm")
+            .cloned()
+    };
+    // No tuner: libvirt is the only writer.
+    assert!(finding(&json(root, &["doctor", "--json"])).is_none());
+    mk(7702, "ksmtuned", "/usr/sbin/ksmtuned");
+    let d = json(root, &["doctor", "--json"]);
+    let f = finding(&d).unwrap_or_else(|| panic!("{d:#}"));
+    assert_eq!(f["severity"], "info", "{f:#}");
+    assert_eq!(f["numbers"]["writer_pid"], 7701, "{f:#}");
+    assert_eq!(f["numbers"]["tuner_pid"], 7702, "{f:#}");
+    let text = ksmctl(root, &["doctor"]).stdout;
+    assert!(
+        text.contains("virtqemud (pid 7701) runs beside the tuner ksmtuned (pid 7702)"),
+        "{text}"
+    );
+}

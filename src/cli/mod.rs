@@ -342,12 +342,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                 },
             )
             .take()?;
-            let mut tuners = Vec::new();
+            let (mut tuners, mut writers) = (Vec::new(), Vec::new());
             if sample.ksm.is_some() {
                 tuners = service::running_tuners(root);
                 tuners.extend(service::dry_run_tuners(root));
+                writers = service::other_writers(root);
             }
-            let report = Report::build(&sample, None, tuners);
+            let report = Report::build(&sample, None, tuners).with_other_writers(writers);
             if json {
                 serde_json::to_writer_pretty(&mut out, &report.status_json())?;
                 writeln!(out)?;
