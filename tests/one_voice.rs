@@ -269,6 +269,21 @@ fn estimate_says_why_nothing_was_read() {
         "{}",
         o.stdout
     );
+    // Two: neither has; the advice names both.
+    let q = Probe::with_args(&["--merge", "none", "--pages", "8"]);
+    let qid = q.pid.to_string();
+    let o = live(&["estimate", &pid, &qid]);
+    assert!(
+        o.stdout.starts_with(
+            "Nothing was read, so there is no saving to estimate: none of the 2 processes has \
+             memory opted in to KSM"
+        ) && o.stdout.contains(&format!(
+            "ksmctl estimate --all-anonymous {pid} {qid}` estimates all their"
+        )),
+        "{}",
+        o.stdout
+    );
+    drop(q);
     let o = live(&["estimate", "--guests", &pid]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(

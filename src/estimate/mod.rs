@@ -177,6 +177,8 @@ pub struct Selected {
     pub maps_unreadable: usize,
     /// The first of those errors, naming the file.
     pub maps_error: Option<String>,
+    /// The /proc the processes were looked for in (under `--root`).
+    pub proc_dir: String,
 }
 
 /// The transparent huge pages among the pages read, and what merging
@@ -446,6 +448,7 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
         pids: opts.pids.clone(),
         guests_only: opts.guests,
         processes: pids.len(),
+        proc_dir: root.join("/proc").display().to_string(),
         ..Selected::default()
     };
     let mut infos = Vec::new();

@@ -15,6 +15,11 @@ fn pct(part: u64, whole: u64) -> String {
     }
 }
 
+/// "1 process", "2 processes".
+fn processes(n: usize) -> String {
+    format!("{n} process{}", if n == 1 { "" } else { "es" })
+}
+
 fn duration(s: f64) -> String {
     if s < 1.0 {
         "under 1 s".into()
@@ -368,17 +373,29 @@ impl Estimate {
     fn why_nothing(&self) -> String {
         let s = &self.selected;
         let mut why = Vec::new();
-        let who = |n: usize| {
+        // "PID 7 has", "none of the 3 processes has", "2 processes have".
+        let who_has = |n: usize| {
             if s.pids.len() == 1 && n == 1 {
-                format!("PID {}", s.pids[0])
-            } else if n == s.processes {
-                format!("none of the {n} processes")
+                format!("PID {} has", s.pids[0])
+            } else if n == s.processes && n > 1 {
+                format!("none of the {n} processes has")
+            } else if n == 1 {
+                "1 process has".to_string()
             } else {
-                format!("{n} processes")
+                format!("{n} processes have")
             }
         };
+        let none = s.nothing_selected == s.processes && s.processes > 1;
+        let its = if s.nothing_selected == 1 {
+            "its"
+        } else {
+            "their"
+        };
         if s.processes == 0 {
-            why.push("no user process was found in /proc".to_string());
+            why.push(format!(
+                "no user process was found in {} (each is read from its /proc/PID/stat)",
+                s.proc_dir
+            ));
         }
         if s.guests_only && s.not_qemu == s.processes {
             why.push(
@@ -392,35 +409,27 @@ impl Estimate {
             let guests = if s.guests_only { " --guests" } else { "" };
             why.push(match self.selection {
                 Selection::Mergeable => format!(
-                    "{} {} no memory opted in to KSM (no area marked mergeable, `mg` in \
-                     /proc/PID/smaps VmFlags); `ksmctl estimate --all-anonymous{guests}{args}` \
-                     estimates all {} private memory, what opting in would offer KSM",
-                    who(s.nothing_selected),
-                    if s.nothing_selected == 1 && s.pids.len() == 1 {
-                        "has"
-                    } else {
-                        "have"
-                    },
-                    if s.nothing_selected == 1 && s.pids.len() == 1 {
-                        "its"
-                    } else {
-                        "their"
-                    },
+                    "{} {} opted in to KSM (no area marked mergeable, `mg` in /proc/PID/smaps \
+                     VmFlags); `ksmctl estimate --all-anonymous{guests}{args}` estimates all \
+                     {its} private memory, what opting in would offer KSM",
+                    who_has(s.nothing_selected),
+                    if none { "memory" } else { "no memory" },
                 ),
                 Selection::AllAnonymous => format!(
-                    "{} no private memory KSM could merge",
-                    if s.nothing_selected == 1 && s.pids.len() == 1 {
-                        format!("{} has", who(1))
+                    "{} {} KSM could merge",
+                    who_has(s.nothing_selected),
+                    if none {
+                        "private memory"
                     } else {
-                        format!("{} have", who(s.nothing_selected))
-                    }
+                        "no private memory"
+                    },
                 ),
             });
         }
         if s.maps_unreadable > 0 {
             why.push(format!(
-                "the memory maps of {} processes cannot be read ({})",
-                s.maps_unreadable,
+                "the memory map of {} cannot be read ({})",
+                processes(s.maps_unreadable),
                 s.maps_error.as_deref().unwrap_or("?")
             ));
         }
