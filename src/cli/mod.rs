@@ -99,7 +99,9 @@ pub enum Command {
     /// (pages_to_scan every sleep_millisecs). Tuner: a running ksmtuned
     /// (ours or the original), found by its pid file and by process
     /// name; a `ksmtuned --dry-run` is listed as "dry run: writes nothing".
-    /// --json gives every field as a raw integer, keys carrying their units;
+    /// Other writer: a running libvirtd or virtqemud, through which `virsh
+    /// node-memory-tune` writes pages_to_scan, sleep_millisecs and
+    /// merge_across_nodes. --json gives every field as a raw integer, keys carrying their units;
     /// null means this kernel does not have that file.
     Status {
         /// Print JSON (raw integers, unit-carrying keys).
