@@ -424,9 +424,6 @@ fn zero_is_a_page_count_everywhere() {
 /// /proc/kpageflags it runs without what KSM merged, and says so once.
 #[test]
 fn estimate_on_a_fixture_root_degrades() {
-    if !estimate_can_run("estimate_on_a_fixture_root_degrades") {
-        return;
-    }
     let root = fixture_root();
     let o = ksmctl(&root, &["estimate"]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
