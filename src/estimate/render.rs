@@ -435,8 +435,8 @@ impl Estimate {
         }
         if self.processes_vanished > 0 {
             why.push(format!(
-                "{} exited before they were read",
-                self.processes_vanished
+                "{} exited before being read",
+                processes(self.processes_vanished)
             ));
         }
         if why.is_empty() {
