@@ -67,6 +67,7 @@ install: all
 	$(call install-conf,etc/ksmtuned.conf,$(SYSCONFDIR)/ksmtuned.conf)
 	$(call install-conf,etc/sysconfig/ksm,$(SYSCONFDIR)/sysconfig/ksm)
 	$(call install-conf,etc/default/ksm,$(SYSCONFDIR)/default/ksm)
+	$(call install-conf,etc/logrotate.d/ksmtuned,$(SYSCONFDIR)/logrotate.d/ksmtuned)
 	install -d '$(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/qemu.d'
 	$(SUBST) contrib/libvirt/hooks/qemu.d/ksmtuned > '$(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/qemu.d/ksmtuned'
 	chmod 755 '$(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/qemu.d/ksmtuned'
@@ -105,6 +106,7 @@ uninstall:
 	$(call remove-conf,etc/ksmtuned.conf,$(SYSCONFDIR)/ksmtuned.conf)
 	$(call remove-conf,etc/sysconfig/ksm,$(SYSCONFDIR)/sysconfig/ksm)
 	$(call remove-conf,etc/default/ksm,$(SYSCONFDIR)/default/ksm)
+	$(call remove-conf,etc/logrotate.d/ksmtuned,$(SYSCONFDIR)/logrotate.d/ksmtuned)
 	@hook='$(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/qemu.d/ksmtuned'; \
 	if [ -e "$$hook" ] && ! $(SUBST) contrib/libvirt/hooks/qemu.d/ksmtuned | cmp -s - "$$hook"; then \
 		echo "keeping changed $$hook"; \

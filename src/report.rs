@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::doctor::rails::Headroom;
 use crate::kernel::ksm::{KsmState, Run, FILES};
 use crate::sample::processes::ProcessKsm;
-use crate::sample::services::RunningTuner;
+use crate::sample::services::{OtherWriter, RunningTuner};
 use crate::sample::split::SplitFreed;
 use crate::sample::Sample;
 
@@ -173,6 +173,10 @@ pub struct Report {
     pub headroom: Option<Headroom>,
     /// The tuners running (ksmtuned, ksmtuned's dry runs, others).
     pub tuners: Vec<RunningTuner>,
+    /// Other programs that write KSM's settings when asked (libvirt's
+    /// daemons: `virsh node-memory-tune`); filled by the views that show
+    /// them ([`Report::with_other_writers`]).
+    pub other_writers: Vec<OtherWriter>,
     /// What KSM's huge-page splits freed outside its counters (where the
     /// sample counted it; see [`Report::thp_split_freed`]).
     pub split_freed: Option<SplitFreed>,
@@ -227,6 +231,7 @@ impl Report {
                 _ => None,
             },
             tuners,
+            other_writers: Vec::new(),
             split_freed: sample.split_freed.clone(),
             totals: Totals::of(&sample.processes, page_size),
             processes: sample.processes.clone(),
@@ -250,6 +255,12 @@ impl Report {
         pages.saturating_mul(self.page_size)
     }
 
+    /// The report with the other writers of KSM's settings seen now.
+    pub fn with_other_writers(mut self, writers: Vec<OtherWriter>) -> Report {
+        self.other_writers = writers;
+        self
+    }
+
     /// `ksmctl status --json`: the state, every file of KSM's under its
     /// published key (`null`: this kernel does not have it), and what is
     /// computed from them. Keys carry their units.
@@ -269,6 +280,7 @@ impl Serialize for StatusJson<'_> {
         m.serialize_entry("supported", &r.ksm.is_some())?;
         m.serialize_entry("state", r.run.word())?;
         m.serialize_entry("tuners", &r.tuners)?;
+        m.serialize_entry("other_writers", &r.other_writers)?;
         m.serialize_entry("page_size_bytes", &r.page_size)?;
         for f in FILES {
             m.serialize_entry(f.name, &f.json_value(&files))?;

@@ -415,6 +415,23 @@ fn bash_completions_load_and_complete() {
             for want in st_commands(program) {
                 assert!(got.contains(&want), "ksmctl st: {got:?} lacks {want}");
             }
+            // KSM's file names for get, its settings as NAME= for set.
+            let got = complete("ksmctl get pages_");
+            for want in ["pages_to_scan", "pages_sharing", "pages_shared"] {
+                assert!(
+                    got.contains(want),
+                    "ksmctl get pages_: {got:?} lacks {want}"
+                );
+            }
+            let got = complete("ksmctl set s");
+            assert!(
+                got.contains("sleep_millisecs=") && got.contains("smart_scan="),
+                "ksmctl set s: {got:?}"
+            );
+            assert!(
+                !got.iter().any(|w| w.starts_with("stable_node_chains=")),
+                "a counter offered to set: {got:?}"
+            );
         }
     }
 }
@@ -497,6 +514,23 @@ fn fish_completions_load_and_complete() {
             for want in st_commands(program) {
                 assert!(got.contains(&want), "ksmctl st: {got:?} lacks {want}");
             }
+            // KSM's file names for get, its settings as NAME= for set.
+            let got = complete("ksmctl get pages_");
+            for want in ["pages_to_scan", "pages_sharing", "pages_shared"] {
+                assert!(
+                    got.contains(want),
+                    "ksmctl get pages_: {got:?} lacks {want}"
+                );
+            }
+            let got = complete("ksmctl set s");
+            assert!(
+                got.contains("sleep_millisecs=") && got.contains("smart_scan="),
+                "ksmctl set s: {got:?}"
+            );
+            assert!(
+                !got.iter().any(|w| w.starts_with("stable_node_chains=")),
+                "a counter offered to set: {got:?}"
+            );
         } else {
             let got = complete("ksmtuned --check");
             assert!(got.contains("--check-config"), "ksmtuned --check: {got:?}");

@@ -174,7 +174,7 @@ fn status_linux_2_6_32() {
     check_fields(
         &got,
         json!({
-            "supported": true, "state": "running", "run": 1, "tuners": [],
+            "supported": true, "state": "running", "run": 1, "tuners": [], "other_writers": [],
             "page_size_bytes": ps,
             "shared_pages": 1250, "sharing_pages": 30500, "unshared_pages": 61000,
             "volatile_pages": 375, "zero_pages": null, "scanned_pages": null,
@@ -221,7 +221,7 @@ fn status_linux_5_15_stopped() {
     check_fields(
         &got,
         json!({
-            "supported": true, "state": "stopped", "run": 0, "tuners": [],
+            "supported": true, "state": "stopped", "run": 0, "tuners": [], "other_writers": [],
             "page_size_bytes": ps,
             "shared_pages": 8000, "sharing_pages": 262144, "unshared_pages": 40000,
             "volatile_pages": 1200, "zero_pages": null, "scanned_pages": null,
@@ -272,6 +272,7 @@ fn status_linux_6_18_with_tuner_and_negative_profit() {
         json!({
             "supported": true, "state": "running", "run": 1,
             "tuners": [{"pid": 4242, "comm": "ksmtuned", "dry_run": false}],
+            "other_writers": [],
             "page_size_bytes": ps,
             "shared_pages": 100, "sharing_pages": 150, "unshared_pages": 1200000,
             "volatile_pages": 25000, "zero_pages": 64, "scanned_pages": 987654321u64,

@@ -93,7 +93,36 @@ pub fn completion(program: &str, shell: Shell) -> Vec<u8> {
     let mut cmd = command(program);
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, program, &mut out);
+    if shell == Shell::Fish {
+        fish_positional_values(&cmd, program, &mut out);
+    }
     out
+}
+
+/// clap_complete's fish script offers no values for positional arguments
+/// (bash and zsh get them): add a line per subcommand whose positional
+/// argument has possible values (`ksmctl get`'s file names, `set`'s
+/// `NAME=`).
+fn fish_positional_values(cmd: &Command, program: &str, out: &mut Vec<u8>) {
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_positionals() {
+            let values: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "complete -c {program} -n \"__fish_{program}_using_subcommand {}\" -f -a \"{}\"",
+                sub.get_name(),
+                values.join(" ")
+            );
+        }
+    }
 }
 
 /// The roff source of a program's page, section 8.

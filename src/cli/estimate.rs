@@ -44,15 +44,25 @@ are shown too.
 Per process, the saving is attributed so that the rows add up: KSM keeps \
 the first copy of each content found (processes are scanned in PID order) \
 and every other copy is a page saved by the process that holds it. \
+The table's columns: SCANNED, the memory read; ZERO, the all-zero pages \
+among it (a page count, as ZERO in `ksmctl ps`); WOULD SAVE, the process's \
+part of the saving; MERGED NOW, its memory mapped to KSM pages now. When \
+nothing is read (a PID that has not opted in, --guests with no QEMU \
+running) the first line says what was selected and why.
+
 --matrix adds, group by group (process or guest, or cgroup with --by \
-cgroup), the contents two groups have in common (who would share pages \
-with whom), and the KSM pages they already share (from the KSM flag of \
-each page frame in /proc/kpageflags): the audit of cross-tenant sharing.
+cgroup), the contents two groups have in common (row a, column b: the \
+distinct contents both hold, one page each: who would share pages with \
+whom), and the KSM pages both map now (from the KSM flag of each page \
+frame in /proc/kpageflags): the audit of cross-tenant sharing. The \
+diagonal is left out (a group's own figures are in the table); with one \
+group there is no matrix. Without /proc/kpageflags (a --root fixture) \
+the estimate runs without what KSM has merged, and says so.
 
 --sample K keeps the contents whose hash is 0 mod K (all copies of a \
 content together) and scales up; the error bound (2 standard errors) is \
 shown. The scan runs at a lower priority (--nice) and can be held to a \
-share of one CPU (--cpu-limit). Needs root.
+share of one CPU (--cpu-limit). Needs root, except on a test tree.
 
 Examples:
   ksmctl estimate                      what KSM would save on the mergeable memory
@@ -105,7 +115,8 @@ pub struct Args {
 
 /// Run `ksmctl estimate`.
 pub fn command(root: &Root, args: &Args, out: &mut impl Write) -> anyhow::Result<i32> {
-    if sys::euid() != 0 {
+    // Under --root (a fixture tree) its files are read as any others.
+    if sys::euid() != 0 && root.is_host() {
         bail!(
             "estimate needs root: page frame numbers in /proc/PID/pagemap, /proc/kpageflags \
              and reading other processes' memory (process_vm_readv) are root's only \

@@ -99,7 +99,9 @@ pub enum Command {
     /// (pages_to_scan every sleep_millisecs). Tuner: a running ksmtuned
     /// (ours or the original), found by its pid file and by process
     /// name; a `ksmtuned --dry-run` is listed as "dry run: writes nothing".
-    /// --json gives every field as a raw integer, keys carrying their units;
+    /// Other writer: a running libvirtd or virtqemud, through which `virsh
+    /// node-memory-tune` writes pages_to_scan, sleep_millisecs and
+    /// merge_across_nodes. --json gives every field as a raw integer, keys carrying their units;
     /// null means this kernel does not have that file.
     Status {
         /// Print JSON (raw integers, unit-carrying keys).
@@ -114,6 +116,7 @@ pub enum Command {
     /// is a usage error (exit 2).
     Get {
         /// File names in /sys/kernel/mm/ksm, e.g. pages_to_scan.
+        #[arg(value_parser = KsmNames { settings: false }, hide_possible_values = true)]
         keys: Vec<String>,
         /// Print JSON.
         #[arg(long)]
@@ -131,7 +134,8 @@ pub enum Command {
     /// the errno means for KSM.
     Set {
         /// Settings as KEY=VALUE, e.g. pages_to_scan=500 sleep_millisecs=20.
-        #[arg(required = true, value_name = "KEY=VALUE")]
+        #[arg(required = true, value_name = "KEY=VALUE",
+              value_parser = KsmNames { settings: true }, hide_possible_values = true)]
         settings: Vec<String>,
         /// For merge_across_nodes and max_page_sharing: unmerge all pages
         /// first (run=2), set the value, then restore run. Refused when the
@@ -342,12 +346,13 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                 },
             )
             .take()?;
-            let mut tuners = Vec::new();
+            let (mut tuners, mut writers) = (Vec::new(), Vec::new());
             if sample.ksm.is_some() {
                 tuners = service::running_tuners(root);
                 tuners.extend(service::dry_run_tuners(root));
+                writers = service::other_writers(root);
             }
-            let report = Report::build(&sample, None, tuners);
+            let report = Report::build(&sample, None, tuners).with_other_writers(writers);
             if json {
                 serde_json::to_writer_pretty(&mut out, &report.status_json())?;
                 writeln!(out)?;
@@ -371,7 +376,9 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         } => set(root, &ksm, &settings, (unmerge, force), &mut out),
         Command::Doctor { json } => crate::doctor::command(root, json, &mut out),
         Command::Exec { command } => exec(&command),
-        Command::Retune { pid_file } => Ok(crate::daemon::retune(root, pid_file.as_deref())),
+        Command::Retune { pid_file } => {
+            Ok(crate::daemon::retune("ksmctl", root, pid_file.as_deref()))
+        }
         Command::Metrics { top } => crate::metrics::command(root, top, &mut out),
         Command::Ps {
             pids,
@@ -386,6 +393,47 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
         ),
         Command::Top { interval } => crate::cli::top::command(root, interval),
         Command::Estimate(args) => estimate::command(root, &args, &mut out),
+    }
+}
+
+/// The words of `get` and `set`: any string (the commands check them and
+/// name what is known), with the KSM file names (for `set`, the settings
+/// as `NAME=`) offered to the shell completions.
+#[derive(Debug, Clone, Copy)]
+struct KsmNames {
+    settings: bool,
+}
+
+impl clap::builder::TypedValueParser for KsmNames {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let settings = self.settings;
+        Some(Box::new(
+            FILES
+                .iter()
+                .filter(move |f| !settings || f.knob.is_some())
+                .map(move |f| {
+                    clap::builder::PossibleValue::new(if settings {
+                        // One string per setting, made once per completion
+                        // script (clap's names are &'static str).
+                        &*Box::leak(format!("{}=", f.name).into_boxed_str())
+                    } else {
+                        f.name
+                    })
+                }),
+        ))
     }
 }
 

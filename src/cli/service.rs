@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::kernel::ksm::{Knob, Ksm, Run};
 use crate::kernel::sys;
 use crate::root::Root;
-pub use crate::sample::services::{dry_run_tuners, running_tuners, RunningTuner};
+pub use crate::sample::services::{
+    dry_run_tuners, other_writers, running_tuners, OtherWriter, RunningTuner,
+};
 
 /// The variable that sets the 2.6.32-era limit on KSM pages.
 pub const MAX_KERNEL_PAGES_VAR: &str = "KSM_MAX_KERNEL_PAGES";

@@ -34,6 +34,24 @@ pub fn render(r: &Report) -> String {
             .join(", ")
     };
     line(&mut o, "Tuner", tuner);
+    if !r.other_writers.is_empty() {
+        let who: Vec<String> = r
+            .other_writers
+            .iter()
+            .map(|w| format!("{} (pid {})", w.comm, w.pid))
+            .collect();
+        let w = &r.other_writers[0];
+        line(
+            &mut o,
+            "Other writer",
+            format!(
+                "{}: `{}` sets {} (ksmctl doctor)",
+                who.join(", "),
+                w.command,
+                w.files.join(", ")
+            ),
+        );
+    }
     let zero = match k.ksm_zero_pages {
         Some(z) => format!(" + {} zero pages", human::count(z.max(0) as u64)),
         None => String::new(),

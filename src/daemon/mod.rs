@@ -162,7 +162,7 @@ pub fn main(cli: Cli) -> i32 {
     let pid_path = |opt: &Option<PathBuf>| opt.clone().unwrap_or_else(|| root.join(TUNER_PID_FILE));
     if let Some(TunedCommand::Retune { pid_file }) = &cli.command {
         let path = pid_file.clone().or(cli.pid_file.clone());
-        return retune(&root, path.as_deref());
+        return retune("ksmtuned", &root, path.as_deref());
     }
     if let Some(file) = &cli.check_config {
         let explicit = if file.is_empty() {
@@ -229,8 +229,9 @@ fn denied(e: &anyhow::Error) -> bool {
 
 /// `ksmtuned retune` / `ksmctl retune`: SIGUSR1 to the running daemon,
 /// found by `pid_file` alone when one is named, else as
-/// [`pidfile::find_daemon`] says.
-pub fn retune(root: &Root, pid_file: Option<&Path>) -> i32 {
+/// [`pidfile::find_daemon`] says. Errors are prefixed with `caller`, the
+/// program the administrator ran (`ksmtuned` or `ksmctl`).
+pub fn retune(caller: &str, root: &Root, pid_file: Option<&Path>) -> i32 {
     match pidfile::signal(root, pid_file, libc::SIGUSR1, "SIGUSR1") {
         Ok((pid, how)) => {
             if how.starts_with("from ") {
@@ -241,7 +242,7 @@ pub fn retune(root: &Root, pid_file: Option<&Path>) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("ksmtuned: {e}");
+            eprintln!("{caller}: {e}");
             1
         }
     }

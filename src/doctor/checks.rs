@@ -32,6 +32,7 @@ pub const IDS: &[&str] = &[
     "guest-memory-locked",
     "scan-too-slow",
     "advisor-fights-tuner",
+    "libvirt-writes-ksm",
     "prctl-exec-defect",
     "negative-profit",
     "wasted-scanning",
@@ -137,6 +138,7 @@ pub fn check(f: &Facts) -> Vec<Finding> {
     opt_in(f, &mut out);
     unmergeable(f, &mut out);
     scanning(f, state, &mut out);
+    writers::libvirt(f, &mut out);
     paying(f, state, &mut out);
     unmerge_risk(f, state, &mut out);
     out
@@ -876,6 +878,8 @@ fn unmerge_risk(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
         ),
     );
 }
+
+mod writers;
 
 #[cfg(test)]
 mod tests;

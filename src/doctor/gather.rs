@@ -15,7 +15,7 @@ use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
 use crate::policy::classic;
 use crate::root::Root;
-use crate::sample::services::{self, RunningTuner};
+use crate::sample::services::{self, OtherWriter, RunningTuner};
 use crate::sample::{processes, trackers};
 
 /// One process the checks look at: QEMU guests, and processes with
@@ -126,6 +126,9 @@ pub struct Facts {
     pub numa_nodes: Option<u64>,
     /// Tuners running (ksmtuned, ours or the original).
     pub tuners: Vec<TunerFacts>,
+    /// Other programs that write KSM's settings when asked (libvirt's
+    /// daemons, for `virsh node-memory-tune`).
+    pub other_writers: Vec<OtherWriter>,
     /// A masked `ksm.service` / `ksmtuned.service`.
     pub masked_unit: Option<PathBuf>,
     /// The tuner's configuration (`/etc/ksmtuned.conf`).
@@ -336,6 +339,7 @@ pub fn gather(root: &Root) -> Facts {
             .into_iter()
             .map(|t| TunerFacts::read(root, t))
             .collect(),
+        other_writers: services::other_writers(root),
         masked_unit: services::masked_unit(root),
         ..Default::default()
     };

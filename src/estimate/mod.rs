@@ -149,9 +149,36 @@ pub struct Cost {
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
     pub groups: Vec<String>,
-    /// `[a][b]`: bytes of distinct contents (or KSM pages) `a` and `b`
-    /// both hold; the diagonal: `a`'s own.
+    /// `[a][b]`: bytes of the distinct contents (or the KSM pages) `a`
+    /// and `b` both hold, one page each. The diagonal (`a`'s own distinct
+    /// contents, or the KSM pages it maps) is in the JSON only: the text
+    /// leaves it out, where it read like a saving.
     pub bytes: Vec<Vec<u64>>,
+}
+
+/// Which processes were chosen, and why the others were not read: said
+/// when nothing was (a process that has not opted in, `--guests` with no
+/// QEMU running).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Selected {
+    /// The PIDs asked for (empty: every process).
+    pub pids: Vec<u32>,
+    /// `--guests`: only QEMU processes.
+    pub guests_only: bool,
+    /// Processes looked at (user processes, or the PIDs given).
+    pub processes: usize,
+    /// Of them, not QEMU (left out by `--guests`).
+    pub not_qemu: usize,
+    /// Of them, with no area selected: nothing opted in to KSM (or, with
+    /// `--all-anonymous`, no private memory).
+    pub nothing_selected: usize,
+    /// Of them, whose memory map (`/proc/PID/smaps`) could not be read
+    /// although the process is there (a fixture root, a security module).
+    pub maps_unreadable: usize,
+    /// The first of those errors, naming the file.
+    pub maps_error: Option<String>,
+    /// The /proc the processes were looked for in (under `--root`).
+    pub proc_dir: String,
 }
 
 /// The transparent huge pages among the pages read, and what merging
@@ -213,6 +240,7 @@ pub struct Estimate {
     pub cost: Cost,
     pub huge_pages: HugePages,
     pub skipped: Skipped,
+    pub selected: Selected,
     pub processes: Vec<ProcessRow>,
     pub matrix: Option<Matrix>,
     pub realized_matrix: Option<Matrix>,
@@ -325,10 +353,9 @@ pub fn build(
     page_size: u64,
     progress: &mut dyn FnMut(scan::Progress),
 ) -> anyhow::Result<Estimate> {
-    use anyhow::Context;
     let mut notes = Vec::new();
     let host = read_host(root, opts, page_size, &mut notes)?;
-    let (mut infos, gone_early) = choose_processes(root, opts)?;
+    let (mut infos, gone_early, selected) = choose_processes(root, opts)?;
     let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
     let contents = Contents::new(host.params, opts.matrix);
     let sc = scan::scan(
@@ -340,8 +367,13 @@ pub fn build(
             cpu_limit: opts.cpu_limit,
         },
         progress,
-    )
-    .with_context(|| format!("cannot read {}", root.join("/proc/kpageflags").display()))?;
+    )?;
+    if let Some(e) = &sc.kpageflags_error {
+        notes.push(format!(
+            "{e}: the page frames' flags are unknown, so no KSM-merged page (MERGED NOW, saved \
+             now, the realized matrix) and no huge page is seen"
+        ));
+    }
     let rows = process_rows(root, &sc, &infos, host.params, &mut notes);
     let projection = project(&sc, host.params, rows.already_zero, &mut notes);
     let now = saved_now(host.state.as_ref(), &sc, rows.ksm_zero_now, page_size);
@@ -361,6 +393,7 @@ pub fn build(
         cost,
         (matrix, realized_matrix),
         thp,
+        selected,
         notes,
     ))
 }
@@ -392,8 +425,8 @@ fn read_host(
 
 /// The processes asked for (all but ourselves and kernel threads, or the
 /// PIDs given), with their selected areas; and how many were gone before
-/// their areas could be read.
-fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, usize)> {
+/// their areas could be read, and what was selected.
+fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, usize, Selected)> {
     use anyhow::Context;
     let pids: Vec<u32> = if opts.pids.is_empty() {
         let me = std::process::id();
@@ -411,6 +444,13 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
         v.dedup();
         v
     };
+    let mut sel = Selected {
+        pids: opts.pids.clone(),
+        guests_only: opts.guests,
+        processes: pids.len(),
+        proc_dir: root.join("/proc").display().to_string(),
+        ..Selected::default()
+    };
     let mut infos = Vec::new();
     let mut gone_early = 0;
     for pid in pids {
@@ -426,6 +466,7 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
                     b.starts_with("qemu-system-") || b == "qemu-kvm"
                 });
         if opts.guests && !qemu {
+            sel.not_qemu += 1;
             continue;
         }
         let guest = if qemu {
@@ -433,15 +474,24 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
         } else {
             None
         };
-        let Ok(all) = vmas::read(root, pid) else {
-            gone_early += 1;
-            continue;
+        let all = match vmas::read(root, pid) {
+            Ok(all) => all,
+            Err(e) => {
+                if root.join(format!("/proc/{pid}/stat")).exists() {
+                    sel.maps_unreadable += 1;
+                    sel.maps_error.get_or_insert_with(|| e.to_string());
+                } else {
+                    gone_early += 1;
+                }
+                continue;
+            }
         };
         let areas: Vec<vmas::Vma> = all
             .into_iter()
             .filter(|a| opts.selection.takes(a))
             .collect();
         if areas.is_empty() {
+            sel.nothing_selected += 1;
             continue;
         }
         let group = match opts.group_by {
@@ -456,7 +506,7 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
             areas,
         });
     }
-    Ok((infos, gone_early))
+    Ok((infos, gone_early, sel))
 }
 
 /// The scan's targets (the areas move out of `infos`) and the matrix
@@ -680,6 +730,7 @@ fn assemble(
     cost: Cost,
     (matrix, realized_matrix): (Option<Matrix>, Option<Matrix>),
     thp: HugePages,
+    selected: Selected,
     notes: Vec<String>,
 ) -> Estimate {
     let page_size = host.params.page_size;
@@ -710,6 +761,7 @@ fn assemble(
         cost,
         huge_pages: thp,
         skipped: sc.skipped,
+        selected,
         processes: rows,
         matrix,
         realized_matrix,

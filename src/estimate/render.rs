@@ -15,6 +15,11 @@ fn pct(part: u64, whole: u64) -> String {
     }
 }
 
+/// "1 process", "2 processes".
+fn processes(n: usize) -> String {
+    format!("{n} process{}", if n == 1 { "" } else { "es" })
+}
+
 fn duration(s: f64) -> String {
     if s < 1.0 {
         "under 1 s".into()
@@ -41,14 +46,22 @@ impl Estimate {
         } else {
             String::new()
         };
-        let _ = writeln!(
-            o,
-            "KSM would save {}{err} ({} of the {} of {what} scanned) for {} of one core.",
-            b(self.saved_bytes),
-            pct(self.saved_bytes, self.scanned_bytes),
-            b(self.scanned_bytes),
-            duration(self.cost.cpu_seconds),
-        );
+        if self.processes_scanned == 0 {
+            let _ = writeln!(
+                o,
+                "Nothing was read, so there is no saving to estimate: {}.",
+                self.why_nothing()
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "KSM would save {}{err} ({} of the {} of {what} scanned) for {} of one core.",
+                b(self.saved_bytes),
+                pct(self.saved_bytes, self.scanned_bytes),
+                b(self.scanned_bytes),
+                duration(self.cost.cpu_seconds),
+            );
+        }
         // Who shares most: the groups with the largest savings.
         let mut by_group: BTreeMap<&str, u64> = BTreeMap::new();
         for r in &self.processes {
@@ -75,12 +88,14 @@ impl Estimate {
                 b(self.split_freed_bytes),
             );
         }
-        let _ = writeln!(
-            o,
-            "Saved now: {} in these processes; still to gain: {}.",
-            b(self.now.scanned_saved_bytes),
-            human::bytes(i128::from(self.to_gain_bytes))
-        );
+        if self.processes_scanned > 0 {
+            let _ = writeln!(
+                o,
+                "Saved now: {} in these processes; still to gain: {}.",
+                b(self.now.scanned_saved_bytes),
+                human::bytes(i128::from(self.to_gain_bytes))
+            );
+        }
         let _ = writeln!(o);
         let p = &self.projection;
         let c = human::count;
@@ -99,6 +114,7 @@ impl Estimate {
                 b(self.read_bytes_per_second as u64),
             ),
         );
+        line(&mut o, "Selected:", self.selected_line());
         line(
             &mut o,
             "Contents:",
@@ -247,7 +263,7 @@ impl Estimate {
                     r.pid,
                     n,
                     b(r.scanned_bytes),
-                    pg(r.zero_pages),
+                    c(r.zero_pages),
                     b(r.would_save_bytes),
                     pg(r.ksm_mapped_pages),
                 );
@@ -267,20 +283,166 @@ impl Estimate {
                 );
             }
         }
-        for (title, m) in [
-            ("Contents in common (would be shared by KSM)", &self.matrix),
+        let scaled = if self.sample > 1 {
+            " (scaled up from the sample)"
+        } else {
+            ""
+        };
+        for (title, cell, m) in [
             (
-                "Merged now: KSM pages mapped by both",
+                "Contents in common (who would share with whom)",
+                format!(
+                    "Row [a], column [b]: the distinct page contents that a and b both hold, one \
+                     page each{scaled}: KSM would keep one page for each, mapped by both."
+                ),
+                &self.matrix,
+            ),
+            (
+                "Merged now (who shares with whom)",
+                "Row [a], column [b]: the KSM pages that a and b both map now, one page each \
+                 (from the KSM flag of each frame in /proc/kpageflags)."
+                    .to_string(),
                 &self.realized_matrix,
             ),
         ] {
-            if let Some(m) = m {
-                let _ = writeln!(o);
-                let _ = writeln!(o, "{title}:");
-                o.push_str(&render_matrix(m));
+            let Some(m) = m else { continue };
+            let _ = writeln!(o);
+            let _ = writeln!(o, "{title}:");
+            if let [only] = &m.groups[..] {
+                let _ = writeln!(
+                    o,
+                    "One group only ({only}): no pair to compare; its own figures are in the \
+                     table above."
+                );
+                continue;
+            } else if m.groups.is_empty() {
+                let _ = writeln!(o, "No group: nothing was read.");
+                continue;
             }
+            let _ = writeln!(
+                o,
+                "{cell} The diagonal is left out: what a group saves on its own is WOULD SAVE \
+                 and MERGED NOW above."
+            );
+            o.push_str(&render_matrix(m));
         }
         o
+    }
+}
+
+impl Estimate {
+    /// Which processes were looked at and why the others were not read.
+    fn selected_line(&self) -> String {
+        let s = &self.selected;
+        let mut parts = vec![match (s.pids.len(), s.guests_only) {
+            (0, false) => format!("{} user processes looked at", s.processes),
+            (0, true) => format!("{} user processes looked at for QEMU guests", s.processes),
+            (_, g) => format!(
+                "PID {}{}",
+                s.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if g { ", QEMU guests only" } else { "" }
+            ),
+        }];
+        if s.not_qemu > 0 {
+            parts.push(format!("{} not QEMU", s.not_qemu));
+        }
+        if s.nothing_selected > 0 {
+            parts.push(format!(
+                "{} with {}",
+                s.nothing_selected,
+                match self.selection {
+                    Selection::Mergeable => "nothing opted in to KSM",
+                    Selection::AllAnonymous => "no private memory",
+                }
+            ));
+        }
+        if s.maps_unreadable > 0 {
+            parts.push(format!(
+                "{} whose memory map cannot be read",
+                s.maps_unreadable
+            ));
+        }
+        parts.join("; ")
+    }
+
+    /// Why no process was read, in words, with what to try.
+    fn why_nothing(&self) -> String {
+        let s = &self.selected;
+        let mut why = Vec::new();
+        // "PID 7 has", "none of the 3 processes has", "2 processes have".
+        let who_has = |n: usize| {
+            if s.pids.len() == 1 && n == 1 {
+                format!("PID {} has", s.pids[0])
+            } else if n == s.processes && n > 1 {
+                format!("none of the {n} processes has")
+            } else if n == 1 {
+                "1 process has".to_string()
+            } else {
+                format!("{n} processes have")
+            }
+        };
+        let none = s.nothing_selected == s.processes && s.processes > 1;
+        let its = if s.nothing_selected == 1 {
+            "its"
+        } else {
+            "their"
+        };
+        if s.processes == 0 {
+            why.push(format!(
+                "no user process was found in {} (each is read from its /proc/PID/stat)",
+                s.proc_dir
+            ));
+        }
+        if s.guests_only && s.not_qemu == s.processes {
+            why.push(
+                "no QEMU process is running (--guests takes processes named qemu-kvm, \
+                 qemu-system-* or qemu:NAME)"
+                    .to_string(),
+            );
+        }
+        if s.nothing_selected > 0 {
+            let args: String = s.pids.iter().map(|p| format!(" {p}")).collect();
+            let guests = if s.guests_only { " --guests" } else { "" };
+            why.push(match self.selection {
+                Selection::Mergeable => format!(
+                    "{} {} opted in to KSM (no area marked mergeable, `mg` in /proc/PID/smaps \
+                     VmFlags); `ksmctl estimate --all-anonymous{guests}{args}` estimates all \
+                     {its} private memory, what opting in would offer KSM",
+                    who_has(s.nothing_selected),
+                    if none { "memory" } else { "no memory" },
+                ),
+                Selection::AllAnonymous => format!(
+                    "{} {} KSM could merge",
+                    who_has(s.nothing_selected),
+                    if none {
+                        "private memory"
+                    } else {
+                        "no private memory"
+                    },
+                ),
+            });
+        }
+        if s.maps_unreadable > 0 {
+            why.push(format!(
+                "the memory map of {} cannot be read ({})",
+                processes(s.maps_unreadable),
+                s.maps_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if self.processes_vanished > 0 {
+            why.push(format!(
+                "{} exited before being read",
+                processes(self.processes_vanished)
+            ));
+        }
+        if why.is_empty() {
+            why.push("no process was chosen".into());
+        }
+        why.join("; ")
     }
 }
 
@@ -307,8 +469,13 @@ fn render_matrix(m: &Matrix) -> String {
     let _ = writeln!(o);
     for (i, row) in m.bytes.iter().enumerate() {
         let _ = write!(o, "{:<w$}", labels[i]);
-        for v in row {
-            let _ = write!(o, "  {:>10}", human::ubytes(*v));
+        for (j, v) in row.iter().enumerate() {
+            let cell = if i == j {
+                "-".into()
+            } else {
+                human::ubytes(*v)
+            };
+            let _ = write!(o, "  {cell:>10}");
         }
         let _ = writeln!(o);
     }

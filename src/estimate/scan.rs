@@ -162,6 +162,9 @@ pub struct Scan {
     pub bytes_read: u64,
     pub huge: HugeScan,
     pub elapsed: Duration,
+    /// Why `/proc/kpageflags` could not be opened, if it could not: no
+    /// KSM page nor huge page was seen.
+    pub kpageflags_error: Option<String>,
 }
 
 /// How the scan runs.
@@ -175,8 +178,10 @@ pub struct ScanOptions {
 
 /// Scan `targets` in order, adding their pages to `contents`. `progress`
 /// is called after each batch; a process that cannot be read any more is
-/// marked vanished and skipped. Errors only for this host as a whole
-/// (`/proc/kpageflags` cannot be opened).
+/// marked vanished and skipped. Without `/proc/kpageflags` (a fixture
+/// root, no permission) the scan goes on without the frames' flags: no
+/// KSM page and no huge page is seen, only the zero page by its frame
+/// number ([`Scan::kpageflags_error`] says why).
 pub fn scan(
     root: &Root,
     targets: &[Target],
@@ -186,7 +191,13 @@ pub fn scan(
 ) -> io::Result<Scan> {
     let t0 = Instant::now();
     let page = contents.params().page_size;
-    let mut kflags = KpageFlags::open(root)?;
+    let (mut kflags, kpageflags_error) = match KpageFlags::open(root) {
+        Ok(k) => (Some(k), None),
+        Err(e) => (
+            None,
+            Some(format!("{}: {e}", root.join("/proc/kpageflags").display())),
+        ),
+    };
     let total_bytes: u64 = targets
         .iter()
         .flat_map(|t| &t.areas)
@@ -202,7 +213,7 @@ pub fn scan(
             selected_bytes: t.areas.iter().map(Vma::len).sum(),
             ..ProcessScan::default()
         };
-        if let Err(e) = st.process(root, t, &mut contents, &mut kflags, &mut ps, progress) {
+        if let Err(e) = st.process(root, t, &mut contents, kflags.as_mut(), &mut ps, progress) {
             log::debug!("pid {}: {e}", t.pid);
             if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
                 ps.refused = true;
@@ -223,6 +234,7 @@ pub fn scan(
         bytes_read: st.bytes_read,
         huge,
         elapsed: t0.elapsed(),
+        kpageflags_error,
     })
 }
 
@@ -316,7 +328,7 @@ impl State {
         root: &Root,
         t: &Target,
         contents: &mut Contents,
-        kflags: &mut KpageFlags,
+        mut kflags: Option<&mut KpageFlags>,
         ps: &mut ProcessScan,
         progress: &mut dyn FnMut(Progress),
     ) -> io::Result<()> {
@@ -340,7 +352,7 @@ impl State {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 let before = ps.pages;
-                self.batch(t, addr, n, page, contents, kflags, ps)?;
+                self.batch(t, addr, n, page, contents, kflags.as_deref_mut(), ps)?;
                 self.done_bytes += (ps.pages - before) * page;
                 progress(Progress {
                     pid: t.pid,
@@ -366,7 +378,7 @@ impl State {
         n: usize,
         page: u64,
         contents: &mut Contents,
-        kflags: &mut KpageFlags,
+        kflags: Option<&mut KpageFlags>,
         ps: &mut ProcessScan,
     ) -> io::Result<()> {
         // Is each frame a KSM page, or the zero page? (Not only the frames
@@ -383,7 +395,7 @@ impl State {
                 }
             }
         }
-        if self.all_flags || self.huge_area {
+        if let Some(kflags) = kflags.filter(|_| self.all_flags || self.huge_area) {
             kflags.read_many(&self.pfns, &mut self.flags)?;
         } else {
             let z = self.zero_pfn;
@@ -602,7 +614,7 @@ mod tests {
             ksm_pages_possible: false,
         };
         let mut ps = ProcessScan::default();
-        st.batch(&t, base, 8, page, &mut contents, &mut kflags, &mut ps)
+        st.batch(&t, base, 8, page, &mut contents, Some(&mut kflags), &mut ps)
             .unwrap();
         std::mem::forget(m);
         assert_eq!(ps.pages, 5);

@@ -135,6 +135,46 @@ pub fn dry_run_tuners(root: &Root) -> Vec<RunningTuner> {
     out
 }
 
+/// The KSM files libvirt writes for `virsh node-memory-tune`
+/// (`--shm-pages-to-scan`, `--shm-sleep-millisecs`,
+/// `--shm-merge-across-nodes`: virNodeSetMemoryParameters).
+pub const LIBVIRT_KSM_FILES: [&str; 3] = ["pages_to_scan", "sleep_millisecs", "merge_across_nodes"];
+
+/// The libvirt daemons that serve `virsh node-memory-tune`: the monolithic
+/// daemon and the modular QEMU driver's.
+pub const LIBVIRT_DAEMONS: [&str; 2] = ["libvirtd", "virtqemud"];
+
+/// A program besides the tuner that writes KSM's settings when asked: a
+/// libvirt daemon, which `virsh node-memory-tune` has write
+/// [`LIBVIRT_KSM_FILES`]. Seen only while it runs; what it wrote and when
+/// leaves no trace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OtherWriter {
+    pub pid: u32,
+    pub comm: String,
+    /// The command an administrator runs to make it write.
+    pub command: &'static str,
+    /// The files it writes.
+    pub files: &'static [&'static str],
+}
+
+/// The libvirt daemons running under the root, by process name.
+pub fn other_writers(root: &Root) -> Vec<OtherWriter> {
+    LIBVIRT_DAEMONS
+        .iter()
+        .flat_map(|name| {
+            proc::find_by_comm(root, name)
+                .into_iter()
+                .map(move |pid| OtherWriter {
+                    pid,
+                    comm: name.to_string(),
+                    command: "virsh node-memory-tune",
+                    files: &LIBVIRT_KSM_FILES,
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +203,13 @@ mod tests {
         let pids = |v: Vec<RunningTuner>| v.iter().map(|t| (t.pid, t.dry_run)).collect::<Vec<_>>();
         assert_eq!(pids(running_tuners(&root)), [(20, false), (10, false)]);
         assert_eq!(pids(dry_run_tuners(&root)), [(21, true), (11, true)]);
+        assert!(other_writers(&root).is_empty());
+        mk(30, "virtqemud", "/usr/sbin/virtqemud --timeout 120 ");
+        mk(31, "libvirtd", "/usr/sbin/libvirtd ");
+        let w: Vec<(u32, String)> = other_writers(&root)
+            .into_iter()
+            .map(|w| (w.pid, w.comm))
+            .collect();
+        assert_eq!(w, [(31, "libvirtd".into()), (30, "virtqemud".into())]);
     }
 }

@@ -566,3 +566,40 @@ fn selinux_mode_and_module() {
         x.seen
     );
 }
+
+#[test]
+fn libvirt_beside_a_tuner_is_a_second_writer() {
+    let writer = crate::sample::services::OtherWriter {
+        pid: 77,
+        comm: "virtqemud".into(),
+        command: "virsh node-memory-tune",
+        files: &crate::sample::services::LIBVIRT_KSM_FILES,
+    };
+    // libvirt alone: it is the only writer, nothing to say.
+    let mut f = healthy();
+    f.tuners.clear();
+    f.other_writers = vec![writer];
+    assert!(!ids(&f).contains(&"libvirt-writes-ksm"));
+    f.tuners = vec![TunerFacts {
+        pid: 42,
+        comm: "ksmtuned".into(),
+        script: false,
+    }];
+    let x = find(&f, "libvirt-writes-ksm");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.seen
+            .starts_with("virtqemud (pid 77) runs beside the tuner ksmtuned (pid 42)")
+            && x.seen
+                .contains("pages_to_scan, sleep_millisecs, merge_across_nodes"),
+        "{}",
+        x.seen
+    );
+    assert!(
+        x.what_to_do.contains("/etc/ksmtuned.conf"),
+        "{}",
+        x.what_to_do
+    );
+    assert_eq!(x.numbers["writer_pid"], 77);
+    assert_eq!(x.numbers["tuner_pid"], 42);
+}
