@@ -315,6 +315,13 @@ pub fn check_config(
             let (flavour, why) = config::flavour::resolve(root, loaded.config.flavour);
             println!("classic policy: flavour {flavour} ({why})");
         }
+        let c = &loaded.config;
+        if c.trust_domains.enabled() {
+            println!(
+                "trust domains: {} (cross-domain sharing: {}; audited every {} s)",
+                c.trust_domains, c.cross_domain, c.domain_audit_interval
+            );
+        }
         0
     } else {
         let warnings = if warned > 0 {

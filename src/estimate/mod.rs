@@ -12,6 +12,7 @@
 //! [`build`] computes one [`Estimate`]; [`Estimate::render`] and its JSON
 //! form show the same value.
 
+pub mod audit;
 mod render;
 pub mod scan;
 pub mod table;
@@ -338,6 +339,7 @@ pub fn build(
         ScanOptions {
             selection: opts.selection,
             cpu_limit: opts.cpu_limit,
+            ksm_only: false,
         },
         progress,
     )

@@ -1,0 +1,196 @@
+//! Trust domains on the real kernel: two tenants (cgroups made for the
+//! test in the cgroup v2 hierarchy), each with probes holding content
+//! duplicated within the tenant and a known amount in common with the
+//! other; once ksmd merged them, the cross-domain audit reports the bytes
+//! in common between the two tenants and nothing else between them.
+//!
+//! Holds the ksmd lock (`Experiment`, which restores every knob) and
+//! removes the cgroups it made, also when it fails.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ksmtuned::config::TrustDomains;
+use ksmtuned::estimate::audit;
+use ksmtuned::kernel::ksm::{Knob, Run, Setting};
+use ksmtuned::kernel::{proc, sys};
+use ksmtuned::Root;
+
+mod support;
+use support::{Experiment, Probe};
+
+/// A cgroup made for the test, removed on drop (its processes gone).
+struct Cgroup(PathBuf);
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on a hybrid host).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+impl Cgroup {
+    fn make(name: &str) -> Option<Cgroup> {
+        let Some(mount) = cgroup2_mount() else {
+            eprintln!("SKIPPED: no cgroup v2 hierarchy is mounted");
+            return None;
+        };
+        let p = mount.join(format!("{name}-{}", std::process::id()));
+        match std::fs::create_dir(&p) {
+            Ok(()) => Some(Cgroup(p)),
+            Err(e) => {
+                eprintln!("SKIPPED: cannot make the cgroup {} ({e})", p.display());
+                None
+            }
+        }
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.0.display()));
+    }
+
+    /// Its name as a domain at depth 1.
+    fn domain(&self) -> String {
+        format!("/{}", self.0.file_name().unwrap().to_string_lossy())
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // The probes were reaped before; the kernel may take a moment.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("warning: could not remove {}", self.0.display());
+    }
+}
+
+fn probe(seed: u64, distinct: usize, distinct_seed: u64) -> Probe {
+    Probe::with_args(&[
+        "--pages",
+        "1",
+        "--seed",
+        &seed.to_string(),
+        "--distinct-pages",
+        &distinct.to_string(),
+        "--distinct-seed",
+        &distinct_seed.to_string(),
+    ])
+}
+
+const OWN: usize = 1000;
+const COMMON: usize = 512;
+
+#[test]
+fn audit_reports_the_pages_two_tenants_share() {
+    let Some(ksm) = support::real_ksm("audit_reports_the_pages_two_tenants_share") else {
+        return;
+    };
+    if sys::euid() != 0 {
+        eprintln!("SKIPPED: needs root (to make cgroups)");
+        return;
+    }
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
+    let (Some(a), Some(b)) = (
+        Cgroup::make("ksmtuned-test-a"),
+        Cgroup::make("ksmtuned-test-b"),
+    ) else {
+        return;
+    };
+    // Tenant A: two probes with the same 1000 pages, one with 512 pages
+    // tenant B also has; B likewise with its own 1000.
+    let tenant_a = [
+        probe(21, OWN, 100),
+        probe(21, OWN, 100),
+        probe(21, COMMON, 300),
+    ];
+    let tenant_b = [
+        probe(23, OWN, 200),
+        probe(23, OWN, 200),
+        probe(23, COMMON, 300),
+    ];
+    for p in &tenant_a {
+        a.add(p.pid);
+    }
+    for p in &tenant_b {
+        b.add(p.pid);
+    }
+    ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
+        .unwrap();
+    ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())
+        .unwrap();
+    ksm.set_run(Run::Merge).unwrap();
+    let merged = |pid: u32| {
+        proc::ksm_stat(&Root::default(), pid)
+            .and_then(|s| s.merging_pages)
+            .unwrap_or(0)
+    };
+    let want = |i: usize| 1 + if i == 2 { COMMON } else { OWN } as u64;
+    let done = || {
+        tenant_a
+            .iter()
+            .chain(&tenant_b)
+            .enumerate()
+            .all(|(i, p)| merged(p.pid) >= want(i % 3))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ksm.set_run(Run::Stop).unwrap();
+    assert!(done(), "ksmd did not merge the probes in 120 s");
+
+    let page = sys::page_size();
+    let root = Root::default();
+    let r = audit::audit(&root, TrustDomains::Cgroup { depth: 1 }, None).unwrap();
+    let (da, db) = (a.domain(), b.domain());
+    let ours: Vec<_> = r
+        .pairs
+        .iter()
+        .filter(|p| [&da, &db].contains(&&p.a) || [&da, &db].contains(&&p.b))
+        .collect();
+    let expected = COMMON as u64 * page;
+    assert_eq!(ours.len(), 1, "{:#?}", r.pairs);
+    let got = ours[0].shared_bytes;
+    assert!(
+        got.abs_diff(expected) * 100 <= expected,
+        "cross-domain bytes {got}, built in {expected}"
+    );
+    assert!(
+        r.domains[&da].len() == 3 && r.domains[&db].len() == 3,
+        "{:?}",
+        r.domains
+    );
+    // Within each tenant, its own pages are merged but cross nothing.
+    assert!(r.ksm_bytes >= (2 * OWN + COMMON) as u64 * page);
+    eprintln!(
+        "audit: {} processes, {} pages examined in {:.3} s ({:.3} s CPU); {:?} and {:?} share {got} bytes",
+        r.processes_scanned, r.pages_examined, r.duration_seconds, r.cpu_seconds, da, db
+    );
+    // The same with the daemon's CPU cap: the same answer.
+    let capped = audit::audit(
+        &root,
+        TrustDomains::Cgroup { depth: 1 },
+        Some(audit::DEFAULT_CPU_LIMIT),
+    )
+    .unwrap();
+    let again = capped
+        .pairs
+        .iter()
+        .find(|p| p.a == ours[0].a && p.b == ours[0].b)
+        .unwrap();
+    assert_eq!(again.shared_bytes, got);
+    drop(tenant_a);
+    drop(tenant_b);
+    drop((a, b));
+    drop(exp);
+}
