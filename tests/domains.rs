@@ -189,6 +189,39 @@ fn audit_reports_the_pages_two_tenants_share() {
         .find(|p| p.a == ours[0].a && p.b == ours[0].b)
         .unwrap();
     assert_eq!(again.shared_bytes, got);
+
+    // The daemon (a dry run: it writes nothing) audits at start, serves the
+    // pair in its metrics, and with warn logs it once, the probes named.
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let conf = format!(
+        "KSM_TRUST_DOMAINS=cgroup:1\nKSM_CROSS_DOMAIN=warn\nKSM_METRICS_LISTEN=127.0.0.1:{port}\n"
+    );
+    let d = support::daemon(dir.path(), &conf, &["--dry-run"]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let series = format!("ksm_cross_domain_shared_bytes{{a={da:?},b={db:?}}}");
+    let text = support::poll_until(Duration::from_secs(20), || {
+        let r = support::http_get(addr, "/metrics").ok()?;
+        r.body.contains(&series).then_some(r.body)
+    })
+    .unwrap_or_else(|| panic!("no {series} in the metrics within 20 s"));
+    assert_eq!(
+        support::value_of(&text, &series),
+        Some(got as f64),
+        "{text}"
+    );
+    assert!(support::value_of(&text, "ksm_cross_domain_audit_timestamp_seconds").unwrap() > 0.0);
+    let duration = support::value_of(&text, "ksm_cross_domain_audit_duration_seconds").unwrap();
+    assert!(duration < 10.0, "{duration}");
+    drop(d);
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("KSM merged pages across trust domains") && l.contains(&da))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("ksm-testkit["), "{}", warned[0]);
+
     drop(tenant_a);
     drop(tenant_b);
     drop((a, b));

@@ -6,6 +6,7 @@
 //! Transient errors (a refused write, an unreadable file) are logged once
 //! and the loop goes on; configuration errors stop the start-up.
 
+mod audit;
 pub mod debuglog;
 mod faults;
 pub mod pidfile;

@@ -45,7 +45,7 @@ pub struct DomainPair {
 }
 
 /// One audit's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainAudit {
     /// How domains were formed (KSM_TRUST_DOMAINS).
     pub trust_domains: String,
