@@ -124,6 +124,48 @@ fn audit_reports_the_pages_two_tenants_share() {
     for p in &tenant_b {
         b.add(p.pid);
     }
+    // Before ksmd runs: the estimate by domain says what merging only
+    // within each tenant saves (their own 1000 pages twice over, and the
+    // one identical page of their three probes) and what merging across
+    // them adds (the pages in common).
+    let mut est = std::process::Command::new(support::KSMCTL);
+    est.args([
+        "estimate",
+        "--json",
+        "--by",
+        "domain",
+        "--domains",
+        "cgroup:1",
+    ]);
+    est.args(tenant_a.iter().chain(&tenant_b).map(|p| p.pid.to_string()));
+    let o = est.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = &j["domains"];
+    let page = sys::page_size();
+    assert_eq!(d["domains"], 2, "{d}");
+    assert_eq!(d["trust_domains"], "cgroup:1");
+    assert_eq!(
+        d["within_domains_bytes"].as_u64(),
+        Some((2 * OWN as u64 + 2 * 2) * page),
+        "{d}"
+    );
+    assert_eq!(
+        d["across_domains_bytes"].as_u64(),
+        Some(COMMON as u64 * page),
+        "{d}"
+    );
+    let groups: Vec<&str> = j["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["group"].as_str().unwrap())
+        .collect();
+    assert!(
+        groups.iter().all(|g| *g == a.domain() || *g == b.domain()),
+        "{groups:?}"
+    );
+
     ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
         .unwrap();
     ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())
@@ -149,7 +191,6 @@ fn audit_reports_the_pages_two_tenants_share() {
     ksm.set_run(Run::Stop).unwrap();
     assert!(done(), "ksmd did not merge the probes in 120 s");
 
-    let page = sys::page_size();
     let root = Root::default();
     let r = audit::audit(&root, TrustDomains::Cgroup { depth: 1 }, None).unwrap();
     let (da, db) = (a.domain(), b.domain());

@@ -53,6 +53,8 @@ pub enum GroupBy {
     // The process's cgroup (v2 path), e.g. a libvirt machine slice or a
     // Proxmox VM scope.
     Cgroup,
+    // The process's trust domain (--domains, else KSM_TRUST_DOMAINS).
+    Domain,
 }
 
 /// What to estimate.
@@ -68,6 +70,8 @@ pub struct Options {
     /// Compute the matrix of contents in common.
     pub matrix: bool,
     pub group_by: GroupBy,
+    /// How domains are formed for [`GroupBy::Domain`].
+    pub domains: crate::config::TrustDomains,
     /// ksmd's CPU budget in percent (KSM_MAX_CPU) for the time estimate.
     pub max_cpu: u64,
     /// Percent of one CPU the scan itself may use.
@@ -176,6 +180,21 @@ pub struct HugePages {
     pub split_freed_bytes: u64,
 }
 
+/// With `--by domain`: how much of the projected saving would come from
+/// merging across trust domains.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainSaving {
+    /// How domains were formed (KSM_TRUST_DOMAINS or --domains).
+    pub trust_domains: String,
+    /// Domains among the processes scanned.
+    pub domains: usize,
+    /// What merging only within each domain would save (non-zero pages).
+    pub within_domains_bytes: u64,
+    /// What merging across domains adds: the saving a within-domain-only
+    /// policy gives up (non-zero pages).
+    pub across_domains_bytes: u64,
+}
+
 /// The estimate: everything `ksmctl estimate` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
@@ -217,6 +236,8 @@ pub struct Estimate {
     pub processes: Vec<ProcessRow>,
     pub matrix: Option<Matrix>,
     pub realized_matrix: Option<Matrix>,
+    /// With `--by domain`.
+    pub domains: Option<DomainSaving>,
     pub elapsed_seconds: f64,
     pub read_bytes_per_second: f64,
     /// Memory of the content table.
@@ -331,7 +352,8 @@ pub fn build(
     let host = read_host(root, opts, page_size, &mut notes)?;
     let (mut infos, gone_early) = choose_processes(root, opts)?;
     let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
-    let contents = Contents::new(host.params, opts.matrix);
+    let by_domain = opts.group_by == GroupBy::Domain;
+    let contents = Contents::new(host.params, opts.matrix || by_domain);
     let sc = scan::scan(
         root,
         &plan.targets,
@@ -352,7 +374,10 @@ pub fn build(
     let cost = cost(projection.pages, ns, source, opts.max_cpu);
     let (matrix, realized_matrix) = matrices(&sc, &plan.group_names, opts.matrix, page_size);
     let thp = huge_pages(&host.thp, &sc, &projection, page_size, &mut notes);
-    Ok(assemble(
+    let domains = by_domain
+        .then(|| domain_saving(&sc, opts, plan.group_names.len(), page_size, &mut notes))
+        .flatten();
+    let mut est = assemble(
         opts,
         host,
         sc,
@@ -364,7 +389,31 @@ pub fn build(
         (matrix, realized_matrix),
         thp,
         notes,
-    ))
+    );
+    est.domains = domains;
+    Ok(est)
+}
+
+/// The saving within and across domains.
+fn domain_saving(
+    sc: &scan::Scan,
+    opts: &Options,
+    groups: usize,
+    page: u64,
+    notes: &mut Vec<String>,
+) -> Option<DomainSaving> {
+    let (within, across) = sc.contents.within_groups()?;
+    notes.push(
+        "within and across domains: non-zero pages only (all-zero pages are merged with each \
+         other whoever holds them), before max_page_sharing"
+            .into(),
+    );
+    Some(DomainSaving {
+        trust_domains: opts.domains.to_string(),
+        domains: groups,
+        within_domains_bytes: within * page,
+        across_domains_bytes: across * page,
+    })
 }
 
 /// KSM's state and settings (defaults without KSM) and the huge pages.
@@ -415,6 +464,7 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
     };
     let mut infos = Vec::new();
     let mut gone_early = 0;
+    let users = audit::Users::read(root);
     for pid in pids {
         let Some(comm) = proc::comm(root, pid) else {
             gone_early += 1;
@@ -449,6 +499,9 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
         let group = match opts.group_by {
             GroupBy::Process => guest.clone().unwrap_or_else(|| format!("{comm}[{pid}]")),
             GroupBy::Cgroup => cgroup(root, pid).unwrap_or_else(|| "?".into()),
+            GroupBy::Domain => {
+                audit::domain_of(root, pid, opts.domains, &users).unwrap_or_else(|| "?".into())
+            }
         };
         infos.push(Info {
             pid,
@@ -715,6 +768,7 @@ fn assemble(
         processes: rows,
         matrix,
         realized_matrix,
+        domains: None,
         elapsed_seconds: secs,
         read_bytes_per_second: if secs > 0.0 {
             sc.bytes_read as f64 / secs
