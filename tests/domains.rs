@@ -268,3 +268,82 @@ fn audit_reports_the_pages_two_tenants_share() {
     drop((a, b));
     drop(exp);
 }
+
+/// Pages of each of the two big probes: 1 GiB with 4 KiB pages.
+const BIG: usize = 262_144;
+
+/// The audit's cost on a host with 2 GiB of mergeable memory in processes
+/// that map KSM pages: every page's frame looked at, and the CPU it used
+/// held to the daemon's cap (10% of one CPU, plus the unthrottled listing
+/// of /proc: 15% allowed).
+#[test]
+fn audit_cpu_is_held_to_its_budget() {
+    let Some(ksm) = support::real_ksm("audit_cpu_is_held_to_its_budget") else {
+        return;
+    };
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
+    let page = sys::page_size() as usize;
+    let pages = BIG * 4096 / page;
+    // Two identical pages each (merged), the rest unique (scanned, never
+    // merged): the audit must look at all of them.
+    let probes: Vec<Probe> = (0..2)
+        .map(|_| {
+            Probe::with_args(&[
+                "--pages",
+                "2",
+                "--seed",
+                "41",
+                "--unique-pages",
+                &pages.to_string(),
+            ])
+        })
+        .collect();
+    ksm.write(Setting::number(Knob::PagesToScan, 20_000).unwrap())
+        .unwrap();
+    ksm.write(Setting::number(Knob::SleepMillisecs, 1).unwrap())
+        .unwrap();
+    ksm.set_run(Run::Merge).unwrap();
+    let merged = |pid: u32| {
+        proc::ksm_stat(&Root::default(), pid)
+            .and_then(|s| s.merging_pages)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = || probes.iter().all(|p| merged(p.pid) >= 2);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ksm.set_run(Run::Stop).unwrap();
+    assert!(done(), "ksmd did not merge the probes' pages in 180 s");
+    let root = Root::default();
+    let spec = TrustDomains::Guest;
+    let full = audit::audit(&root, spec, None).unwrap();
+    let capped = audit::audit(&root, spec, Some(audit::DEFAULT_CPU_LIMIT)).unwrap();
+    for r in [&full, &capped] {
+        assert!(r.pages_examined >= 2 * pages as u64, "{r:?}");
+    }
+    let share = capped.cpu_seconds / capped.duration_seconds;
+    eprintln!(
+        "audit of {} pages ({} MiB) in {} processes: uncapped {:.2} s wall, {:.2} s CPU \
+         ({:.2} µs a page); capped at {}%: {:.2} s wall, {:.2} s CPU, {:.1}% of one CPU",
+        capped.pages_examined,
+        capped.pages_examined * page as u64 >> 20,
+        capped.processes_scanned,
+        full.duration_seconds,
+        full.cpu_seconds,
+        full.cpu_seconds * 1e6 / full.pages_examined as f64,
+        audit::DEFAULT_CPU_LIMIT,
+        capped.duration_seconds,
+        capped.cpu_seconds,
+        share * 100.0
+    );
+    assert!(
+        share <= 0.15,
+        "the capped audit used {:.1}% of one CPU",
+        share * 100.0
+    );
+    drop(probes);
+    drop(exp);
+}
