@@ -254,6 +254,18 @@ fn audit_reports_the_pages_two_tenants_share() {
     assert!(support::value_of(&text, "ksm_cross_domain_audit_timestamp_seconds").unwrap() > 0.0);
     let duration = support::value_of(&text, "ksm_cross_domain_audit_duration_seconds").unwrap();
     assert!(duration < 10.0, "{duration}");
+    // Reloaded without domains: the audit stops and its series go.
+    std::fs::write(
+        dir.path().join("ksmtuned.conf"),
+        format!("KSM_METRICS_LISTEN=127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    sys::kill(d.0.id(), libc::SIGHUP).unwrap();
+    support::poll_until(Duration::from_secs(20), || {
+        let r = support::http_get(addr, "/metrics").ok()?;
+        (!r.body.contains("ksm_cross_domain_")).then_some(())
+    })
+    .expect("the cross-domain series still served 20 s after a reload without domains");
     drop(d);
     let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     let warned: Vec<&str> = log
