@@ -341,7 +341,7 @@ fn audit_cpu_is_held_to_its_budget() {
         "audit of {} pages ({} MiB) in {} processes: uncapped {:.2} s wall, {:.2} s CPU \
          ({:.2} µs a page); capped at {}%: {:.2} s wall, {:.2} s CPU, {:.1}% of one CPU",
         capped.pages_examined,
-        capped.pages_examined * page as u64 >> 20,
+        (capped.pages_examined * page as u64) >> 20,
         capped.processes_scanned,
         full.duration_seconds,
         full.cpu_seconds,
