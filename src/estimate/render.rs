@@ -217,9 +217,10 @@ impl Estimate {
                 &mut o,
                 "Within domains:",
                 format!(
-                    "{} would be saved merging only within each of {} domains ({})",
+                    "{} would be saved merging only within each domain ({} {}, by {})",
                     b(d.within_domains_bytes),
                     d.domains,
+                    if d.domains == 1 { "domain" } else { "domains" },
                     d.trust_domains
                 ),
             );
