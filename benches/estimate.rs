@@ -137,6 +137,7 @@ fn main() {
                 sample,
                 matrix: false,
                 group_by: GroupBy::Process,
+                domains: ksmtuned::config::TrustDomains::None,
                 max_cpu: 50,
                 cpu_limit: None,
                 thp: None,

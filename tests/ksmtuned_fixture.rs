@@ -530,6 +530,24 @@ fn refuses_to_start_when_it_must() {
         text.contains("ksmtuned.conf:2: ") && text.contains("larger than"),
         "{text}"
     );
+    // Trust domains: a bad specification is an error at its line; a good
+    // one is reported.
+    let c = f.config("KSM_POLICY=adaptive\nKSM_TRUST_DOMAINS=cgroup:0\nKSM_CROSS_DOMAIN=refuse\n");
+    let (code, text) = run_to_end(&f, &["--check-config", c.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("ksmtuned.conf:2: KSM_TRUST_DOMAINS=\"cgroup:0\"")
+            && text.contains("ksmtuned.conf:3: KSM_CROSS_DOMAIN=\"refuse\"")
+            && text.contains("2 error(s)"),
+        "{text}"
+    );
+    let c = f.config("KSM_TRUST_DOMAINS=guest\nKSM_CROSS_DOMAIN=warn\n");
+    let (code, text) = run_to_end(&f, &["--check-config", c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("trust domains: guest (cross-domain sharing: warn; audited every 300 s)"),
+        "{text}"
+    );
     // A missing file named on the command line is an error; a missing
     // default file means defaults.
     let (code, text) = run_to_end(&f, &["--check-config", "/nonexistent/k.conf"]);

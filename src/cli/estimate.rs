@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use crate::config::TrustDomains;
 use crate::estimate::{self, GroupBy, Options, Selection};
 use crate::kernel::sys;
 use crate::root::Root;
@@ -50,8 +51,8 @@ part of the saving; MERGED NOW, its memory mapped to KSM pages now. When \
 nothing is read (a PID that has not opted in, --guests with no QEMU \
 running) the first line says what was selected and why.
 
---matrix adds, group by group (process or guest, or cgroup with --by \
-cgroup), the contents two groups have in common (row a, column b: the \
+--matrix adds, group by group (process or guest, cgroup with --by \
+cgroup, or trust domain with --by domain), the contents two groups have in common (row a, column b: the \
 distinct contents both hold, one page each: who would share pages with \
 whom), and the KSM pages both map now (from the KSM flag of each page \
 frame in /proc/kpageflags): the audit of cross-tenant sharing. The \
@@ -61,14 +62,18 @@ the estimate runs without what KSM has merged, and says so.
 
 --sample K keeps the contents whose hash is 0 mod K (all copies of a \
 content together) and scales up; the error bound (2 standard errors) is \
-shown. The scan runs at a lower priority (--nice) and can be held to a \
-share of one CPU (--cpu-limit). Needs root, except on a test tree.
+shown. --by domain also shows what merging only within each trust domain \
+would save and what merging across domains adds (domains as --domains or \
+KSM_TRUST_DOMAINS in the configuration file say). The scan runs at a lower \
+priority (--nice) and can be held to a share of one CPU (--cpu-limit). \
+Needs root, except on a test tree.
 
 Examples:
   ksmctl estimate                      what KSM would save on the mergeable memory
   ksmctl estimate --guests --matrix    QEMU guests only, and who shares with whom
   ksmctl estimate --all-anonymous 1234 a process that has not opted in
   ksmctl estimate --sample 16 --json   a big host, 1/16 of the contents kept
+  ksmctl estimate --by domain --domains guest   what sharing across guests adds
 
 Exit status: 0 ok, 1 runtime error (not root, unknown PID, a kernel \
 thread), 2 usage error. See /usr/share/doc/ksmtuned/estimate.md\n(docs/estimate.md in the sources) for the method and accuracy.";
@@ -89,9 +94,15 @@ pub struct Args {
     /// Show the matrices of contents in common and of KSM pages shared now.
     #[arg(long)]
     pub matrix: bool,
-    /// Matrix groups: each process (guests by name) or its cgroup.
+    /// Matrix groups: each process (guests by name), its cgroup, or its trust domain.
     #[arg(long, value_enum, default_value_t = GroupBy::Process, value_name = "WHAT")]
     pub by: GroupBy,
+    /// Trust domains for --by domain: cgroup[:DEPTH], user or guest (default: KSM_TRUST_DOMAINS).
+    #[arg(long, value_name = "HOW", value_parser = parse_domains)]
+    pub domains: Option<TrustDomains>,
+    /// The configuration file KSM_TRUST_DOMAINS is read from.
+    #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: std::path::PathBuf,
     /// Keep one content in K (content-defined sampling) to bound memory.
     #[arg(long, value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -111,6 +122,46 @@ pub struct Args {
     /// Print JSON (raw integers, unit-carrying keys).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_domains(s: &str) -> Result<TrustDomains, String> {
+    match s.parse()? {
+        TrustDomains::None => {
+            Err("none forms no domains: give cgroup[:DEPTH], user or guest".into())
+        }
+        t => Ok(t),
+    }
+}
+
+/// The trust domains of `--by domain`: `--domains`, else KSM_TRUST_DOMAINS
+/// from the configuration file.
+fn trust_domains(root: &Root, args: &Args) -> anyhow::Result<TrustDomains> {
+    if let Some(t) = args.domains {
+        return Ok(t);
+    }
+    let file = if args.config.is_absolute() {
+        root.join(&args.config)
+    } else {
+        args.config.clone()
+    };
+    if !file.exists() {
+        bail!(
+            "--by domain: {} does not exist, so no KSM_TRUST_DOMAINS; give --domains \
+             cgroup[:DEPTH], user or guest",
+            file.display()
+        );
+    }
+    let loaded = crate::config::load(root, Some(&file), crate::config::Trust::Insecure);
+    if let Some(e) = loaded.errors.first() {
+        bail!("--by domain reads KSM_TRUST_DOMAINS: {e}");
+    }
+    match loaded.config.trust_domains {
+        TrustDomains::None => bail!(
+            "--by domain: {} sets no KSM_TRUST_DOMAINS; give --domains cgroup[:DEPTH], user or guest",
+            file.display()
+        ),
+        t => Ok(t),
+    }
 }
 
 /// Run `ksmctl estimate`.
@@ -140,6 +191,11 @@ pub fn command(root: &Root, args: &Args, out: &mut impl Write) -> anyhow::Result
         sample: args.sample,
         matrix: args.matrix,
         group_by: args.by,
+        domains: if args.by == GroupBy::Domain {
+            trust_domains(root, args)?
+        } else {
+            TrustDomains::None
+        },
         max_cpu: args.max_cpu,
         cpu_limit: args.cpu_limit,
         thp: None,

@@ -11,6 +11,7 @@
 //! table and their values checked ([`VARIABLES`], [`from_parsed`]); the
 //! shell syntax in [`shellvars`].
 
+pub mod domains;
 pub mod flavour;
 pub mod shellvars;
 pub mod web;
@@ -24,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+pub use domains::{CrossDomain, TrustDomains};
 pub use files::{check_secure, load, Trust};
 pub use flavour::Flavour;
 pub use variables::{did_you_mean, from_parsed, VARIABLES};
@@ -119,6 +121,14 @@ pub struct Config {
     /// ([`web`]); relative to the configuration file's directory. Plain
     /// HTTP without authentication when unset.
     pub metrics_web_config: Option<PathBuf>,
+    /// KSM_TRUST_DOMAINS: how processes are grouped into trust domains
+    /// for the cross-domain audit (none: no audit).
+    pub trust_domains: TrustDomains,
+    /// KSM_CROSS_DOMAIN: what the daemon does about pages shared across
+    /// domains.
+    pub cross_domain: CrossDomain,
+    /// KSM_DOMAIN_AUDIT_INTERVAL: seconds between two audits (>= 60).
+    pub domain_audit_interval: u64,
 }
 
 impl Config {
@@ -164,9 +174,21 @@ impl Config {
                     .as_ref()
                     .map(|p| p.display().to_string())),
             ),
+            ("KSM_TRUST_DOMAINS", self.trust_domains.to_string()),
+            ("KSM_CROSS_DOMAIN", self.cross_domain.to_string()),
+            (
+                "KSM_DOMAIN_AUDIT_INTERVAL",
+                self.domain_audit_interval.to_string(),
+            ),
         ]
     }
 }
+
+/// The default of KSM_DOMAIN_AUDIT_INTERVAL, and its floor: the audit
+/// reads every mergeable page's pagemap entry and frame flags, so it runs
+/// at most once a minute.
+pub const DEFAULT_DOMAIN_AUDIT_INTERVAL: u64 = 300;
+pub const MIN_DOMAIN_AUDIT_INTERVAL: u64 = 60;
 
 /// The default of KSM_MAX_CPU (see README, "Adaptive policy").
 pub const DEFAULT_MAX_CPU: u64 = 50;
@@ -189,6 +211,9 @@ impl Default for Config {
             metrics_listen: None,
             flavour: None,
             metrics_web_config: None,
+            trust_domains: TrustDomains::None,
+            cross_domain: CrossDomain::Allow,
+            domain_audit_interval: DEFAULT_DOMAIN_AUDIT_INTERVAL,
         }
     }
 }

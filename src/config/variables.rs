@@ -49,6 +49,18 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "KSM_METRICS_WEB_CONFIG",
         "web configuration file: TLS and basic auth for the metrics (unset)",
     ),
+    (
+        "KSM_TRUST_DOMAINS",
+        "trust domains to audit: none, cgroup[:DEPTH], user or guest (none)",
+    ),
+    (
+        "KSM_CROSS_DOMAIN",
+        "pages shared across trust domains: allow or warn (allow)",
+    ),
+    (
+        "KSM_DOMAIN_AUDIT_INTERVAL",
+        "seconds between cross-domain audits, at least 60 (300)",
+    ),
 ];
 
 /// Build the configuration from parsed assignments.
@@ -97,6 +109,11 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     take("KSM_THRES_COEF", 0, &mut |v| c.thres_coef = v as u64);
     take("KSM_THRES_CONST", 0, &mut |v| c.thres_const = v as u64);
     take("KSM_MAX_CPU", 1, &mut |v| c.max_cpu = v as u64);
+    take(
+        "KSM_DOMAIN_AUDIT_INTERVAL",
+        super::MIN_DOMAIN_AUDIT_INTERVAL as i64,
+        &mut |v| c.domain_audit_interval = v as u64,
+    );
     if c.max_cpu > 100 {
         let a = last("KSM_MAX_CPU").expect("set when above 100");
         errors.push(err(
@@ -139,6 +156,25 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         if c.metrics_listen.is_none() {
             warnings.push(format!(
                 "{}:{}: KSM_METRICS_WEB_CONFIG has no effect without KSM_METRICS_LISTEN",
+                a.path.display(),
+                a.line
+            ));
+        }
+    }
+    if let Some(a) = last("KSM_TRUST_DOMAINS") {
+        match a.value.trim().parse() {
+            Ok(t) => c.trust_domains = t,
+            Err(m) => errors.push(err(a, m)),
+        }
+    }
+    if let Some(a) = last("KSM_CROSS_DOMAIN") {
+        match a.value.trim().parse() {
+            Ok(p) => c.cross_domain = p,
+            Err(m) => errors.push(err(a, m)),
+        }
+        if !c.trust_domains.enabled() {
+            warnings.push(format!(
+                "{}:{}: KSM_CROSS_DOMAIN has no effect without KSM_TRUST_DOMAINS",
                 a.path.display(),
                 a.line
             ));

@@ -6,6 +6,7 @@
 //! Transient errors (a refused write, an unreadable file) are logged once
 //! and the loop goes on; configuration errors stop the start-up.
 
+mod audit;
 pub mod debuglog;
 mod faults;
 pub mod pidfile;
@@ -315,6 +316,13 @@ pub fn check_config(
         if loaded.config.policy == PolicyKind::Classic {
             let (flavour, why) = config::flavour::resolve(root, loaded.config.flavour);
             println!("classic policy: flavour {flavour} ({why})");
+        }
+        let c = &loaded.config;
+        if c.trust_domains.enabled() {
+            println!(
+                "trust domains: {} (cross-domain sharing: {}; audited every {} s)",
+                c.trust_domains, c.cross_domain, c.domain_audit_interval
+            );
         }
         0
     } else {

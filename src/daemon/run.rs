@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use log::{debug, error, info, warn};
 
+use super::audit::Auditor;
 use super::debuglog::DebugLog;
 use super::faults::{Faults, RefusedKsmStat};
 use super::pidfile::PidFile;
@@ -147,6 +148,8 @@ pub(super) struct Daemon {
     server: Option<Server>,
     /// When to try a refused metrics port again.
     listen_retry: Option<Instant>,
+    /// The cross-domain audit's thread (KSM_TRUST_DOMAINS).
+    auditor: Auditor,
     systemd: Systemd,
     /// The other tuners KSM is left to.
     yielded_to: Vec<u32>,
@@ -244,8 +247,11 @@ impl Daemon {
             max_cpu_ratio: tuner.max_cpu_ratio(),
             ..TunerMetrics::default()
         }));
+        let mut auditor = Auditor::default();
+        auditor.configure(root, tuner.config(), &metrics);
         Ok(Some(Daemon {
             root: root.clone(),
+            auditor,
             writer: Writer {
                 ksm,
                 dry_run: opts.dry_run,
@@ -380,6 +386,8 @@ impl Daemon {
             self.sampler.set_flavour(self.tuner.flavour().0);
         }
         self.debug_log = DebugLog::from_config(self.tuner.config());
+        self.auditor
+            .configure(&self.root, self.tuner.config(), &self.metrics);
         self.debug_params();
         let (kind, budget) = (self.tuner.kind(), self.tuner.max_cpu_ratio());
         self.with_metrics(|m| {

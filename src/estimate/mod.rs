@@ -12,6 +12,7 @@
 //! [`build`] computes one [`Estimate`]; [`Estimate::render`] and its JSON
 //! form show the same value.
 
+pub mod audit;
 mod render;
 pub mod scan;
 pub mod table;
@@ -52,6 +53,8 @@ pub enum GroupBy {
     // The process's cgroup (v2 path), e.g. a libvirt machine slice or a
     // Proxmox VM scope.
     Cgroup,
+    // The process's trust domain (--domains, else KSM_TRUST_DOMAINS).
+    Domain,
 }
 
 /// What to estimate.
@@ -67,6 +70,8 @@ pub struct Options {
     /// Compute the matrix of contents in common.
     pub matrix: bool,
     pub group_by: GroupBy,
+    /// How domains are formed for [`GroupBy::Domain`].
+    pub domains: crate::config::TrustDomains,
     /// ksmd's CPU budget in percent (KSM_MAX_CPU) for the time estimate.
     pub max_cpu: u64,
     /// Percent of one CPU the scan itself may use.
@@ -202,6 +207,21 @@ pub struct HugePages {
     pub split_freed_bytes: u64,
 }
 
+/// With `--by domain`: how much of the projected saving would come from
+/// merging across trust domains.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainSaving {
+    /// How domains were formed (KSM_TRUST_DOMAINS or --domains).
+    pub trust_domains: String,
+    /// Domains among the processes scanned.
+    pub domains: usize,
+    /// What merging only within each domain would save (non-zero pages).
+    pub within_domains_bytes: u64,
+    /// What merging across domains adds: the saving a within-domain-only
+    /// policy gives up (non-zero pages).
+    pub across_domains_bytes: u64,
+}
+
 /// The estimate: everything `ksmctl estimate` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
@@ -244,6 +264,8 @@ pub struct Estimate {
     pub processes: Vec<ProcessRow>,
     pub matrix: Option<Matrix>,
     pub realized_matrix: Option<Matrix>,
+    /// With `--by domain`.
+    pub domains: Option<DomainSaving>,
     pub elapsed_seconds: f64,
     pub read_bytes_per_second: f64,
     /// Memory of the content table.
@@ -357,7 +379,8 @@ pub fn build(
     let host = read_host(root, opts, page_size, &mut notes)?;
     let (mut infos, gone_early, selected) = choose_processes(root, opts)?;
     let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
-    let contents = Contents::new(host.params, opts.matrix);
+    let by_domain = opts.group_by == GroupBy::Domain;
+    let contents = Contents::new(host.params, opts.matrix || by_domain);
     let sc = scan::scan(
         root,
         &plan.targets,
@@ -365,6 +388,7 @@ pub fn build(
         ScanOptions {
             selection: opts.selection,
             cpu_limit: opts.cpu_limit,
+            ksm_only: false,
         },
         progress,
     )?;
@@ -382,7 +406,10 @@ pub fn build(
     let cost = cost(projection.pages, ns, source, opts.max_cpu);
     let (matrix, realized_matrix) = matrices(&sc, &plan.group_names, opts.matrix, page_size);
     let thp = huge_pages(&host.thp, &sc, &projection, page_size, &mut notes);
-    Ok(assemble(
+    let domains = by_domain
+        .then(|| domain_saving(&sc, opts, plan.group_names.len(), page_size, &mut notes))
+        .flatten();
+    let mut est = assemble(
         opts,
         host,
         sc,
@@ -395,7 +422,31 @@ pub fn build(
         thp,
         selected,
         notes,
-    ))
+    );
+    est.domains = domains;
+    Ok(est)
+}
+
+/// The saving within and across domains.
+fn domain_saving(
+    sc: &scan::Scan,
+    opts: &Options,
+    groups: usize,
+    page: u64,
+    notes: &mut Vec<String>,
+) -> Option<DomainSaving> {
+    let (within, across) = sc.contents.within_groups()?;
+    notes.push(
+        "within and across domains: non-zero pages only (all-zero pages are merged with each \
+         other whoever holds them), before max_page_sharing"
+            .into(),
+    );
+    Some(DomainSaving {
+        trust_domains: opts.domains.to_string(),
+        domains: groups,
+        within_domains_bytes: within * page,
+        across_domains_bytes: across * page,
+    })
 }
 
 /// KSM's state and settings (defaults without KSM) and the huge pages.
@@ -453,6 +504,7 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
     };
     let mut infos = Vec::new();
     let mut gone_early = 0;
+    let users = audit::Users::read(root);
     for pid in pids {
         let Some(comm) = proc::comm(root, pid) else {
             gone_early += 1;
@@ -497,6 +549,9 @@ fn choose_processes(root: &Root, opts: &Options) -> anyhow::Result<(Vec<Info>, u
         let group = match opts.group_by {
             GroupBy::Process => guest.clone().unwrap_or_else(|| format!("{comm}[{pid}]")),
             GroupBy::Cgroup => cgroup(root, pid).unwrap_or_else(|| "?".into()),
+            GroupBy::Domain => {
+                audit::domain_of(root, pid, opts.domains, &users).unwrap_or_else(|| "?".into())
+            }
         };
         infos.push(Info {
             pid,
@@ -765,6 +820,7 @@ fn assemble(
         processes: rows,
         matrix,
         realized_matrix,
+        domains: None,
         elapsed_seconds: secs,
         read_bytes_per_second: if secs > 0.0 {
             sc.bytes_read as f64 / secs
@@ -811,43 +867,4 @@ fn row(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_threads() {
-        let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 2";
-        assert!(is_kernel_thread(kthread));
-        let user = "100 (bash (x)) S 1 100 100 34816 100 4194304 0 0";
-        assert!(!is_kernel_thread(user));
-    }
-
-    #[test]
-    fn without_ksm_the_defaults() {
-        let p = params(None, &Thp::default(), 4096, 0);
-        assert_eq!(
-            (p.max_page_sharing, p.use_zero_pages, p.sample),
-            (256, false, 1)
-        );
-        let st = KsmState {
-            max_page_sharing: Some(10),
-            use_zero_pages: Some(1),
-            ..KsmState::default()
-        };
-        let p = params(Some(&st), &Thp::default(), 4096, 16);
-        assert_eq!(
-            (p.max_page_sharing, p.use_zero_pages, p.sample),
-            (10, true, 16)
-        );
-    }
-
-    #[test]
-    fn cost_figures() {
-        assert_eq!(cost_per_page(Some(1000), Some(5)).1, "default");
-        let (ns, src) = cost_per_page(Some(200_000), Some(100_000_000));
-        assert_eq!((ns, src), (500.0, "measured"));
-        let c = cost(1_000_000, 500.0, "measured", 50);
-        assert!((c.cpu_seconds - 1.0).abs() < 1e-9);
-        assert!((c.seconds_at_max_cpu - 2.0).abs() < 1e-9);
-    }
-}
+mod tests;

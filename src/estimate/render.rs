@@ -228,6 +228,33 @@ impl Estimate {
                 ),
             );
         }
+        if let Some(d) = &self.domains {
+            line(
+                &mut o,
+                "Within domains:",
+                format!(
+                    "{} would be saved merging only within each domain ({} {}, by {})",
+                    b(d.within_domains_bytes),
+                    d.domains,
+                    if d.domains == 1 { "domain" } else { "domains" },
+                    d.trust_domains
+                ),
+            );
+            let all = d.within_domains_bytes + d.across_domains_bytes;
+            line(
+                &mut o,
+                "Across domains:",
+                format!(
+                    "{} more by merging across them ({:.1}% of the non-zero saving)",
+                    b(d.across_domains_bytes),
+                    if all > 0 {
+                        d.across_domains_bytes as f64 * 100.0 / all as f64
+                    } else {
+                        0.0
+                    }
+                ),
+            );
+        }
         line(&mut o, "Table memory:", b(self.table_bytes));
         for n in &self.notes {
             let _ = writeln!(o, "Note: {n}");
@@ -242,13 +269,21 @@ impl Estimate {
                 .max()
                 .unwrap_or(4)
                 .clamp(4, 32);
-            let by_cgroup = self.group_by == GroupBy::Cgroup;
+            let by_cgroup = matches!(self.group_by, GroupBy::Cgroup | GroupBy::Domain);
             let _ = write!(
                 o,
                 "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
                 "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "MERGED NOW"
             );
-            let _ = writeln!(o, "{}", if by_cgroup { "  CGROUP" } else { "" });
+            let _ = writeln!(
+                o,
+                "{}",
+                match self.group_by {
+                    GroupBy::Cgroup => "  CGROUP",
+                    GroupBy::Domain => "  DOMAIN",
+                    GroupBy::Process => "",
+                }
+            );
             let mut rows: Vec<&ProcessRow> = self.processes.iter().collect();
             rows.sort_by(|a, c| {
                 c.would_save_bytes

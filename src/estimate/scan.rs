@@ -174,6 +174,9 @@ pub struct ScanOptions {
     /// Percent of one CPU the scan may use (sleeping between batches);
     /// `None` or 100: no cap.
     pub cpu_limit: Option<u32>,
+    /// Only find the KSM frames each process maps (pagemap and
+    /// kpageflags): read and hash no page (the cross-domain audit).
+    pub ksm_only: bool,
 }
 
 /// Scan `targets` in order, adding their pages to `contents`. `progress`
@@ -205,6 +208,7 @@ pub fn scan(
         .sum();
     let zero_pfn = crate::kernel::pagemap::zero_pfn(root, page);
     let mut st = State::new(zero_pfn, page, total_bytes, opts.cpu_limit);
+    st.ksm_only = opts.ksm_only;
     let mut out = Vec::new();
     let mut skipped = Skipped::default();
     for t in targets {
@@ -271,6 +275,8 @@ struct State {
     /// Contents found first in a huge page not yet known to be split:
     /// (huge page, key), looked up once the scan is done.
     huge_firsts: Vec<(u32, u64)>,
+    /// See [`ScanOptions::ksm_only`].
+    ksm_only: bool,
 }
 
 impl State {
@@ -297,6 +303,7 @@ impl State {
             cur_huge: None,
             huge: Vec::new(),
             huge_firsts: Vec::new(),
+            ksm_only: false,
         }
     }
 
@@ -334,7 +341,7 @@ impl State {
     ) -> io::Result<()> {
         let page = contents.params().page_size;
         let pm = Pagemap::open(root, t.pid, page)?;
-        self.all_flags = t.ksm_pages_possible || self.zero_pfn.is_none();
+        self.all_flags = t.ksm_pages_possible || self.zero_pfn.is_none() || self.ksm_only;
         for a in &t.areas {
             self.huge_area = a.anon_huge_kib > 0;
             self.cur_huge = None;
@@ -436,6 +443,10 @@ impl State {
                 let bit = t.group.map_or(0, |g| 1u64 << (g & 63));
                 *self.ksm_frames.entry(self.pfns[k]).or_insert(0) |= bit;
             }
+        }
+        if self.ksm_only {
+            ps.pages += self.pfns.len() as u64;
+            return Ok(());
         }
         // Runs of present anonymous pages to read.
         self.ranges.clear();

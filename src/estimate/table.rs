@@ -338,6 +338,26 @@ impl Contents {
         }
     }
 
+    /// What merging only within each group would save, and what merging
+    /// across groups adds, in pages (scaled by the sample): a content
+    /// found `c` times in `g` groups saves `c - g` within them and `g - 1`
+    /// more across them. Non-zero contents only; `max_page_sharing` is not
+    /// applied (a bound the caller states). `None` without `matrix`.
+    pub fn within_groups(&self) -> Option<(u64, u64)> {
+        let groups = self.groups.as_ref()?;
+        let (mut within, mut across) = (0u64, 0u64);
+        for (h, &count) in &self.map {
+            let c = u64::from(count);
+            let g = groups
+                .get(h)
+                .map_or(1, |m| u64::from(m.count_ones().max(1)));
+            within += c.saturating_sub(g);
+            across += g.min(c) - 1;
+        }
+        let k = self.params.sample;
+        Some((within * k, across * k))
+    }
+
     /// Distinct contents in common between every pair of groups
     /// (`n` groups; `[a][b]`, the diagonal: a group's own contents),
     /// multiplied by the sample factor. `None` without `matrix`.
@@ -573,6 +593,26 @@ mod tests {
         assert_eq!(m, vec![vec![2, 1, 0], vec![1, 2, 1], vec![0, 1, 1]]);
         assert!(Contents::new(params(256, false, 1), false)
             .matrix(3)
+            .is_none());
+    }
+
+    #[test]
+    fn within_and_across_groups() {
+        let mut t = Contents::new(params(256, false, 1), true);
+        // Content 1: 3 copies in group 0 (2 saved within); content 2: in
+        // groups 0, 1 and 2 once each (2 saved only across); content 3:
+        // twice in 1 and once in 2 (1 within, 1 across); content 4 once.
+        for (h, g) in [(1u64, 0u8), (1, 0), (1, 0), (2, 0), (2, 1), (2, 2)] {
+            t.add_hash(Some(g), h);
+        }
+        for (h, g) in [(3u64, 1u8), (3, 1), (3, 2), (4, 0)] {
+            t.add_hash(Some(g), h);
+        }
+        assert_eq!(t.within_groups(), Some((3, 3)));
+        // Together they are everything KSM saves (before max_page_sharing).
+        assert_eq!(t.project().saved_pages, 6);
+        assert!(Contents::new(params(256, false, 1), false)
+            .within_groups()
             .is_none());
     }
 

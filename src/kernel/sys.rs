@@ -280,6 +280,24 @@ pub fn default_sigpipe() {
     }
 }
 
+/// The CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; this clock exists
+    // on every Linux (it fails only for an unknown clock id).
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.

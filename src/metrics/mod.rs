@@ -15,6 +15,7 @@
 pub mod http;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use http::{Published, Server, ServerOptions, SERVER_NICE};
@@ -23,6 +24,7 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::config::PolicyKind;
 use crate::error::{Error, Result};
+use crate::estimate::audit::{self, DomainAudit};
 use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
 use crate::kernel::proc::STAT_LINES;
 use crate::policy::tuner::TunerState;
@@ -75,6 +77,8 @@ pub struct TunerMetrics {
     pub cycle_delay_max: Duration,
     /// How long the last cycle took (reading, deciding, writing).
     pub cycle_duration: Option<Duration>,
+    /// The last cross-domain audit (KSM_TRUST_DOMAINS set).
+    pub domain_audit: Option<Arc<DomainAudit>>,
 }
 
 impl TunerMetrics {
@@ -137,6 +141,10 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_tuner_cycle_delay_seconds",
         "ksm_tuner_cycle_delay_max_seconds",
         "ksm_tuner_cycle_duration_seconds",
+        "ksm_cross_domain_shared_bytes",
+        "ksm_cross_domain_audit_timestamp_seconds",
+        "ksm_cross_domain_audit_duration_seconds",
+        "ksm_cross_domain_audit_cpu_seconds",
         "ksm_build_info",
     ]);
     names
@@ -405,7 +413,49 @@ fn render_split_freed(fam: &Families, report: &Report, top: usize) -> Result<()>
     Ok(())
 }
 
+/// The last cross-domain audit: the [`audit::TOP_PAIRS`] pairs sharing
+/// most, the rest summed in one series (`a="other pairs"`), and when and
+/// how long it ran.
+fn render_domains(fam: &Families, a: &DomainAudit) -> Result<()> {
+    let (top, rest) = a.top_pairs(audit::TOP_PAIRS);
+    let mut series: Vec<(Vec<String>, f64)> = top
+        .iter()
+        .map(|p| (vec![p.a.clone(), p.b.clone()], p.shared_bytes as f64))
+        .collect();
+    if a.pairs.len() > top.len() {
+        series.push((
+            vec!["other pairs".to_string(), "other pairs".to_string()],
+            rest as f64,
+        ));
+    }
+    fam.labelled(
+        "ksm_cross_domain_shared_bytes",
+        "Bytes of KSM pages that processes of both trust domains a and b map, at the last audit \
+         (KSM_TRUST_DOMAINS); the pairs sharing most, the rest summed in a=\"other pairs\".",
+        &["a", "b"],
+        &series,
+    )?;
+    fam.gauge(
+        "ksm_cross_domain_audit_timestamp_seconds",
+        "When the last cross-domain audit started (Unix time).",
+        a.timestamp_seconds,
+    )?;
+    fam.gauge(
+        "ksm_cross_domain_audit_duration_seconds",
+        "How long the last cross-domain audit took (wall time, CPU-capped).",
+        a.duration_seconds,
+    )?;
+    fam.gauge(
+        "ksm_cross_domain_audit_cpu_seconds",
+        "CPU time the last cross-domain audit used.",
+        a.cpu_seconds,
+    )
+}
+
 fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
+    if let Some(a) = &t.domain_audit {
+        render_domains(fam, a)?;
+    }
     fam.labelled(
         "ksm_tuner_policy",
         "The tuning policy ksmtuned runs (value 1).",
@@ -567,6 +617,29 @@ pub(crate) mod tests {
             cycle_delay: Some(Duration::from_micros(1500)),
             cycle_delay_max: Duration::from_millis(250),
             cycle_duration: Some(Duration::from_micros(4250)),
+            domain_audit: Some(Arc::new(audit_fixture())),
+        }
+    }
+
+    /// An audit of 12 pairs: 10 shown, 2 summed.
+    fn audit_fixture() -> DomainAudit {
+        DomainAudit {
+            trust_domains: "guest".into(),
+            pairs: (0..12u64)
+                .map(|i| audit::DomainPair {
+                    a: format!("vm{i:02}"),
+                    b: "vm99".into(),
+                    shared_bytes: (20 - i) * 4096,
+                })
+                .collect(),
+            cross_domain_bytes: 0,
+            ksm_bytes: 0,
+            domains: Default::default(),
+            processes_scanned: 13,
+            pages_examined: 1000,
+            timestamp_seconds: 1_800_000_100.0,
+            duration_seconds: 0.5,
+            cpu_seconds: 0.05,
         }
     }
 
@@ -605,9 +678,28 @@ pub(crate) mod tests {
             ("ksm_tuner_cycle_delay_seconds", "0.0015"),
             ("ksm_tuner_cycle_delay_max_seconds", "0.25"),
             ("ksm_tuner_cycle_duration_seconds", "0.00425"),
+            (
+                "ksm_cross_domain_shared_bytes{a=\"vm00\",b=\"vm99\"}",
+                "81920",
+            ),
+            (
+                "ksm_cross_domain_shared_bytes{a=\"vm09\",b=\"vm99\"}",
+                "45056",
+            ),
+            (
+                "ksm_cross_domain_shared_bytes{a=\"other pairs\",b=\"other pairs\"}",
+                "77824",
+            ),
+            ("ksm_cross_domain_audit_timestamp_seconds", "1800000100"),
+            ("ksm_cross_domain_audit_duration_seconds", "0.5"),
+            ("ksm_cross_domain_audit_cpu_seconds", "0.05"),
         ] {
             assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
         }
+        assert!(
+            !text.contains("a=\"vm10\""),
+            "pairs past the top 10 are summed"
+        );
         assert!(text.contains("# TYPE ksm_tuner_max_cpu_ratio gauge\n"));
         assert!(text.contains("# TYPE ksm_tuner_cycles_total counter\n"));
         assert!(text.contains("# TYPE ksm_tuner_cycle_delay_max_seconds gauge\n"));

@@ -549,6 +549,24 @@ pub fn full_rendering() -> String {
         cycle_delay: Some(Duration::from_millis(1)),
         cycle_delay_max: Duration::from_millis(3),
         cycle_duration: Some(Duration::from_millis(2)),
+        domain_audit: Some(std::sync::Arc::new(
+            ksmtuned::estimate::audit::DomainAudit {
+                trust_domains: "guest".into(),
+                pairs: vec![ksmtuned::estimate::audit::DomainPair {
+                    a: "tenant-a".into(),
+                    b: "tenant-b".into(),
+                    shared_bytes: 2 << 20,
+                }],
+                cross_domain_bytes: 2 << 20,
+                ksm_bytes: 8 << 20,
+                domains: Default::default(),
+                processes_scanned: 4,
+                pages_examined: 10_000,
+                timestamp_seconds: 1_790_000_000.0,
+                duration_seconds: 0.25,
+                cpu_seconds: 0.02,
+            },
+        )),
     };
     let sample = collect(&Root::new(fixture_root())).unwrap();
     let report = ksmtuned::report::Report::build(&sample, None, Vec::new());

@@ -32,6 +32,13 @@ pub struct Args {
     unique_pages: usize,
     #[arg(long, default_value_t = 0)]
     untouched_pages: usize,
+    /// A second opted-in mapping of pages all different from each other,
+    /// identical to those of every probe with the same --distinct-seed
+    /// (content shared between processes, page by page).
+    #[arg(long, default_value_t = 0)]
+    distinct_pages: usize,
+    #[arg(long, default_value_t = 1)]
+    distinct_seed: u64,
     /// A second mapping, never opted in, of pages identical to the first.
     #[arg(long, default_value_t = 0)]
     unmergeable_pages: usize,
@@ -109,6 +116,24 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<i32> {
         fill_identical(m.as_mut_slice(), page, args.seed);
         second = Some(m);
     }
+    let mut distinct = None;
+    if args.distinct_pages > 0 {
+        let n = args.distinct_pages;
+        let mut m = Mapping::anonymous(n * page).context("mapping probe memory")?;
+        m.advise(libc::MADV_NOHUGEPAGE).ok();
+        if args.merge == "madvise" {
+            m.merge(true).context("madvise(MADV_MERGEABLE)")?;
+        }
+        // Tagged so that no other probe page has this content.
+        const TAG: u64 = 0x6469_7374_696e_6374;
+        for (i, p) in m.as_mut_slice().chunks_mut(page).enumerate() {
+            fill_identical(p, page, args.distinct_seed);
+            p[..8].copy_from_slice(&TAG.to_le_bytes());
+            p[8..16].copy_from_slice(&args.distinct_seed.to_le_bytes());
+            p[16..24].copy_from_slice(&(i as u64).to_le_bytes());
+        }
+        distinct = Some(m);
+    }
     if args.lock {
         map.lock().context("mlock")?;
     }
@@ -118,5 +143,6 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<i32> {
     let _ = std::io::stdin().read_line(&mut sink);
     drop(map);
     drop(second);
+    drop(distinct);
     Ok(0)
 }
