@@ -121,6 +121,16 @@ fn probes_of_known_content() {
     let rows = j["processes"].as_array().unwrap();
     let sum: u64 = rows.iter().map(|r| u(r, "would_save_bytes")).sum();
     assert_eq!(sum, u(&j, "saved_bytes"));
+    // The zero-only what-if: A's 64 all-zero pages, B none.
+    let page = sys::page_size();
+    assert_eq!(u(&j, "zero_only_saved_bytes"), 64 * page, "{j:#}");
+    let row = |pid: u32| rows.iter().find(|r| u(r, "pid") == u64::from(pid)).unwrap();
+    assert_eq!(u(row(a.pid), "zero_only_bytes"), 64 * page);
+    assert_eq!(u(row(b.pid), "zero_only_bytes"), 0);
+    assert_eq!(
+        j["zero_only_profit_bytes"].as_i64().unwrap(),
+        (64 * page) as i64 - 1120 * 64
+    );
 
     // The text for people says the same.
     let out = Command::new(KSMCTL)
@@ -132,6 +142,11 @@ fn probes_of_known_content() {
     let saved = ksmtuned::human::ubytes((same + zero) * sys::page_size());
     assert!(
         text.starts_with(&format!("KSM would save {saved} (")),
+        "{text}"
+    );
+    let zero_only = ksmtuned::human::ubytes(64 * sys::page_size());
+    assert!(
+        text.contains(&format!("\nZero pages alone would save {zero_only} (")),
         "{text}"
     );
     for pid in [a.pid, b.pid] {
@@ -220,6 +235,11 @@ fn equals_ksm_bench_attainable() {
     let diff = (s.projection.saved_pages as f64 - want as f64).abs();
     let zero_exact = s.projection.zero_pages == full.projection.zero_pages;
     assert!(zero_exact);
+    assert_eq!(s.zero_only_saved_bytes, full.zero_only_saved_bytes);
+    assert_eq!(
+        full.zero_only_saved_bytes,
+        full.projection.zero_pages * sys::page_size()
+    );
     assert!(
         diff <= 3.0 * s.projection.saved_stderr_pages.max(1.0),
         "sampled {} vs {want}, stderr {}",
@@ -598,6 +618,11 @@ fn huge_pages_and_the_zero_subpages_their_split_frees() {
         (shared_saved + zero_merged(zero)) * p
     );
     assert_eq!(old.saved_bytes, old.ksm_counters_saved_bytes);
+    // Zero pages alone: every all-zero subpage, whatever the kernel does
+    // with them on a split.
+    assert_eq!(old.zero_only_saved_bytes, zero * p);
+    assert_eq!(here.zero_only_saved_bytes, zero * p);
+    assert_eq!(here.processes[0].zero_only_bytes, zero * p);
     if !thp.split_maps_zero_pages {
         eprintln!("this kernel's splits keep all-zero subpages: the fixture's case is this one");
         drop(m);
