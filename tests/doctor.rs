@@ -844,6 +844,14 @@ fn real_advisor_against_the_original_script() {
     let f = must(&v, "advisor-fights-tuner");
     assert_eq!(f["numbers"]["tuner_pid"], pid);
     assert_eq!(code, 4);
+    // The advisor's settings, as the kernel has them.
+    let f = must(&v, "advisor-settings");
+    let max_cpu = ksm.read().unwrap().advisor_max_cpu.unwrap();
+    assert_eq!(f["numbers"]["advisor_max_cpu_percent"], max_cpu, "{f:#}");
+    assert!(f["seen"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("advisor_max_cpu = {max_cpu}%")));
     // This host has room: classic ksmtuned would keep ksmd stopped.
     let f = must(&v, "ksmd-stopped-by-tuner");
     assert_eq!(f["numbers"]["tuner_pid"], pid);
