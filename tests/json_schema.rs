@@ -168,3 +168,45 @@ fn estimate_output_validates() {
         Some(zero_only)
     );
 }
+
+/// `status --json` with ksmtuned's last background estimate: on a copy of
+/// a fixture tree whose `/run/ksmtuned/estimate.json` is a minute old.
+#[test]
+fn status_with_an_estimate_validates() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_tree(&fixture, dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let e = ksmtuned::sample::last_estimate::LastEstimate {
+        finished_unix_seconds: now - 60,
+        interval_seconds: 3600,
+        saved_bytes: 3 << 30,
+        saved_error_bytes: 100 << 20,
+        to_gain_bytes: 1 << 30,
+        zero_only_saved_bytes: 1 << 29,
+        scanned_bytes: 8 << 30,
+        sample: 16,
+        cpu_seconds: 4.5,
+        elapsed_seconds: 45.0,
+    };
+    e.write(&ksmtuned::Root::new(dir.path())).unwrap();
+    let v = output(Some(dir.path()), &["status", "--json"]);
+    let errors: Vec<String> = validator("status")
+        .iter_errors(&v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{}\n{v:#}", errors.join("\n"));
+    assert_eq!(v["estimate"]["to_gain_bytes"], 1 << 30, "{v:#}");
+    // Two intervals later it is stale: not shown.
+    ksmtuned::sample::last_estimate::LastEstimate {
+        finished_unix_seconds: now - 7300,
+        ..e
+    }
+    .write(&ksmtuned::Root::new(dir.path()))
+    .unwrap();
+    let v = output(Some(dir.path()), &["status", "--json"]);
+    assert!(v.get("estimate").is_none(), "{v:#}");
+}

@@ -119,6 +119,9 @@ pub struct Config {
     /// ([`web`]); relative to the configuration file's directory. Plain
     /// HTTP without authentication when unset.
     pub metrics_web_config: Option<PathBuf>,
+    /// KSM_ESTIMATE_INTERVAL: seconds between the daemon's background
+    /// estimates (0: none).
+    pub estimate_interval: u64,
 }
 
 impl Config {
@@ -164,6 +167,7 @@ impl Config {
                     .as_ref()
                     .map(|p| p.display().to_string())),
             ),
+            ("KSM_ESTIMATE_INTERVAL", self.estimate_interval.to_string()),
         ]
     }
 }
@@ -189,6 +193,7 @@ impl Default for Config {
             metrics_listen: None,
             flavour: None,
             metrics_web_config: None,
+            estimate_interval: 0,
         }
     }
 }

@@ -402,3 +402,19 @@ mod security {
         assert!(l.is_ok() && l.path.is_none(), "{:?}", l.errors);
     }
 }
+
+#[test]
+fn estimate_interval() {
+    let c = conf("KSM_ESTIMATE_INTERVAL=3600\n");
+    assert!(c.is_ok(), "{:?}", c.errors);
+    assert_eq!(c.config.estimate_interval, 3600);
+    assert_eq!(conf("").config.estimate_interval, 0, "off by default");
+    let bad = conf("KSM_ESTIMATE_INTERVAL=-1\n");
+    assert!(
+        bad.errors[0]
+            .to_string()
+            .contains("KSM_ESTIMATE_INTERVAL=\"-1\": must be at least 0"),
+        "{:?}",
+        bad.errors
+    );
+}

@@ -49,6 +49,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "KSM_METRICS_WEB_CONFIG",
         "web configuration file: TLS and basic auth for the metrics (unset)",
     ),
+    (
+        "KSM_ESTIMATE_INTERVAL",
+        "seconds between background estimates of what KSM would save; 0 = off (0)",
+    ),
 ];
 
 /// Build the configuration from parsed assignments.
@@ -97,6 +101,9 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
     take("KSM_THRES_COEF", 0, &mut |v| c.thres_coef = v as u64);
     take("KSM_THRES_CONST", 0, &mut |v| c.thres_const = v as u64);
     take("KSM_MAX_CPU", 1, &mut |v| c.max_cpu = v as u64);
+    take("KSM_ESTIMATE_INTERVAL", 0, &mut |v| {
+        c.estimate_interval = v as u64
+    });
     if c.max_cpu > 100 {
         let a = last("KSM_MAX_CPU").expect("set when above 100");
         errors.push(err(
