@@ -250,6 +250,66 @@ fn equals_ksm_bench_attainable() {
     drop(exp);
 }
 
+/// The continuous estimate's sampling (`--sample 16`, ksmtuned's
+/// KSM_ESTIMATE_INTERVAL) against the full estimate of the same memory, on
+/// 10 ksm-bench workloads (seeds 1 to 10): the stated bound (2 standard
+/// errors, 95%) holds for at least 9, 3 standard errors for all.
+#[test]
+fn sampled_estimate_within_its_bound_over_10_workloads() {
+    let Some(ksm) = can_run() else { return };
+    let exp = Experiment::begin(&ksm).unwrap();
+    ksm.set_run(Run::Stop).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_ksm-bench"));
+    let opts = WorkerOptions {
+        merge: "madvise".into(),
+        comm: "qemu-system-x86".into(),
+        churn_ms: 0,
+        thp: false,
+    };
+    let (mut within2, mut within3) = (0, 0);
+    for seed in 1..=10u64 {
+        let spec = WorkloadSpec {
+            workers: 3,
+            pages_per_worker: 4096,
+            dup: 0.5,
+            zero: 0.1,
+            volatile: 0.0,
+            image_repeat: 0.2,
+            seed,
+        };
+        let mut workers = Workers::spawn(exe, &spec, &opts, &|| false).unwrap();
+        let run = |sample: u64| {
+            let o = Options {
+                pids: workers.pids(),
+                guests: false,
+                selection: Selection::Mergeable,
+                sample,
+                matrix: false,
+                group_by: GroupBy::Process,
+                max_cpu: 50,
+                cpu_limit: None,
+                thp: None,
+            };
+            estimate::build(&Root::default(), &o, sys::page_size(), &mut |_| {}).unwrap()
+        };
+        let (full, s) = (run(1), run(16));
+        workers.stop();
+        let diff = s.saved_bytes.abs_diff(full.saved_bytes);
+        let bound = s.saved_error_bytes;
+        eprintln!(
+            "seed {seed}: full {} sampled {} (diff {diff}, bound ± {bound})",
+            full.saved_bytes, s.saved_bytes
+        );
+        assert_eq!(s.zero_only_saved_bytes, full.zero_only_saved_bytes);
+        within2 += u32::from(diff <= bound);
+        within3 += u32::from(2 * diff <= 3 * bound.max(sys::page_size()));
+    }
+    eprintln!("within 2 standard errors: {within2}/10, within 3: {within3}/10");
+    assert!(within2 >= 9, "{within2}/10 within the stated bound");
+    assert_eq!(within3, 10);
+    drop(exp);
+}
+
 #[test]
 fn a_process_exiting_mid_scan_is_skipped_and_counted() {
     let Some(ksm) = can_run() else { return };
