@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::doctor::rails::Headroom;
 use crate::kernel::ksm::{KsmState, Run, FILES};
+use crate::sample::last_estimate::LastEstimate;
 use crate::sample::processes::ProcessKsm;
 use crate::sample::services::{OtherWriter, RunningTuner};
 use crate::sample::split::SplitFreed;
@@ -180,6 +181,9 @@ pub struct Report {
     /// What KSM's huge-page splits freed outside its counters (where the
     /// sample counted it; see [`Report::thp_split_freed`]).
     pub split_freed: Option<SplitFreed>,
+    /// The daemon's last continuous estimate, when the sample read it
+    /// (see [`Report::recent_estimate`]).
+    pub last_estimate: Option<LastEstimate>,
     /// The processes with merged pages (and every QEMU guest), as sampled.
     pub processes: Vec<ProcessKsm>,
     pub totals: Totals,
@@ -233,6 +237,7 @@ impl Report {
             tuners,
             other_writers: Vec::new(),
             split_freed: sample.split_freed.clone(),
+            last_estimate: sample.last_estimate.clone(),
             totals: Totals::of(&sample.processes, page_size),
             processes: sample.processes.clone(),
             ksm,
@@ -248,6 +253,12 @@ impl Report {
     /// huge pages (`None` without them: nothing to say).
     pub fn thp_split_freed(&self) -> Option<&SplitFreed> {
         self.split_freed.as_ref().filter(|f| f.thp_mode.is_some())
+    }
+
+    /// The daemon's last estimate while it is recent at `now` (younger
+    /// than two of its intervals).
+    pub fn recent_estimate(&self, now: std::time::SystemTime) -> Option<&LastEstimate> {
+        self.last_estimate.as_ref().filter(|e| e.recent(now))
     }
 
     /// The bytes of `pages` pages.
@@ -296,6 +307,9 @@ impl Serialize for StatusJson<'_> {
         )?;
         if let Some(f) = r.thp_split_freed() {
             m.serialize_entry("split_freed", f)?;
+        }
+        if let Some(e) = r.recent_estimate(std::time::SystemTime::now()) {
+            m.serialize_entry("estimate", e)?;
         }
         // 0.2's names of the files, until 0.4.
         for f in FILES.iter().filter(|f| f.legacy_key != f.name) {

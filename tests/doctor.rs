@@ -638,6 +638,99 @@ fn real_hugetlb_guest_memory() {
     assert!(f["numbers"]["bytes"].as_u64().unwrap() >= 32 << 20, "{f:#}");
 }
 
+const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// THP's mode put back on drop (panics included).
+struct ThpMode(String);
+
+impl ThpMode {
+    /// Set `mode`, keeping the current one; `None` without THP.
+    fn set(mode: &str) -> Option<ThpMode> {
+        let now = fs::read_to_string(THP_ENABLED).ok()?;
+        let before = ksmtuned::kernel::thp::selected(&now)?;
+        let guard = ThpMode(before);
+        fs::write(THP_ENABLED, mode).ok()?;
+        Some(guard)
+    }
+}
+
+impl Drop for ThpMode {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(THP_ENABLED, &self.0) {
+            eprintln!(
+                "warning: could not restore {THP_ENABLED} to {}: {e}",
+                self.0
+            );
+        }
+    }
+}
+
+/// A process mapping THP-aligned duplicate memory under THP=always: doctor
+/// names it with the huge pages in its mergeable areas and the split
+/// counters, and warns (64 MiB and more under `always`).
+#[test]
+fn real_huge_pages_in_mergeable_memory() {
+    let Some(ksm) = real_ksm("real_huge_pages_in_mergeable_memory") else {
+        return;
+    };
+    let _exp = Experiment::begin(&ksm).unwrap();
+    let Some(_thp) = ThpMode::set("always") else {
+        eprintln!("SKIPPED: real_huge_pages_in_mergeable_memory: no writable {THP_ENABLED}");
+        return;
+    };
+    // 96 MiB of identical pages, opted in with madvise.
+    let p = probe(&["--pages", "24576", "--backing", "thp"]);
+    let huge_kib = fs::read_to_string(format!("/proc/{}/smaps", p.pid))
+        .map(|t| ksmtuned::kernel::smaps::parse(&t).mergeable_anon_huge_kib)
+        .unwrap_or(0);
+    if huge_kib < 64 * 1024 {
+        eprintln!(
+            "SKIPPED: real_huge_pages_in_mergeable_memory: the kernel gave the probe only \
+             {huge_kib} KiB of huge pages (memory fragmented?)"
+        );
+        return;
+    }
+    let (_, v) = doctor(None);
+    let f = must(&v, "thp-in-mergeable-memory");
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    assert!(pids_of(f).contains(&u64::from(p.pid)), "{f:#}");
+    assert!(
+        f["numbers"]["mergeable_huge_bytes"].as_u64().unwrap() >= huge_kib * 1024,
+        "{f:#}"
+    );
+    assert_eq!(f["numbers"]["thp_always"], 1);
+    assert!(f["numbers"]["thp_split_page"].is_u64(), "{f:#}");
+    assert!(f["seen"]
+        .as_str()
+        .unwrap()
+        .starts_with("transparent huge pages are always: "));
+}
+
+/// Linux 6.14+'s ksm_stat tells a whole-process opt-in (prctl) from an
+/// madvise one: doctor names the prctl probe, and counts the madvise one.
+#[test]
+fn real_whole_process_opt_in() {
+    let Some(ksm) = real_ksm("real_whole_process_opt_in") else {
+        return;
+    };
+    let _exp = Experiment::begin(&ksm).unwrap();
+    let whole = probe(&["--merge", "prctl", "--pages", "64"]);
+    let some = probe(&["--merge", "madvise", "--pages", "64"]);
+    let stat = fs::read_to_string(format!("/proc/{}/ksm_stat", whole.pid)).unwrap_or_default();
+    if !stat.contains("ksm_merge_any") {
+        eprintln!(
+            "SKIPPED: real_whole_process_opt_in: this kernel's ksm_stat has no ksm_merge_any \
+             (before Linux 6.14)"
+        );
+        return;
+    }
+    let (_, v) = doctor(None);
+    let f = must(&v, "whole-process-opt-in");
+    assert!(pids_of(f).contains(&u64::from(whole.pid)), "{f:#}");
+    assert!(!pids_of(f).contains(&u64::from(some.pid)), "{f:#}");
+    assert!(f["numbers"]["madvise_processes"].as_u64().unwrap() >= 1);
+}
+
 /// Set knobs for an experiment (validated like user input).
 fn set(ksm: &Ksm, pairs: &[(Knob, &str)]) {
     for (k, v) in pairs {
@@ -751,6 +844,14 @@ fn real_advisor_against_the_original_script() {
     let f = must(&v, "advisor-fights-tuner");
     assert_eq!(f["numbers"]["tuner_pid"], pid);
     assert_eq!(code, 4);
+    // The advisor's settings, as the kernel has them.
+    let f = must(&v, "advisor-settings");
+    let max_cpu = ksm.read().unwrap().advisor_max_cpu.unwrap();
+    assert_eq!(f["numbers"]["advisor_max_cpu_percent"], max_cpu, "{f:#}");
+    assert!(f["seen"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("advisor_max_cpu = {max_cpu}%")));
     // This host has room: classic ksmtuned would keep ksmd stopped.
     let f = must(&v, "ksmd-stopped-by-tuner");
     assert_eq!(f["numbers"]["tuner_pid"], pid);

@@ -121,6 +121,16 @@ fn probes_of_known_content() {
     let rows = j["processes"].as_array().unwrap();
     let sum: u64 = rows.iter().map(|r| u(r, "would_save_bytes")).sum();
     assert_eq!(sum, u(&j, "saved_bytes"));
+    // The zero-only what-if: A's 64 all-zero pages, B none.
+    let page = sys::page_size();
+    assert_eq!(u(&j, "zero_only_saved_bytes"), 64 * page, "{j:#}");
+    let row = |pid: u32| rows.iter().find(|r| u(r, "pid") == u64::from(pid)).unwrap();
+    assert_eq!(u(row(a.pid), "zero_only_bytes"), 64 * page);
+    assert_eq!(u(row(b.pid), "zero_only_bytes"), 0);
+    assert_eq!(
+        j["zero_only_profit_bytes"].as_i64().unwrap(),
+        (64 * page) as i64 - 1120 * 64
+    );
 
     // The text for people says the same.
     let out = Command::new(KSMCTL)
@@ -132,6 +142,11 @@ fn probes_of_known_content() {
     let saved = ksmtuned::human::ubytes((same + zero) * sys::page_size());
     assert!(
         text.starts_with(&format!("KSM would save {saved} (")),
+        "{text}"
+    );
+    let zero_only = ksmtuned::human::ubytes(64 * sys::page_size());
+    assert!(
+        text.contains(&format!("\nZero pages alone would save {zero_only} (")),
         "{text}"
     );
     for pid in [a.pid, b.pid] {
@@ -221,6 +236,11 @@ fn equals_ksm_bench_attainable() {
     let diff = (s.projection.saved_pages as f64 - want as f64).abs();
     let zero_exact = s.projection.zero_pages == full.projection.zero_pages;
     assert!(zero_exact);
+    assert_eq!(s.zero_only_saved_bytes, full.zero_only_saved_bytes);
+    assert_eq!(
+        full.zero_only_saved_bytes,
+        full.projection.zero_pages * sys::page_size()
+    );
     assert!(
         diff <= 3.0 * s.projection.saved_stderr_pages.max(1.0),
         "sampled {} vs {want}, stderr {}",
@@ -228,6 +248,67 @@ fn equals_ksm_bench_attainable() {
         s.projection.saved_stderr_pages
     );
     workers.stop();
+    drop(exp);
+}
+
+/// The continuous estimate's sampling (`--sample 16`, ksmtuned's
+/// KSM_ESTIMATE_INTERVAL) against the full estimate of the same memory, on
+/// 10 ksm-bench workloads (seeds 1 to 10): the stated bound (2 standard
+/// errors, 95%) holds for at least 9, 3 standard errors for all.
+#[test]
+fn sampled_estimate_within_its_bound_over_10_workloads() {
+    let Some(ksm) = can_run() else { return };
+    let exp = Experiment::begin(&ksm).unwrap();
+    ksm.set_run(Run::Stop).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_ksm-bench"));
+    let opts = WorkerOptions {
+        merge: "madvise".into(),
+        comm: "qemu-system-x86".into(),
+        churn_ms: 0,
+        thp: false,
+    };
+    let (mut within2, mut within3) = (0, 0);
+    for seed in 1..=10u64 {
+        let spec = WorkloadSpec {
+            workers: 3,
+            pages_per_worker: 4096,
+            dup: 0.5,
+            zero: 0.1,
+            volatile: 0.0,
+            image_repeat: 0.2,
+            seed,
+        };
+        let mut workers = Workers::spawn(exe, &spec, &opts, &|| false).unwrap();
+        let run = |sample: u64| {
+            let o = Options {
+                pids: workers.pids(),
+                guests: false,
+                selection: Selection::Mergeable,
+                sample,
+                matrix: false,
+                group_by: GroupBy::Process,
+                domains: ksmtuned::config::TrustDomains::None,
+                max_cpu: 50,
+                cpu_limit: None,
+                thp: None,
+            };
+            estimate::build(&Root::default(), &o, sys::page_size(), &mut |_| {}).unwrap()
+        };
+        let (full, s) = (run(1), run(16));
+        workers.stop();
+        let diff = s.saved_bytes.abs_diff(full.saved_bytes);
+        let bound = s.saved_error_bytes;
+        eprintln!(
+            "seed {seed}: full {} sampled {} (diff {diff}, bound ± {bound})",
+            full.saved_bytes, s.saved_bytes
+        );
+        assert_eq!(s.zero_only_saved_bytes, full.zero_only_saved_bytes);
+        within2 += u32::from(diff <= bound);
+        within3 += u32::from(2 * diff <= 3 * bound.max(sys::page_size()));
+    }
+    eprintln!("within 2 standard errors: {within2}/10, within 3: {within3}/10");
+    assert!(within2 >= 9, "{within2}/10 within the stated bound");
+    assert_eq!(within3, 10);
     drop(exp);
 }
 
@@ -601,6 +682,11 @@ fn huge_pages_and_the_zero_subpages_their_split_frees() {
         (shared_saved + zero_merged(zero)) * p
     );
     assert_eq!(old.saved_bytes, old.ksm_counters_saved_bytes);
+    // Zero pages alone: every all-zero subpage, whatever the kernel does
+    // with them on a split.
+    assert_eq!(old.zero_only_saved_bytes, zero * p);
+    assert_eq!(here.zero_only_saved_bytes, zero * p);
+    assert_eq!(here.processes[0].zero_only_bytes, zero * p);
     if !thp.split_maps_zero_pages {
         eprintln!("this kernel's splits keep all-zero subpages: the fixture's case is this one");
         drop(m);

@@ -1,4 +1,4 @@
-//! The JSON of `ksmctl status`, `ps`, `get` and `doctor` is a stable
+//! The JSON of `ksmctl status`, `ps`, `get`, `doctor` and `estimate` is a stable
 //! interface, documented in docs/schema/ksmctl.schema.json (and
 //! docs/json.md): every output over every fixture tree and on this host
 //! validates against it, and the schema lists every KSM file.
@@ -123,4 +123,90 @@ fn the_schema_lists_every_file_under_the_kernels_name() {
             }
         }
     }
+}
+
+/// `ksmctl estimate --json` (with its matrices) on this host, over a probe
+/// with zero, unique and duplicate pages: it reads process memory, so it
+/// needs root and runs here only, not over the fixture trees.
+#[test]
+fn estimate_output_validates() {
+    if ksmtuned::kernel::sys::euid() != 0 || !Path::new("/proc/kpageflags").exists() {
+        eprintln!(
+            "SKIPPED: estimate_output_validates: the estimate needs root and /proc/kpageflags"
+        );
+        return;
+    }
+    let p = support::Probe::with_args(&[
+        "--pages",
+        "256",
+        "--zero-pages",
+        "32",
+        "--unique-pages",
+        "16",
+    ]);
+    let v = output(
+        None,
+        &["estimate", "--json", "--matrix", &p.pid.to_string()],
+    );
+    let errors: Vec<String> = validator("estimate")
+        .iter_errors(&v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "estimate --json does not match $defs/estimate:\n{}\n{v:#}",
+        errors.join("\n")
+    );
+    assert_eq!(v["processes"].as_array().unwrap().len(), 1, "{v:#}");
+    // The zero-only what-if: the probe's 32 all-zero pages at most (ksmd,
+    // not held here, may have merged some into a KSM page meanwhile).
+    let page = v["page_size_bytes"].as_u64().unwrap();
+    let zero_only = v["zero_only_saved_bytes"].as_u64().unwrap();
+    assert!(zero_only <= 32 * page, "{v:#}");
+    assert_eq!(
+        v["processes"][0]["zero_only_bytes"].as_u64(),
+        Some(zero_only)
+    );
+}
+
+/// `status --json` with ksmtuned's last background estimate: on a copy of
+/// a fixture tree whose `/run/ksmtuned/estimate.json` is a minute old.
+#[test]
+fn status_with_an_estimate_validates() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_tree(&fixture, dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let e = ksmtuned::sample::last_estimate::LastEstimate {
+        finished_unix_seconds: now - 60,
+        interval_seconds: 3600,
+        saved_bytes: 3 << 30,
+        saved_error_bytes: 100 << 20,
+        to_gain_bytes: 1 << 30,
+        zero_only_saved_bytes: 1 << 29,
+        scanned_bytes: 8 << 30,
+        sample: 16,
+        cpu_seconds: 4.5,
+        elapsed_seconds: 45.0,
+    };
+    e.write(&ksmtuned::Root::new(dir.path())).unwrap();
+    let v = output(Some(dir.path()), &["status", "--json"]);
+    let errors: Vec<String> = validator("status")
+        .iter_errors(&v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{}\n{v:#}", errors.join("\n"));
+    assert_eq!(v["estimate"]["to_gain_bytes"], 1 << 30, "{v:#}");
+    // Two intervals later it is stale: not shown.
+    ksmtuned::sample::last_estimate::LastEstimate {
+        finished_unix_seconds: now - 7300,
+        ..e
+    }
+    .write(&ksmtuned::Root::new(dir.path()))
+    .unwrap();
+    let v = output(Some(dir.path()), &["status", "--json"]);
+    assert!(v.get("estimate").is_none(), "{v:#}");
 }

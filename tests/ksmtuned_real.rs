@@ -144,3 +144,92 @@ fn adaptive_daemon_merges_then_idles_then_stops() {
     });
     assert!(ksm.read().unwrap().pages_sharing.unwrap() >= 24_000);
 }
+
+/// `/run/ksmtuned/estimate.json` put back as it was on drop (panics
+/// included).
+struct EstimateFile(Option<Vec<u8>>);
+
+impl Drop for EstimateFile {
+    fn drop(&mut self) {
+        let path = ksmtuned::sample::last_estimate::LAST_ESTIMATE_FILE;
+        let _ = match &self.0 {
+            Some(old) => std::fs::write(path, old),
+            None => std::fs::remove_file(path),
+        };
+    }
+}
+
+/// KSM_ESTIMATE_INTERVAL: the daemon estimates in the background (ksmd
+/// kept stopped by a zero threshold); the file, `ksmctl status` and
+/// `ksmctl metrics` show it. A probe's 1,000 all-zero pages are counted
+/// exactly, also sampled.
+#[test]
+fn background_estimate_in_status_and_metrics() {
+    if real_ksm("background_estimate_in_status_and_metrics").is_none() {
+        return;
+    }
+    let root = Root::default();
+    let ksm = Ksm::new(&root);
+    let Some(_exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
+    ksm.set_run(Run::Stop).unwrap();
+    let path = ksmtuned::sample::last_estimate::LAST_ESTIMATE_FILE;
+    let _restore = EstimateFile(std::fs::read(path).ok());
+    let _ = std::fs::remove_file(path);
+    let probe = Probe::with_args(&["--pages", "2000", "--zero-pages", "1000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let _d = daemon(
+        dir.path(),
+        "KSM_THRES_COEF=0\nKSM_THRES_CONST=0\nKSM_MONITOR_INTERVAL=3600\n\
+         KSM_ESTIMATE_INTERVAL=3600\n",
+        &[],
+    );
+    let t = Instant::now();
+    wait_for("the daemon's first estimate", 120, || {
+        ksmtuned::sample::last_estimate::LastEstimate::read(&root).is_some()
+    });
+    let e = ksmtuned::sample::last_estimate::LastEstimate::read(&root).unwrap();
+    eprintln!(
+        "first estimate after {:.1} s: {e:?}",
+        t.elapsed().as_secs_f64()
+    );
+    let page = ksmtuned::kernel::sys::page_size();
+    assert_eq!((e.interval_seconds, e.sample), (3600, 16));
+    assert!(e.scanned_bytes >= 3000 * page, "{e:?}");
+    assert!(e.zero_only_saved_bytes >= 1000 * page, "{e:?}");
+    // (The zero pages merge into KSM pages of 256 at most without
+    // use_zero_pages: 996 of the 1,000 saved.)
+    assert!(
+        e.saved_bytes >= 990 * page,
+        "the zero pages at least: {e:?}"
+    );
+    assert!(
+        e.cpu_seconds > 0.0 && e.cpu_seconds <= e.elapsed_seconds + 0.5,
+        "{e:?}"
+    );
+    // (status exits 3 while ksmd is stopped, as LSB's status does.)
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(support::KSMCTL)
+            .args(args)
+            .env_remove("KSM_ROOT")
+            .output()
+            .unwrap();
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let status = run(&["status"]);
+    assert!(
+        status.lines().any(|l| l.starts_with("Still to gain")),
+        "{status}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    assert_eq!(json["estimate"]["saved_bytes"], e.saved_bytes, "{json:#}");
+    let metrics = run(&["metrics"]);
+    assert!(
+        metrics.contains(&format!("\nksm_estimate_saved_bytes {}\n", e.saved_bytes)),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nksm_estimate_age_seconds "), "{metrics}");
+    drop(probe);
+}

@@ -42,6 +42,12 @@ counters will show (pages_sharing + ksm_zero_pages) and what the splits \
 free outside them; the huge pages read and how many merging would split \
 are shown too.
 
+Zero pages alone: the saving from merging only all-zero pages (each mapped \
+to the kernel's zero page, as use_zero_pages=1 does) is shown next to the \
+full saving, in total and per process (ZERO ONLY): what a zero-pages-only \
+policy would keep. Upstream kernels have no such mode; use_zero_pages \
+(ksmctl set use_zero_pages=1) is the part of it they offer.
+
 Per process, the saving is attributed so that the rows add up: KSM keeps \
 the first copy of each content found (processes are scanned in PID order) \
 and every other copy is a page saved by the process that holds it. \

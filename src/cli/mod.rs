@@ -342,6 +342,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                 root,
                 Parts {
                     split_freed: crate::sample::Split::Always,
+                    last_estimate: true,
                     ..Parts::default()
                 },
             )

@@ -69,6 +69,13 @@ pub fn render(r: &Report) -> String {
     if let Some(text) = r.thp_split_freed().and_then(|f| f.summary(r.page_size)) {
         line(&mut o, "Split freed", text);
     }
+    if let Some(e) = r.recent_estimate(std::time::SystemTime::now()) {
+        line(
+            &mut o,
+            "Still to gain",
+            still_to_gain(e, std::time::SystemTime::now()),
+        );
+    }
     if let Some(p) = k.general_profit {
         let verdict = if p > 0 {
             "worth its cost"
@@ -177,4 +184,57 @@ pub fn render(r: &Report) -> String {
     }
     line(&mut o, "Options", opts.join(", "));
     o
+}
+
+/// The "Still to gain" line of the daemon's last estimate at `now`.
+fn still_to_gain(
+    e: &crate::sample::last_estimate::LastEstimate,
+    now: std::time::SystemTime,
+) -> String {
+    let err = if e.sample > 1 {
+        format!(" ± {}", human::ubytes(e.saved_error_bytes))
+    } else {
+        String::new()
+    };
+    let age = e.age(now).as_secs();
+    let ago = if age < 120 {
+        format!("{age} s")
+    } else if age < 7200 {
+        format!("{} min", age / 60)
+    } else {
+        format!("{:.1} h", age as f64 / 3600.0)
+    };
+    format!(
+        "{}  (KSM would save {}{err} on the memory opted in; ksmtuned's estimate of {ago} ago)",
+        human::bytes(i128::from(e.to_gain_bytes)),
+        human::ubytes(e.saved_bytes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn still_to_gain_line() {
+        let e = crate::sample::last_estimate::LastEstimate {
+            finished_unix_seconds: 1_000_000,
+            interval_seconds: 3600,
+            saved_bytes: 3 << 30,
+            saved_error_bytes: 100 << 20,
+            to_gain_bytes: 1 << 30,
+            zero_only_saved_bytes: 0,
+            scanned_bytes: 8 << 30,
+            sample: 16,
+            cpu_seconds: 1.0,
+            elapsed_seconds: 10.0,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000 + 600);
+        assert_eq!(
+            still_to_gain(&e, now),
+            "1.00 GiB  (KSM would save 3.00 GiB ± 100 MiB on the memory opted in; ksmtuned's \
+             estimate of 10 min ago)"
+        );
+    }
 }

@@ -156,9 +156,22 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         .scan_rate_pages_per_s
         .map(|r| format!("{} pages/s", human::count(r.round() as u64)))
         .unwrap_or_else(|| "-".into());
+    // The advisor's target and CPU cap while it chooses pages_to_scan
+    // (all its settings: ksmctl status, ksmctl doctor).
     let advisor = k
         .advisor_mode
-        .map(|m| format!("   advisor {m}"))
+        .map(|m| {
+            let n = |v: Option<u64>| v.map_or("-".to_string(), human::count);
+            if k.advisor_active() {
+                format!(
+                    "   advisor {m} ({} s, {}% cpu)",
+                    n(k.advisor_target_scan_time),
+                    n(k.advisor_max_cpu)
+                )
+            } else {
+                format!("   advisor {m}")
+            }
+        })
         .unwrap_or_default();
     let line2 = format!("scanner {scanner}   now {rate}{advisor}");
     let n = |v: Option<u64>| v.map(human::count).unwrap_or_else(|| "-".into());
@@ -471,6 +484,21 @@ mod tests {
         assert!(s[1].contains("ksmd CPU 25.0%"), "{text}");
         assert!(s[2].contains("scanner 100 pages every 20 ms"), "{text}");
         assert!(s[2].contains("now 10,000 pages/s") && s[2].contains("advisor none"));
+        // With the advisor on, its target and CPU cap.
+        let mut a = fixture();
+        if let Some(k) = a.ksm.as_mut() {
+            k.advisor_mode = Some(crate::kernel::ksm::AdvisorMode::ScanTime);
+            k.advisor_target_scan_time = Some(200);
+            k.advisor_max_cpu = Some(70);
+        }
+        let mut av = View::new(Duration::from_secs(2));
+        av.push(10.0, a);
+        let s2 = screen(&av, 100, 24);
+        assert!(
+            s2[2].contains("advisor scan-time (200 s, 70% cpu)"),
+            "{}",
+            s2.join("\n")
+        );
         assert!(s[3].contains("sharing ratio 199.00") && s[3].contains("unshared ratio 0.15"));
         assert!(
             s[3].contains("full scans 17") && s[3].contains("zero pages 5"),

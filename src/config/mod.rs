@@ -129,6 +129,9 @@ pub struct Config {
     pub cross_domain: CrossDomain,
     /// KSM_DOMAIN_AUDIT_INTERVAL: seconds between two audits (>= 60).
     pub domain_audit_interval: u64,
+    /// KSM_ESTIMATE_INTERVAL: seconds between the daemon's background
+    /// estimates (0: none).
+    pub estimate_interval: u64,
 }
 
 impl Config {
@@ -180,6 +183,7 @@ impl Config {
                 "KSM_DOMAIN_AUDIT_INTERVAL",
                 self.domain_audit_interval.to_string(),
             ),
+            ("KSM_ESTIMATE_INTERVAL", self.estimate_interval.to_string()),
         ]
     }
 }
@@ -214,6 +218,7 @@ impl Default for Config {
             trust_domains: TrustDomains::None,
             cross_domain: CrossDomain::Allow,
             domain_audit_interval: DEFAULT_DOMAIN_AUDIT_INTERVAL,
+            estimate_interval: 0,
         }
     }
 }

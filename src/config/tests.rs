@@ -434,3 +434,19 @@ fn trust_domains_and_their_errors() {
         l.warnings
     );
 }
+
+#[test]
+fn estimate_interval() {
+    let c = conf("KSM_ESTIMATE_INTERVAL=3600\n");
+    assert!(c.is_ok(), "{:?}", c.errors);
+    assert_eq!(c.config.estimate_interval, 3600);
+    assert_eq!(conf("").config.estimate_interval, 0, "off by default");
+    let bad = conf("KSM_ESTIMATE_INTERVAL=-1\n");
+    assert!(
+        bad.errors[0]
+            .to_string()
+            .contains("KSM_ESTIMATE_INTERVAL=\"-1\": must be at least 0"),
+        "{:?}",
+        bad.errors
+    );
+}

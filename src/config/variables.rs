@@ -61,6 +61,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "KSM_DOMAIN_AUDIT_INTERVAL",
         "seconds between cross-domain audits, at least 60 (300)",
     ),
+    (
+        "KSM_ESTIMATE_INTERVAL",
+        "seconds between background estimates of what KSM would save; 0 = off (0)",
+    ),
 ];
 
 /// Build the configuration from parsed assignments.
@@ -114,6 +118,9 @@ pub fn from_parsed(mut parsed: Parsed) -> Loaded {
         super::MIN_DOMAIN_AUDIT_INTERVAL as i64,
         &mut |v| c.domain_audit_interval = v as u64,
     );
+    take("KSM_ESTIMATE_INTERVAL", 0, &mut |v| {
+        c.estimate_interval = v as u64
+    });
     if c.max_cpu > 100 {
         let a = last("KSM_MAX_CPU").expect("set when above 100");
         errors.push(err(

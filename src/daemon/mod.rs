@@ -8,6 +8,7 @@
 
 mod audit;
 pub mod debuglog;
+mod estimate;
 mod faults;
 pub mod pidfile;
 pub mod run;
@@ -51,7 +52,9 @@ use run::Daemon;
                        holds locked. If it cannot create it (a read-only /run, an SELinux \
                        policy without a type for it), it says so once and runs without it: \
                        retune then finds the daemon by its process name. retune reads \
-                       /run/ksmtuned.pid too (the file of earlier packages)."
+                       /run/ksmtuned.pid too (the file of earlier packages). With \
+                       KSM_ESTIMATE_INTERVAL set, /run/ksmtuned/estimate.json holds the last \
+                       background estimate."
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/ksmtuned.conf under the root].

@@ -153,6 +153,8 @@ pub(super) struct Daemon {
     systemd: Systemd,
     /// The other tuners KSM is left to.
     yielded_to: Vec<u32>,
+    /// The background estimate (KSM_ESTIMATE_INTERVAL).
+    estimator: Option<super::estimate::Estimator>,
     /// `None` when the pid file could not be created (said once at start).
     _pid: Option<PidFile>,
     events: mpsc::Receiver<Event>,
@@ -270,6 +272,7 @@ impl Daemon {
             listen_retry: None,
             systemd: Systemd::from_env(),
             yielded_to: Vec::new(),
+            estimator: None,
             _pid: pid,
             events,
         }))
@@ -493,9 +496,37 @@ impl Daemon {
         }
     }
 
+    /// Estimate in the background when KSM_ESTIMATE_INTERVAL asks for it
+    /// (not in a dry run, whose files must not replace the daemon's); a
+    /// new interval starts a new thread.
+    fn ensure_estimator(&mut self) {
+        let secs = self.tuner.config().estimate_interval;
+        if secs == 0 || self.opts.dry_run {
+            self.estimator = None;
+            return;
+        }
+        let want = Duration::from_secs(secs);
+        if self.estimator.as_ref().map(|e| e.interval()) == Some(want) {
+            return;
+        }
+        self.estimator = None;
+        let max_cpu = self.tuner.config().max_cpu;
+        match super::estimate::Estimator::start(&self.root, want, max_cpu) {
+            Ok(e) => {
+                self.estimator = Some(e);
+                self.faults.ok("the background estimate");
+            }
+            Err(e) => self.faults.fail(
+                "the background estimate",
+                format!("cannot start the estimate's thread: {e}; tuning goes on"),
+            ),
+        }
+    }
+
     /// One adjustment: sample, decide, write.
     fn cycle(&mut self) {
         self.ensure_metrics_server();
+        self.ensure_estimator();
         let before = self.tuner.mode();
         let step = self.sampler.take().and_then(|sample| {
             if self.server.is_some() {

@@ -30,11 +30,15 @@ pub const IDS: &[&str] = &[
     "guest-memory-hugetlb",
     "guest-memory-pinned",
     "guest-memory-locked",
+    "thp-in-mergeable-memory",
     "scan-too-slow",
     "advisor-fights-tuner",
     "libvirt-writes-ksm",
+    "advisor-settings",
     "prctl-exec-defect",
+    "whole-process-opt-in",
     "negative-profit",
+    "profit-sums-differ",
     "wasted-scanning",
     "volatile-pages",
     "max-page-sharing-reached",
@@ -137,9 +141,13 @@ pub fn check(f: &Facts) -> Vec<Finding> {
     }
     opt_in(f, &mut out);
     unmergeable(f, &mut out);
+    today::huge_pages(f, &mut out);
     scanning(f, state, &mut out);
     writers::libvirt(f, &mut out);
+    today::advisor(state, &mut out);
+    today::whole_process(f, &mut out);
     paying(f, state, &mut out);
+    today::profit_sums(f, state, &mut out);
     unmerge_risk(f, state, &mut out);
     out
 }
@@ -879,7 +887,9 @@ fn unmerge_risk(f: &Facts, state: &KsmState, out: &mut Vec<Finding>) {
     );
 }
 
+mod today;
 mod writers;
+pub use today::{PROFIT_SUM_SLACK_BYTES, WHOLE_PROCESS_LOSS_MIN_BYTES};
 
 #[cfg(test)]
 mod tests;

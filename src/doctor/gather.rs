@@ -13,6 +13,7 @@ use crate::kernel::meminfo::MemInfo;
 use crate::kernel::proc::{self, KsmStat};
 use crate::kernel::smaps::{self, SmapsSummary};
 use crate::kernel::sys;
+use crate::kernel::thp::Thp;
 use crate::policy::classic;
 use crate::root::Root;
 use crate::sample::services::{self, OtherWriter, RunningTuner};
@@ -143,6 +144,9 @@ pub struct Facts {
     pub committed_kib: Option<u64>,
     /// SELinux (`None`: not there: selinuxfs is not mounted).
     pub selinux: Option<SelinuxFacts>,
+    /// Transparent huge pages: the mode and the split counters of
+    /// `/proc/vmstat` (`mode` `None`: no THP).
+    pub thp: Thp,
 }
 
 /// SELinux and the `ksmtuned` policy module. selinuxfs lists no modules,
@@ -341,6 +345,7 @@ pub fn gather(root: &Root) -> Facts {
             .collect(),
         other_writers: services::other_writers(root),
         masked_unit: services::masked_unit(root),
+        thp: Thp::read(root),
         ..Default::default()
     };
     f.selinux = SelinuxFacts::read(root, f.tuners.first().map(|t| t.pid));

@@ -109,6 +109,10 @@ pub struct ProcessRow {
     /// Of `would_save_bytes`: all-zero subpages of huge pages that KSM's
     /// splits map to the zero page (in no KSM counter).
     pub split_freed_bytes: u64,
+    /// What merging only its all-zero pages would save (each mapped to
+    /// the kernel's zero page, as `use_zero_pages=1` does), those KSM
+    /// already mapped to it included.
+    pub zero_only_bytes: u64,
     /// Pages mapped to a KSM page now.
     pub ksm_mapped_pages: u64,
     /// `ksm_zero_pages` from ksm_stat now.
@@ -248,6 +252,15 @@ pub struct Estimate {
     /// The part freed by the huge-page splits KSM causes, outside its
     /// counters (all-zero subpages mapped to the shared zero page).
     pub split_freed_bytes: u64,
+    /// The zero-only what-if: what merging only all-zero pages would save
+    /// (each mapped to the kernel's zero page, as `use_zero_pages=1`
+    /// does; huge pages holding one are split, as KSM does): every
+    /// all-zero page read plus those KSM already mapped to the zero page.
+    /// Exact, also under `--sample`.
+    pub zero_only_saved_bytes: u64,
+    /// `zero_only_saved_bytes` minus the rmap items of every page KSM
+    /// would still scan (it has no zero-only scan).
+    pub zero_only_profit_bytes: i64,
     /// Two standard errors of `saved_bytes` from sampling (95%).
     pub saved_error_bytes: u64,
     /// Projected `general_profit` (the kernel's counter: counted pages only).
@@ -793,6 +806,7 @@ fn assemble(
     let saved_bytes = projection.saved_pages * page_size;
     let secs = sc.elapsed.as_secs_f64();
     let rows = rows.rows;
+    let zero_only_saved_bytes = rows.iter().map(|r| r.zero_only_bytes).sum::<u64>();
     Estimate {
         page_size_bytes: page_size,
         ksm_supported: host.state.is_some(),
@@ -807,6 +821,12 @@ fn assemble(
         saved_bytes,
         ksm_counters_saved_bytes: projection.counted_pages * page_size,
         split_freed_bytes: projection.split_zero_pages * page_size,
+        zero_only_saved_bytes,
+        zero_only_profit_bytes: table::general_profit(
+            zero_only_saved_bytes / page_size.max(1),
+            projection.rmap_items,
+            page_size,
+        ),
         saved_error_bytes: (2.0 * projection.saved_stderr_pages * page_size as f64).round() as u64,
         general_profit_bytes: projection.general_profit_bytes,
         profit_bytes: projection.profit_bytes,
@@ -858,6 +878,7 @@ fn row(
         } else {
             0
         },
+        zero_only_bytes: (ps.zero_pages + kept_zero) * page,
         ksm_mapped_pages: ps.ksm_mapped_pages,
         ksm_zero_pages_now: zero_now,
         skipped: ps.skipped,

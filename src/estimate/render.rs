@@ -91,6 +91,13 @@ impl Estimate {
         if self.processes_scanned > 0 {
             let _ = writeln!(
                 o,
+                "Zero pages alone would save {} ({} of it): merging only all-zero pages, each \
+                 with the kernel's zero page (use_zero_pages=1).",
+                b(self.zero_only_saved_bytes),
+                pct(self.zero_only_saved_bytes, self.saved_bytes),
+            );
+            let _ = writeln!(
+                o,
                 "Saved now: {} in these processes; still to gain: {}.",
                 b(self.now.scanned_saved_bytes),
                 human::bytes(i128::from(self.to_gain_bytes))
@@ -272,8 +279,8 @@ impl Estimate {
             let by_cgroup = matches!(self.group_by, GroupBy::Cgroup | GroupBy::Domain);
             let _ = write!(
                 o,
-                "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
-                "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "MERGED NOW"
+                "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
+                "PID", "NAME", "SCANNED", "ZERO", "WOULD SAVE", "ZERO ONLY", "MERGED NOW"
             );
             let _ = writeln!(
                 o,
@@ -294,12 +301,13 @@ impl Estimate {
                 let n: String = name(r).chars().take(name_w).collect();
                 let _ = write!(
                     o,
-                    "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}",
+                    "{:>7}  {:<name_w$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
                     r.pid,
                     n,
                     b(r.scanned_bytes),
                     c(r.zero_pages),
                     b(r.would_save_bytes),
+                    b(r.zero_only_bytes),
                     pg(r.ksm_mapped_pages),
                 );
                 if by_cgroup {

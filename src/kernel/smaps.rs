@@ -25,8 +25,11 @@ pub struct SmapsSummary {
     pub locked_kib: u64,
     /// Mappings opted in to KSM (`VmFlags: mg`): their size...
     pub mergeable_kib: u64,
-    /// ...and how much of it is resident (what ksmd walks).
+    /// ...and how much of it is resident (what ksmd walks)...
     pub mergeable_rss_kib: u64,
+    /// ...and how much of that sits in transparent huge pages
+    /// (`AnonHugePages`): KSM splits such a huge page to merge a page of it.
+    pub mergeable_anon_huge_kib: u64,
 }
 
 #[derive(Default)]
@@ -34,6 +37,7 @@ struct Current {
     shared_writable: bool,
     size: u64,
     rss: u64,
+    anon_huge: u64,
     flags_seen: bool,
 }
 
@@ -81,6 +85,8 @@ pub fn parse(text: &str) -> SmapsSummary {
             c.size = kib(rest);
         } else if let Some(rest) = line.strip_prefix("Rss:") {
             c.rss = kib(rest);
+        } else if let Some(rest) = line.strip_prefix("AnonHugePages:") {
+            c.anon_huge = kib(rest);
         } else if let Some(rest) = line.strip_prefix("VmFlags:") {
             c.flags_seen = true;
             let flags: Vec<&str> = rest.split_whitespace().collect();
@@ -97,6 +103,7 @@ pub fn parse(text: &str) -> SmapsSummary {
             if has("mg") {
                 add(&mut sum.mergeable_kib, c.size);
                 add(&mut sum.mergeable_rss_kib, c.rss);
+                add(&mut sum.mergeable_anon_huge_kib, c.anon_huge);
             }
         }
     }
@@ -136,6 +143,7 @@ VmFlags: rd mr mw me
 7f0000000000-7f0040000000 rw-p 00000000 00:00 0
 Size:            1048576 kB
 Rss:              524288 kB
+AnonHugePages:    262144 kB
 VmFlags: rd wr mr mw me ac mg
 7f1000000000-7f1080000000 rw-s 00000000 00:01 1234                       /memfd:pc.ram (deleted)
 Size:            2097152 kB
@@ -144,6 +152,7 @@ VmFlags: rd wr sh mr mw me ms
 7f2000000000-7f2040000000 rw-s 00000000 00:10 99                         /dev/hugepages/vm1
 Size:            1048576 kB
 Rss:                   0 kB
+AnonHugePages:      2048 kB
 VmFlags: rd wr sh mr mw me ms de ht
 7f3000000000-7f3000100000 rw-p 00000000 00:00 0
 Size:               1024 kB
@@ -160,6 +169,7 @@ VmFlags: rd wr mr mw me lo ac mg
         assert_eq!(s.locked_kib, 1024);
         assert_eq!(s.mergeable_kib, 1048576 + 1024);
         assert_eq!(s.mergeable_rss_kib, 524288 + 1024);
+        assert_eq!(s.mergeable_anon_huge_kib, 262144, "mergeable areas only");
     }
 
     #[test]

@@ -219,6 +219,19 @@ pub fn lower_thread_priority(by: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// CPU time the calling thread has used, nanoseconds
+/// (`CLOCK_THREAD_CPUTIME_ID`; `None` if the clock cannot be read).
+pub fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is, and reads
+    // nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// Send a signal to a process.
 pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)

@@ -105,6 +105,7 @@ pub fn collect(root: &Root) -> Result<Sample> {
             ksmd: true,
             processes: Processes::Merged,
             split_freed: Split::Always,
+            last_estimate: true,
             ..Parts::default()
         },
     )
@@ -125,6 +126,11 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_thp_split_pages_total",
         "ksm_split_freed_bytes",
         "ksm_process_split_freed_bytes",
+        "ksm_estimate_saved_bytes",
+        "ksm_estimate_to_gain_bytes",
+        "ksm_estimate_error_bytes",
+        "ksm_estimate_age_seconds",
+        "ksm_estimate_cpu_seconds",
         "ksm_tuner_policy",
         "ksm_tuner_max_cpu_ratio",
         "ksm_tuner_state",
@@ -246,6 +252,7 @@ pub fn render(report: &Report, tuner: Option<&TunerMetrics>, top: usize) -> Resu
     }
     render_processes(&fam, &report.processes, top)?;
     render_split_freed(&fam, report, top)?;
+    render_estimate(&fam, report)?;
     render_guests(&fam, &report.processes)?;
     if let Some(t) = tuner {
         render_tuner(&fam, t)?;
@@ -363,6 +370,42 @@ fn render_processes(fam: &Families, processes: &[ProcessKsm], top: usize) -> Res
 
 /// What KSM's huge-page splits freed outside its counters, where it could
 /// be counted ([`crate::sample::split`]).
+/// The daemon's last continuous estimate (KSM_ESTIMATE_INTERVAL), whatever
+/// its age: `ksm_estimate_age_seconds` tells a stale one.
+fn render_estimate(fam: &Families, report: &Report) -> Result<()> {
+    let Some(e) = &report.last_estimate else {
+        return Ok(());
+    };
+    fam.gauge(
+        "ksm_estimate_saved_bytes",
+        "What KSM would save in total on the memory opted in, by ksmtuned's last estimate \
+         (sampled; KSM_ESTIMATE_INTERVAL).",
+        e.saved_bytes as f64,
+    )?;
+    fam.gauge(
+        "ksm_estimate_to_gain_bytes",
+        "What KSM would save beyond what it saves now in the same processes, by the last \
+         estimate (can be negative).",
+        e.to_gain_bytes as f64,
+    )?;
+    fam.gauge(
+        "ksm_estimate_error_bytes",
+        "Two standard errors (95%) of ksm_estimate_saved_bytes from sampling.",
+        e.saved_error_bytes as f64,
+    )?;
+    fam.gauge(
+        "ksm_estimate_age_seconds",
+        "Time since the last estimate finished.",
+        e.age(SystemTime::now()).as_secs_f64(),
+    )?;
+    fam.gauge(
+        "ksm_estimate_cpu_seconds",
+        "CPU time the last estimate itself took.",
+        e.cpu_seconds,
+    )?;
+    Ok(())
+}
+
 fn render_split_freed(fam: &Families, report: &Report, top: usize) -> Result<()> {
     let Some(f) = &report.split_freed else {
         return Ok(());
@@ -591,6 +634,18 @@ pub(crate) mod tests {
                 processes: vec![(4242, 10_000)],
                 why_not: None,
             }),
+            last_estimate: Some(crate::sample::last_estimate::LastEstimate {
+                finished_unix_seconds: 1_800_000_000,
+                interval_seconds: 3600,
+                saved_bytes: 3 << 30,
+                saved_error_bytes: 100 << 20,
+                to_gain_bytes: -(1 << 20),
+                zero_only_saved_bytes: 1 << 30,
+                scanned_bytes: 8 << 30,
+                sample: 16,
+                cpu_seconds: 4.5,
+                elapsed_seconds: 45.0,
+            }),
             ..crate::sample::fixture()
         }
     }
@@ -693,6 +748,10 @@ pub(crate) mod tests {
             ("ksm_cross_domain_audit_timestamp_seconds", "1800000100"),
             ("ksm_cross_domain_audit_duration_seconds", "0.5"),
             ("ksm_cross_domain_audit_cpu_seconds", "0.05"),
+            ("ksm_estimate_saved_bytes", "3221225472"),
+            ("ksm_estimate_to_gain_bytes", "-1048576"),
+            ("ksm_estimate_error_bytes", "104857600"),
+            ("ksm_estimate_cpu_seconds", "4.5"),
         ] {
             assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
         }
@@ -709,6 +768,15 @@ pub(crate) mod tests {
             "ksm_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")
         )));
+        // The estimate's age at this scrape.
+        let age: f64 = value(&text, "ksm_estimate_age_seconds")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want = SystemTime::now()
+            .duration_since(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+            .map_or(0.0, |d| d.as_secs_f64());
+        assert!((age - want).abs() < 5.0, "{age} vs {want}");
         // Absent file: no family.
         assert!(!text.contains("ksm_max_kernel_pages"));
         // Every family has HELP and TYPE, and carries the prefix.

@@ -10,6 +10,7 @@
 //! (`classic::Input::try_from(&Sample)`, `adaptive::Input::from_sample`).
 
 pub mod census;
+pub mod last_estimate;
 pub mod processes;
 pub mod services;
 pub mod split;
@@ -80,6 +81,8 @@ pub struct Parts {
     /// KSM scans, done again at most every [`SPLIT_EVERY`] in this
     /// program).
     pub split_freed: Split,
+    /// The daemon's last continuous estimate ([`last_estimate`]).
+    pub last_estimate: bool,
 }
 
 /// When a sampler counts what KSM's huge-page splits freed.
@@ -122,6 +125,9 @@ pub struct Sample {
     /// What KSM's huge-page splits freed outside its counters
     /// ([`Parts::split_freed`]).
     pub split_freed: Option<split::SplitFreed>,
+    /// The daemon's last continuous estimate ([`Parts::last_estimate`];
+    /// `None` also when there is none).
+    pub last_estimate: Option<last_estimate::LastEstimate>,
 }
 
 impl Sample {
@@ -139,6 +145,7 @@ impl Sample {
             tuners: Vec::new(),
             processes: Vec::new(),
             split_freed: None,
+            last_estimate: None,
         }
     }
 
@@ -227,6 +234,8 @@ impl Sampler {
                 } else {
                     Split::No
                 },
+                // (Published for the metrics endpoint.)
+                last_estimate: true,
             },
         );
         s.follow(
@@ -331,6 +340,11 @@ impl Sampler {
         };
         Ok(Sample {
             split_freed,
+            last_estimate: if self.parts.last_estimate {
+                last_estimate::LastEstimate::read(&self.root)
+            } else {
+                None
+            },
             elapsed: self.start.elapsed(),
             ksm,
             page_size: sys::page_size(),

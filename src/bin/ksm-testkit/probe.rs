@@ -42,8 +42,10 @@ pub struct Args {
     /// A second mapping, never opted in, of pages identical to the first.
     #[arg(long, default_value_t = 0)]
     unmergeable_pages: usize,
-    /// What backs the memory: private, shared (MAP_SHARED) or hugetlb
-    /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages).
+    /// What backs the memory: private, shared (MAP_SHARED), hugetlb
+    /// (MAP_HUGETLB; PAGES are then rounded up to whole huge pages) or thp
+    /// (private, left to transparent huge pages: PAGES rounded up to whole
+    /// huge pages, one more mapped so that they can be aligned).
     #[arg(long, default_value = "private")]
     backing: String,
     /// Lock the memory (mlock).
@@ -72,19 +74,24 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<i32> {
     let page = sys::page_size() as usize;
     let extra = zero + unique + untouched;
     let mut len = (pages.max(1) + extra) * page;
+    const HUGE: usize = 2 << 20;
+    let thp = args.backing == "thp";
     let backing = match args.backing.as_str() {
         "private" => Backing::Private,
+        "thp" => {
+            len = len.div_ceil(HUGE) * HUGE + HUGE;
+            Backing::Private
+        }
         "shared" => Backing::Shared,
         "hugetlb" => {
-            const HUGE: usize = 2 << 20;
             len = len.div_ceil(HUGE) * HUGE;
             Backing::HugeTlb
         }
-        other => bail!("--backing {other:?}: expected private, shared or hugetlb"),
+        other => bail!("--backing {other:?}: expected private, shared, hugetlb or thp"),
     };
     let mut map = Mapping::with_backing(len, backing)
         .with_context(|| format!("mapping {len} bytes of {backing:?} probe memory"))?;
-    if matches!(backing, Backing::Private) {
+    if matches!(backing, Backing::Private) && !thp {
         // No transparent huge page: untouched pages stay out of RAM.
         map.advise(libc::MADV_NOHUGEPAGE).ok();
     }

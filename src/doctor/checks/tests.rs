@@ -365,10 +365,10 @@ fn advisor_and_script() {
         comm: "ksmtuned".into(),
         script: false,
     }];
-    // Our ksmtuned leaves pages_to_scan to the advisor.
-    assert_eq!(ids(&f), Vec::<&str>::new());
+    // Our ksmtuned leaves pages_to_scan to the advisor: its settings only.
+    assert_eq!(ids(&f), ["advisor-settings"]);
     f.tuners[0].script = true;
-    assert_eq!(ids(&f), ["advisor-fights-tuner"]);
+    assert_eq!(ids(&f), ["advisor-fights-tuner", "advisor-settings"]);
 }
 
 #[test]
@@ -602,4 +602,149 @@ fn libvirt_beside_a_tuner_is_a_second_writer() {
     );
     assert_eq!(x.numbers["writer_pid"], 77);
     assert_eq!(x.numbers["tuner_pid"], 42);
+}
+
+#[test]
+fn huge_pages_in_mergeable_memory() {
+    let mut f = healthy();
+    f.thp = crate::kernel::thp::Thp {
+        mode: Some("always".into()),
+        counters: crate::kernel::thp::ThpCounters {
+            split_page: Some(545),
+            split_pmd: Some(600),
+            split_page_failed: Some(2),
+            ..Default::default()
+        },
+        split_maps_zero_pages: true,
+        anon_huge_kib: Some(GIB_KIB),
+    };
+    // No huge page in the mergeable areas: nothing to say.
+    assert_eq!(ids(&f), Vec::<&str>::new());
+    f.processes[0]
+        .smaps
+        .as_mut()
+        .unwrap()
+        .mergeable_anon_huge_kib = GIB_KIB;
+    let x = find(&f, "thp-in-mergeable-memory");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(
+        x.seen.starts_with(
+            "transparent huge pages are always: 1.00 GiB of the memory opted in to KSM"
+        ),
+        "{}",
+        x.seen
+    );
+    assert!(x.seen.contains("thp_split_page = 545"), "{}", x.seen);
+    assert!(x.why.contains("zero page"), "{}", x.why);
+    assert!(x.what_to_do.contains("echo madvise"), "{}", x.what_to_do);
+    assert_eq!(x.numbers["mergeable_huge_bytes"], 1u64 << 30);
+    assert_eq!(x.numbers["pids"], serde_json::json!([100]));
+    // Under madvise, or little of it: a note.
+    f.thp.mode = Some("madvise".into());
+    assert_eq!(find(&f, "thp-in-mergeable-memory").severity, Severity::Info);
+    f.thp.mode = Some("never".into());
+    assert!(!ids(&f).contains(&"thp-in-mergeable-memory"));
+    f.thp.mode = None;
+    assert!(!ids(&f).contains(&"thp-in-mergeable-memory"));
+}
+
+#[test]
+fn advisor_settings_shown_and_a_stalled_advisor() {
+    let mut f = healthy();
+    let k = ksm(&mut f);
+    k.advisor_mode = Some(AdvisorMode::ScanTime);
+    k.advisor_max_cpu = Some(70);
+    k.advisor_target_scan_time = Some(200);
+    k.advisor_min_pages_to_scan = Some(500);
+    k.advisor_max_pages_to_scan = Some(30000);
+    let x = find(&f, "advisor-settings");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.seen.contains("advisor_target_scan_time = 200 s")
+            && x.seen.contains("advisor_max_cpu = 70%")
+            && x.seen.contains("advisor_max_pages_to_scan = 30,000"),
+        "{}",
+        x.seen
+    );
+    assert_eq!(x.numbers["advisor_max_cpu_percent"], 70);
+    ksm(&mut f).advisor_max_pages_to_scan = Some(0);
+    let x = find(&f, "advisor-settings");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.what_to_do.contains("advisor_max_pages_to_scan=30000"));
+    ksm(&mut f).advisor_mode = Some(AdvisorMode::None);
+    assert!(!ids(&f).contains(&"advisor-settings"));
+}
+
+fn opted(pid: u32, comm: &str, merge_any: bool, profit: i64) -> ProcFacts {
+    ProcFacts {
+        pid,
+        comm: comm.into(),
+        ksm_stat: Some(KsmStat {
+            rmap_items: 100_000,
+            merging_pages: Some(10),
+            process_profit: Some(profit),
+            merge_any: Some(merge_any),
+            mergeable: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn whole_process_opt_in_by_prctl_or_madvise() {
+    let mut f = healthy();
+    // An older kernel (no ksm_merge_any) or madvise only: nothing.
+    f.processes.push(opted(300, "cache", false, -5 << 20));
+    assert!(!ids(&f).contains(&"whole-process-opt-in"));
+    f.processes.push(opted(301, "worker", true, 3 << 20));
+    let x = find(&f, "whole-process-opt-in");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.seen
+            .starts_with("1 process(es) opted in whole (prctl PR_SET_MEMORY_MERGE"),
+        "{}",
+        x.seen
+    );
+    assert!(x.seen.contains("worker (pid 301)") && x.seen.contains("2 opted in some areas"));
+    assert_eq!(x.numbers["pids"], serde_json::json!([301]));
+    assert_eq!(x.numbers["madvise_processes"], 2);
+    // One that costs more than it saves: a warning naming it.
+    f.processes.push(opted(302, "batch", true, -(2 << 20)));
+    let x = find(&f, "whole-process-opt-in");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x
+        .seen
+        .contains("costing more than they save: batch (pid 302)"));
+    assert_eq!(x.numbers["losing_pids"], serde_json::json!([302]));
+    assert_eq!(x.numbers["profit_bytes"], 1 << 20);
+}
+
+#[test]
+fn process_profits_against_general_profit() {
+    let mut f = healthy();
+    // 100,000 pages shared: the processes' sum counts them too.
+    let general = 1_900_000_000i64;
+    let shared = 100_000i64 * 4096;
+    f.processes[0].ksm_stat.as_mut().unwrap().process_profit = Some(general + shared);
+    let x = find(&f, "profit-sums-differ");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.why.contains("pages_shared = 100,000 pages (391 MiB)"),
+        "{}",
+        x.why
+    );
+    assert!(x.seen.ends_with("(391 MiB more)"), "{}", x.seen);
+    assert_eq!(x.numbers["process_profit_sum_bytes"], general + shared);
+    // Within the slack: nothing to explain.
+    f.processes[0].ksm_stat.as_mut().unwrap().process_profit = Some(general + 1000);
+    assert!(!ids(&f).contains(&"profit-sums-differ"));
+    // Less: processes missing from the sum.
+    f.processes[0].ksm_stat.as_mut().unwrap().process_profit = Some(general / 2);
+    assert!(find(&f, "profit-sums-differ")
+        .why
+        .starts_with("the sum misses"));
+    // Without root the others' ksm_stat is hidden: no conclusion.
+    f.root_user = false;
+    assert!(!ids(&f).contains(&"profit-sums-differ"));
 }
