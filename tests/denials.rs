@@ -210,7 +210,11 @@ fn a_refused_pid_file_is_not_fatal_and_retune_finds_the_daemon_by_name() {
         "{err}"
     );
     assert!(d.0.try_wait().unwrap().is_none(), "ksmtuned exited: {err}");
-    // Three adjustments (start and two retunes), each logging its figures.
+    // Three adjustments (start and two retunes), each logging its figures
+    // (the retune is logged before its cycle writes them: wait for them).
+    wait_for("the second retune's adjustment", 10, || {
+        t.log().matches("committed ").count() >= 3
+    });
     assert_eq!(t.log().matches("committed ").count(), 3, "{}", t.log());
 }
 
