@@ -30,6 +30,18 @@ pub fn ubytes(n: u64) -> String {
     bytes(i128::from(n))
 }
 
+/// An age as people say it: `45 s`, `10 min`, `2.5 h`.
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{:.1} h", s as f64 / 3600.0)
+    }
+}
+
 /// A count with thousands separators: `1,234,567`.
 pub fn count(n: u64) -> String {
     let s = n.to_string();

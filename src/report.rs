@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::doctor::rails::Headroom;
 use crate::kernel::ksm::{KsmState, Run, FILES};
+use crate::sample::last_audit::{LastAudit, Refusal};
 use crate::sample::last_estimate::LastEstimate;
 use crate::sample::processes::ProcessKsm;
 use crate::sample::services::{OtherWriter, RunningTuner};
@@ -184,6 +185,9 @@ pub struct Report {
     /// The daemon's last continuous estimate, when the sample read it
     /// (see [`Report::recent_estimate`]).
     pub last_estimate: Option<LastEstimate>,
+    /// The daemon's last cross-domain audit, when the sample read it (see
+    /// [`Report::recent_audit`]).
+    pub last_audit: Option<LastAudit>,
     /// The processes with merged pages (and every QEMU guest), as sampled.
     pub processes: Vec<ProcessKsm>,
     pub totals: Totals,
@@ -238,6 +242,7 @@ impl Report {
             other_writers: Vec::new(),
             split_freed: sample.split_freed.clone(),
             last_estimate: sample.last_estimate.clone(),
+            last_audit: sample.last_audit.clone(),
             totals: Totals::of(&sample.processes, page_size),
             processes: sample.processes.clone(),
             ksm,
@@ -261,6 +266,74 @@ impl Report {
         self.last_estimate.as_ref().filter(|e| e.recent(now))
     }
 
+    /// The daemon's last cross-domain audit while it is recent at `now`
+    /// (or holds KSM stopped: KSM_CROSS_DOMAIN=refuse).
+    pub fn recent_audit(&self, now: std::time::SystemTime) -> Option<&LastAudit> {
+        self.last_audit.as_ref().filter(|a| a.recent(now))
+    }
+
+    /// The mark of a process whose trust domain shares KSM pages with
+    /// another, from ksmtuned's last audit: `shares across domains: B, C`
+    /// (empty when it does not, or no audit is recent).
+    pub fn domain_mark(&self, pid: u32) -> String {
+        let Some(a) = self.recent_audit(std::time::SystemTime::now()) else {
+            return String::new();
+        };
+        match a.audit.of_process(pid) {
+            Some((_, with)) if !with.is_empty() => {
+                format!("shares across domains: {}", with.join(", "))
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The lines under a view's table that say which trust domains share
+    /// pages, from ksmtuned's last audit (none without a recent one).
+    pub fn domain_lines(&self) -> Vec<String> {
+        let now = std::time::SystemTime::now();
+        let Some(a) = self.recent_audit(now) else {
+            return Vec::new();
+        };
+        let age = crate::human::age(a.age(now));
+        let mut lines = Vec::new();
+        let head = format!(
+            "Trust domains (by {}, ksmtuned's audit {age} ago):",
+            a.audit.trust_domains
+        );
+        if a.audit.pairs.is_empty() {
+            lines.push(format!("{head} no KSM page is shared across domains."));
+        } else {
+            let pairs: Vec<String> = a
+                .audit
+                .pairs
+                .iter()
+                .take(3)
+                .map(|p| {
+                    format!(
+                        "{} and {} share {}",
+                        p.a,
+                        p.b,
+                        crate::human::ubytes(p.shared_bytes)
+                    )
+                })
+                .collect();
+            let more = a.audit.pairs.len().saturating_sub(3);
+            let more = if more > 0 {
+                format!(
+                    " (and {more} more pair{})",
+                    if more == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            };
+            lines.push(format!("{head} {}{more}.", pairs.join("; ")));
+        }
+        if let Some(h) = &a.refusal {
+            lines.push(refusal_line(h));
+        }
+        lines
+    }
+
     /// The bytes of `pages` pages.
     pub fn bytes(&self, pages: u64) -> u64 {
         pages.saturating_mul(self.page_size)
@@ -278,6 +351,23 @@ impl Report {
     pub fn status_json(&self) -> StatusJson<'_> {
         StatusJson(self)
     }
+}
+
+/// What KSM_CROSS_DOMAIN=refuse did, in one sentence.
+pub fn refusal_line(h: &Refusal) -> String {
+    let gave_up = h
+        .saved_bytes_given_up
+        .map(|b| format!(", giving up {} saved", crate::human::ubytes(b)))
+        .unwrap_or_default();
+    let pair = h
+        .pairs
+        .first()
+        .map(|p| format!("{} and {} shared pages", p.a, p.b))
+        .unwrap_or_else(|| "domains shared pages".into());
+    format!(
+        "KSM held stopped by ksmtuned (KSM_CROSS_DOMAIN=refuse): {pair}; every page was \
+         unmerged{gave_up}, until `systemctl reload ksmtuned`."
+    )
 }
 
 /// The JSON of `ksmctl status` (see [`Report::status_json`]).
@@ -310,6 +400,9 @@ impl Serialize for StatusJson<'_> {
         }
         if let Some(e) = r.recent_estimate(std::time::SystemTime::now()) {
             m.serialize_entry("estimate", e)?;
+        }
+        if let Some(a) = r.recent_audit(std::time::SystemTime::now()) {
+            m.serialize_entry("domain_audit", a)?;
         }
         // 0.2's names of the files, until 0.4.
         for f in FILES.iter().filter(|f| f.legacy_key != f.name) {

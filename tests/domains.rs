@@ -4,8 +4,13 @@
 //! other; once ksmd merged them, the cross-domain audit reports the bytes
 //! in common between the two tenants and nothing else between them.
 //!
-//! Holds the ksmd lock (`Experiment`, which restores every knob) and
-//! removes the cgroups it made, also when it fails.
+//! With KSM_CROSS_DOMAIN=refuse the daemon stops ksmd and unmerges once
+//! the tenants share, says what it gave up, and holds KSM so until a
+//! reload.
+//!
+//! Holds the ksmd lock (`Experiment`, which restores every knob), removes
+//! the cgroups it made and puts `/run/ksmtuned/domains.json` back as it
+//! was, also when it fails.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -88,6 +93,79 @@ fn probe(seed: u64, distinct: usize, distinct_seed: u64) -> Probe {
 const OWN: usize = 1000;
 const COMMON: usize = 512;
 
+/// The daemon's `/run/ksmtuned/domains.json` put back as it was on drop
+/// (panics included).
+struct AuditFile(Option<Vec<u8>>);
+
+impl AuditFile {
+    fn save() -> AuditFile {
+        AuditFile(std::fs::read(ksmtuned::sample::last_audit::LAST_AUDIT_FILE).ok())
+    }
+}
+
+impl Drop for AuditFile {
+    fn drop(&mut self) {
+        let path = ksmtuned::sample::last_audit::LAST_AUDIT_FILE;
+        let _ = match &self.0 {
+            Some(old) => std::fs::write(path, old),
+            None => std::fs::remove_file(path),
+        };
+    }
+}
+
+/// Two tenants' probes: each tenant's two with the same `OWN` pages, and
+/// one each with `COMMON` pages the other tenant has too.
+fn tenants(a: &Cgroup, b: &Cgroup) -> ([Probe; 3], [Probe; 3]) {
+    let tenant_a = [
+        probe(21, OWN, 100),
+        probe(21, OWN, 100),
+        probe(21, COMMON, 300),
+    ];
+    let tenant_b = [
+        probe(23, OWN, 200),
+        probe(23, OWN, 200),
+        probe(23, COMMON, 300),
+    ];
+    for p in &tenant_a {
+        a.add(p.pid);
+    }
+    for p in &tenant_b {
+        b.add(p.pid);
+    }
+    (tenant_a, tenant_b)
+}
+
+fn merging(pid: u32) -> u64 {
+    proc::ksm_stat(&Root::default(), pid)
+        .and_then(|s| s.merging_pages)
+        .unwrap_or(0)
+}
+
+/// Run ksmd fast until every probe of the two tenants has its pages
+/// merged (its own, or the common ones, and the page all three share),
+/// then stop it; panics after 120 s.
+fn merge_tenants(ksm: &ksmtuned::kernel::ksm::Ksm, tenant_a: &[Probe], tenant_b: &[Probe]) {
+    ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
+        .unwrap();
+    ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())
+        .unwrap();
+    ksm.set_run(Run::Merge).unwrap();
+    let want = |i: usize| 1 + if i == 2 { COMMON } else { OWN } as u64;
+    let done = || {
+        tenant_a
+            .iter()
+            .chain(tenant_b)
+            .enumerate()
+            .all(|(i, p)| merging(p.pid) >= want(i % 3))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ksm.set_run(Run::Stop).unwrap();
+    assert!(done(), "ksmd did not merge the probes in 120 s");
+}
+
 #[test]
 fn audit_reports_the_pages_two_tenants_share() {
     let Some(ksm) = support::real_ksm("audit_reports_the_pages_two_tenants_share") else {
@@ -106,24 +184,10 @@ fn audit_reports_the_pages_two_tenants_share() {
     ) else {
         return;
     };
+    let _file = AuditFile::save();
     // Tenant A: two probes with the same 1000 pages, one with 512 pages
     // tenant B also has; B likewise with its own 1000.
-    let tenant_a = [
-        probe(21, OWN, 100),
-        probe(21, OWN, 100),
-        probe(21, COMMON, 300),
-    ];
-    let tenant_b = [
-        probe(23, OWN, 200),
-        probe(23, OWN, 200),
-        probe(23, COMMON, 300),
-    ];
-    for p in &tenant_a {
-        a.add(p.pid);
-    }
-    for p in &tenant_b {
-        b.add(p.pid);
-    }
+    let (tenant_a, tenant_b) = tenants(&a, &b);
     // Before ksmd runs: the estimate by domain says what merging only
     // within each tenant saves (their own 1000 pages twice over, and the
     // one identical page of their three probes) and what merging across
@@ -166,30 +230,7 @@ fn audit_reports_the_pages_two_tenants_share() {
         "{groups:?}"
     );
 
-    ksm.write(Setting::number(Knob::PagesToScan, 5000).unwrap())
-        .unwrap();
-    ksm.write(Setting::number(Knob::SleepMillisecs, 5).unwrap())
-        .unwrap();
-    ksm.set_run(Run::Merge).unwrap();
-    let merged = |pid: u32| {
-        proc::ksm_stat(&Root::default(), pid)
-            .and_then(|s| s.merging_pages)
-            .unwrap_or(0)
-    };
-    let want = |i: usize| 1 + if i == 2 { COMMON } else { OWN } as u64;
-    let done = || {
-        tenant_a
-            .iter()
-            .chain(&tenant_b)
-            .enumerate()
-            .all(|(i, p)| merged(p.pid) >= want(i % 3))
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ksm.set_run(Run::Stop).unwrap();
-    assert!(done(), "ksmd did not merge the probes in 120 s");
+    merge_tenants(&ksm, &tenant_a, &tenant_b);
 
     let root = Root::default();
     let r = audit::audit(&root, TrustDomains::Cgroup { depth: 1 }, None).unwrap();
@@ -254,6 +295,41 @@ fn audit_reports_the_pages_two_tenants_share() {
     assert!(support::value_of(&text, "ksm_cross_domain_audit_timestamp_seconds").unwrap() > 0.0);
     let duration = support::value_of(&text, "ksm_cross_domain_audit_duration_seconds").unwrap();
     assert!(duration < 10.0, "{duration}");
+    // ksmctl ps marks the tenants' processes from the daemon's audit, and
+    // says which domains share.
+    let ps = std::process::Command::new(support::KSMCTL)
+        .arg("ps")
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    for p in &tenant_a {
+        let row = ps
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&p.pid.to_string()))
+            .unwrap_or_else(|| panic!("no row for {} in:\n{ps}", p.pid));
+        assert!(
+            row.ends_with(&format!("[shares across domains: {db}]")),
+            "{row}"
+        );
+    }
+    let line = ps
+        .lines()
+        .find(|l| l.starts_with("Trust domains (by cgroup:1"))
+        .unwrap_or_else(|| panic!("no domains line in:\n{ps}"));
+    assert!(line.contains(&format!("{da} and {db} share")), "{line}");
+    let j = std::process::Command::new(support::KSMCTL)
+        .args(["ps", "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let row = j["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == tenant_b[0].pid)
+        .unwrap();
+    assert_eq!(row["domain"], db.as_str(), "{row:#}");
+    assert_eq!(row["shares_with"][0], da.as_str(), "{row:#}");
     // A reload that changes the audit's settings audits again at once; the
     // pair, warned about already, is not warned about twice.
     let first = support::value_of(&text, "ksm_cross_domain_audit_timestamp_seconds").unwrap();
@@ -292,6 +368,163 @@ fn audit_reports_the_pages_two_tenants_share() {
 
     drop(tenant_a);
     drop(tenant_b);
+    drop((a, b));
+    drop(exp);
+}
+
+/// KSM_CROSS_DOMAIN=refuse on the real kernel: the two tenants merged
+/// (within each and across), the daemon's first audit finds them sharing;
+/// it stops ksmd and unmerges every page (run=2), says once what it gave
+/// up, holds KSM so through retunes although its policy would run ksmd,
+/// shows the hold in the metrics, `ksmctl status`, `ps` and `top`'s file,
+/// and lets KSM run again on a reload.
+#[test]
+fn refuse_unmerges_and_holds_until_a_reload() {
+    let Some(ksm) = support::real_ksm("refuse_unmerges_and_holds_until_a_reload") else {
+        return;
+    };
+    if sys::euid() != 0 {
+        eprintln!("SKIPPED: needs root (to make cgroups)");
+        return;
+    }
+    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
+        return;
+    };
+    let (Some(a), Some(b)) = (
+        Cgroup::make("ksmtuned-test-ra"),
+        Cgroup::make("ksmtuned-test-rb"),
+    ) else {
+        return;
+    };
+    let _file = AuditFile::save();
+    let (tenant_a, tenant_b) = tenants(&a, &b);
+    merge_tenants(&ksm, &tenant_a, &tenant_b);
+    let page = sys::page_size();
+    let before = ksm.read().unwrap();
+    let saved_before = before.saved_bytes(page);
+    let (da, db) = (a.domain(), b.domain());
+    eprintln!(
+        "merged: {} pages sharing ({} KiB saved), {} of them within the tenants",
+        before.pages_sharing.unwrap_or(0),
+        saved_before / 1024,
+        2 * OWN + 2 * 2
+    );
+
+    // KSM_THRES_COEF=100: the classic policy wants ksmd running all the
+    // time; the hold must win over it.
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let conf = format!(
+        "KSM_TRUST_DOMAINS=cgroup:1\nKSM_CROSS_DOMAIN=refuse\nKSM_THRES_COEF=100\n\
+         KSM_MONITOR_INTERVAL=3600\nKSM_METRICS_LISTEN=127.0.0.1:{port}\n"
+    );
+    let d = support::daemon(dir.path(), &conf, &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let text = support::poll_until(Duration::from_secs(60), || {
+        let r = support::http_get(addr, "/metrics").ok()?;
+        (support::value_of(&r.body, "ksm_cross_domain_refused") == Some(1.0)
+            && support::value_of(&r.body, "ksm_cross_domain_refused_saved_bytes")? > 0.0)
+            .then_some(r.body)
+    })
+    .expect("no hold in the metrics within 60 s");
+    let gave_up = support::value_of(&text, "ksm_cross_domain_refused_saved_bytes").unwrap() as u64;
+    // What it gave up is what KSM saved when it stopped it (the probes'
+    // merged pages; the host may have a few of its own).
+    assert!(
+        gave_up >= saved_before.min((2 * OWN as u64 + COMMON as u64) * page),
+        "gave up {gave_up}, saved before {saved_before}"
+    );
+    support::poll_until(Duration::from_secs(60), || {
+        let k = ksm.read().ok()?;
+        (k.run == Some(Run::Unmerge) && k.pages_sharing == Some(0)).then_some(())
+    })
+    .expect("KSM not stopped and unmerged (run=2, no page sharing) within 60 s");
+    let root = Root::default();
+    let r = audit::audit(&root, TrustDomains::Cgroup { depth: 1 }, None).unwrap();
+    assert!(
+        r.pairs.is_empty(),
+        "still shared after the unmerge: {:#?}",
+        r.pairs
+    );
+    for p in tenant_a.iter().chain(&tenant_b) {
+        assert_eq!(merging(p.pid), 0, "pid {} still has merged pages", p.pid);
+    }
+
+    // Held through retunes, although the policy would run ksmd.
+    sys::kill(d.0.id(), libc::SIGUSR1).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ksm.run_state().unwrap(),
+        Some(Run::Unmerge),
+        "a retune lifted the hold"
+    );
+    // The views say so: status's "Held" line, ps's domains line.
+    let status = std::process::Command::new(support::KSMCTL)
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let held = status
+        .lines()
+        .find(|l| l.starts_with("Held:"))
+        .unwrap_or_else(|| panic!("no Held line in:\n{status}"));
+    assert!(
+        held.contains("KSM_CROSS_DOMAIN=refuse") && held.contains(&da) && held.contains(&db),
+        "{held}"
+    );
+    let j = std::process::Command::new(support::KSMCTL)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let refusal = &j["domain_audit"]["refusal"];
+    assert_eq!(
+        refusal["saved_bytes_given_up"].as_u64(),
+        Some(gave_up),
+        "{j:#}"
+    );
+    assert_eq!(refusal["pairs"][0]["a"], da.as_str(), "{j:#}");
+
+    // Tenant B leaves (its next audit would refuse again otherwise), and a
+    // reload lifts the hold: the policy runs ksmd again.
+    drop(tenant_b);
+    sys::kill(d.0.id(), libc::SIGHUP).unwrap();
+    support::poll_until(Duration::from_secs(60), || {
+        (ksm.run_state().ok()? == Some(Run::Merge)).then_some(())
+    })
+    .expect("ksmd not started again within 60 s of the reload");
+    drop(d);
+    ksm.set_run(Run::Stop).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("KSM_CROSS_DOMAIN=refuse:") && l.contains("unmerging every page"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0].starts_with("error: ")
+            && refused[0].contains(&da)
+            && refused[0].contains(&format!("giving up {} KiB saved", gave_up / 1024)),
+        "{}",
+        refused[0]
+    );
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("KSM merged pages across trust domains") && l.contains(&da))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    assert!(
+        log.contains("the hold on KSM is lifted by the reload"),
+        "{log}"
+    );
+    eprintln!(
+        "refuse: gave up {} KiB saved (all of it: {} KiB within the tenants, {} KiB across)",
+        gave_up / 1024,
+        (2 * OWN as u64 + 4) * page / 1024,
+        COMMON as u64 * page / 1024
+    );
+
+    drop(tenant_a);
     drop((a, b));
     drop(exp);
 }

@@ -343,6 +343,7 @@ fn dispatch(root: &Root, command: Command) -> anyhow::Result<i32> {
                 Parts {
                     split_freed: crate::sample::Split::Always,
                     last_estimate: true,
+                    last_audit: true,
                     ..Parts::default()
                 },
             )

@@ -19,8 +19,11 @@ use crate::sample::{Parts, Processes, Sampler, Split};
 
 /// `ksmctl ps --json`: each sampled process with its merged pages
 /// (merging + zero) in bytes, and the totals; the keys of 0.2 beside
-/// their new names (see [`PROCESS_LEGACY_KEYS`]).
+/// their new names (see [`PROCESS_LEGACY_KEYS`]). With a recent audit of
+/// ksmtuned's (KSM_TRUST_DOMAINS), each process it looked at has its
+/// `domain` and the domains that domain `shares_with`.
 pub fn json(r: &Report) -> serde_json::Value {
+    let audit = r.recent_audit(std::time::SystemTime::now());
     let rows: Vec<serde_json::Value> = r
         .processes
         .iter()
@@ -35,6 +38,10 @@ pub fn json(r: &Report) -> serde_json::Value {
                 .and_then(|f| f.of(p.pid))
                 .map(|n| r.bytes(n))
                 .into();
+            if let Some((domain, with)) = audit.and_then(|a| a.audit.of_process(p.pid)) {
+                v["domain"] = domain.into();
+                v["shares_with"] = with.into();
+            }
             add_legacy_keys(&mut v, PROCESS_LEGACY_KEYS);
             v
         })
@@ -46,6 +53,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         "processes": rows,
         "total": total,
         "split_freed": r.split_freed,
+        "domain_audit": audit,
     })
 }
 
@@ -62,10 +70,14 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_else(|| "-".into())
     };
     for p in &r.processes {
-        let opt = match &p.not_mergeable {
+        let mut opt = match &p.not_mergeable {
             Some(why) => format!("no: {why}"),
             None => p.opt_in().to_string(),
         };
+        let mark = r.domain_mark(p.pid);
+        if !mark.is_empty() {
+            opt = format!("{opt}  [{mark}]");
+        }
         let _ = writeln!(
             o,
             "{:>7} {:<15} {:<14} {:>11} {:>9} {:>10} {:>10} {:>11} {}",
@@ -98,6 +110,9 @@ pub fn render(r: &Report) -> String {
     );
     if let Some(line) = r.thp_split_freed().and_then(|f| f.summary(r.page_size)) {
         let _ = writeln!(o, "Splits: {line}");
+    }
+    for line in r.domain_lines() {
+        let _ = writeln!(o, "{line}");
     }
     // The sums are not the host's figures: say why, with the host's.
     if let Some(k) = r.ksm.as_ref().filter(|_| t.processes > 0) {
@@ -150,6 +165,7 @@ pub fn command(
         Parts {
             processes,
             split_freed: Split::Always,
+            last_audit: true,
             ..Parts::default()
         },
     )

@@ -76,6 +76,12 @@ pub fn render(r: &Report) -> String {
             still_to_gain(e, std::time::SystemTime::now()),
         );
     }
+    for l in r.domain_lines() {
+        match l.strip_prefix("Trust domains ") {
+            Some(rest) => line(&mut o, "Trust domains", rest.to_string()),
+            None => line(&mut o, "Held", l),
+        }
+    }
     if let Some(p) = k.general_profit {
         let verdict = if p > 0 {
             "worth its cost"
@@ -196,14 +202,7 @@ fn still_to_gain(
     } else {
         String::new()
     };
-    let age = e.age(now).as_secs();
-    let ago = if age < 120 {
-        format!("{age} s")
-    } else if age < 7200 {
-        format!("{} min", age / 60)
-    } else {
-        format!("{:.1} h", age as f64 / 3600.0)
-    };
+    let ago = human::age(e.age(now));
     format!(
         "{}  (KSM would save {}{err} on the memory opted in; ksmtuned's estimate of {ago} ago)",
         human::bytes(i128::from(e.to_gain_bytes)),

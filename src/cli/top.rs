@@ -185,8 +185,27 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         ratio(r.unshared_ratio),
         n(k.full_scans),
     );
+    // ksmtuned's last cross-domain audit, in a few words.
+    let domains = r
+        .recent_audit(std::time::SystemTime::now())
+        .map(|a| {
+            let held = if a.refusal.is_some() {
+                ", KSM held (refuse)"
+            } else {
+                ""
+            };
+            match a.audit.pairs.len() {
+                0 => format!("   domains: none share{held}"),
+                n => format!(
+                    "   domains: {n} pair{} share {}{held}",
+                    if n == 1 { "" } else { "s" },
+                    human::ubytes(a.audit.cross_domain_bytes)
+                ),
+            }
+        })
+        .unwrap_or_default();
     let line4 = format!(
-        "shared {}  sharing {}  unshared {}  volatile {}",
+        "shared {}  sharing {}  unshared {}  volatile {}{domains}",
         n(k.pages_shared),
         n(k.pages_sharing),
         n(k.pages_unshared),
@@ -230,6 +249,13 @@ fn graph<'a>(
 
 fn process_table(view: &View) -> Table<'static> {
     let procs = view.processes();
+    let mark = |pid| {
+        view.report()
+            .map(|r| r.domain_mark(pid))
+            .filter(|m| !m.is_empty())
+            .map(|m| format!(" [{m}]"))
+            .unwrap_or_default()
+    };
     let page = view.report().map_or(4096, |r| r.page_size);
     let total = view.report().map_or(0, |r| r.totals.merged_bytes);
     let rows: Vec<Row> = procs
@@ -242,7 +268,7 @@ fn process_table(view: &View) -> Table<'static> {
                     (g, Some(why)) => format!("{} [no KSM: {why}]", g.as_deref().unwrap_or("-")),
                     (Some(g), None) => g,
                     (None, None) => "-".into(),
-                },
+                } + &mark(p.pid),
                 format!("{:>9}", human::count(p.merging_pages)),
                 format!(
                     "{:>9}",
@@ -395,6 +421,7 @@ fn event_loop(
         Parts {
             ksmd: true,
             processes: Processes::Merged,
+            last_audit: true,
             ..Parts::default()
         },
     );

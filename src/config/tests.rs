@@ -416,15 +416,21 @@ fn trust_domains_and_their_errors() {
     assert_eq!(l.config.trust_domains, TrustDomains::Cgroup { depth: 3 });
     assert_eq!(l.config.cross_domain, CrossDomain::Warn);
     assert_eq!(l.config.domain_audit_interval, 120);
-    let l =
-        conf("KSM_TRUST_DOMAINS=tenant\nKSM_CROSS_DOMAIN=refuse\nKSM_DOMAIN_AUDIT_INTERVAL=5\n");
+    let l = conf("KSM_TRUST_DOMAINS=tenant\nKSM_CROSS_DOMAIN=deny\nKSM_DOMAIN_AUDIT_INTERVAL=5\n");
     let msgs: Vec<String> = l.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(msgs.len(), 3, "{msgs:?}");
     assert!(
         msgs[0].starts_with("/etc/ksmtuned.conf:1: KSM_TRUST_DOMAINS=\"tenant\""),
         "{msgs:?}"
     );
-    assert!(msgs[1].starts_with("/etc/ksmtuned.conf:2: KSM_CROSS_DOMAIN"));
+    assert!(
+        msgs[1].starts_with("/etc/ksmtuned.conf:2: KSM_CROSS_DOMAIN")
+            && msgs[1].contains("known: allow, warn, refuse"),
+        "{msgs:?}"
+    );
+    let l = conf("KSM_TRUST_DOMAINS=user\nKSM_CROSS_DOMAIN=refuse\n");
+    assert!(l.is_ok(), "{:?}", l.errors);
+    assert_eq!(l.config.cross_domain, CrossDomain::Refuse);
     assert!(msgs[2].contains(":3: KSM_DOMAIN_AUDIT_INTERVAL") && msgs[2].contains("at least 60"));
     // A policy without domains does nothing: said so.
     let l = conf("KSM_CROSS_DOMAIN=warn\n");

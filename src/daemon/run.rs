@@ -29,6 +29,7 @@ use super::debuglog::DebugLog;
 use super::faults::{Faults, RefusedKsmStat};
 use super::pidfile::PidFile;
 use crate::config::{self, Config, PolicyKind};
+use crate::doctor::rails::Headroom;
 use crate::human;
 use crate::kernel::ksm::{Knob, Ksm, KsmState, Run};
 use crate::kernel::meminfo::MemInfo;
@@ -38,7 +39,7 @@ use crate::policy::tuner::Tuner;
 use crate::policy::Decision;
 use crate::root::Root;
 use crate::sample::census::Source;
-use crate::sample::Sampler;
+use crate::sample::{Sample, Sampler};
 
 /// How the daemon was started (from its command line).
 #[derive(Debug, Clone)]
@@ -89,10 +90,13 @@ impl Options {
 /// next try (a reload tries at once).
 const LISTEN_REFUSED_RETRY: Duration = Duration::from_secs(600);
 
-enum Event {
+pub(super) enum Event {
     Retune,
     Reload,
     Exit(i32),
+    /// The audit found domains sharing pages under KSM_CROSS_DOMAIN=refuse:
+    /// act now (see [`Daemon::hold`]).
+    CrossDomain,
 }
 
 /// systemd's notification socket and watchdog.
@@ -158,9 +162,11 @@ pub(super) struct Daemon {
     /// `None` when the pid file could not be created (said once at start).
     _pid: Option<PidFile>,
     events: mpsc::Receiver<Event>,
+    /// Wakes the loop from another thread (the audit's).
+    wake: mpsc::SyncSender<Event>,
 }
 
-fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
+fn signal_thread() -> anyhow::Result<(mpsc::SyncSender<Event>, mpsc::Receiver<Event>)> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGHUP, SIGTERM, SIGINT])
         .context("installing signal handlers")?;
@@ -169,6 +175,7 @@ fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
     // daemon's resident memory stepping up a page after ~100 s of signals.
     // A full channel only delays the signal thread (signals coalesce).
     let (tx, rx) = mpsc::sync_channel(16);
+    let others = tx.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -184,7 +191,7 @@ fn signal_thread() -> anyhow::Result<mpsc::Receiver<Event>> {
             }
         })
         .context("starting the signal thread")?;
-    Ok(rx)
+    Ok((others, rx))
 }
 
 /// The sampler of a tuner, never counting this process as another tuner.
@@ -214,7 +221,7 @@ impl Daemon {
             return Ok(None);
         }
         let pid = PidFile::acquire_or_run_without(&opts.pid_file)?;
-        let events = signal_thread()?;
+        let (wake, events) = signal_thread()?;
         let mem = MemInfo::read(root)?;
         let flavour = config::flavour::resolve(root, config.flavour);
         let tuner = Tuner::new(config, flavour, mem.mem_total);
@@ -250,7 +257,7 @@ impl Daemon {
             ..TunerMetrics::default()
         }));
         let mut auditor = Auditor::default();
-        auditor.configure(root, tuner.config(), &metrics);
+        auditor.configure(root, tuner.config(), &metrics, &wake);
         Ok(Some(Daemon {
             root: root.clone(),
             auditor,
@@ -275,6 +282,7 @@ impl Daemon {
             estimator: None,
             _pid: pid,
             events,
+            wake,
         }))
     }
 
@@ -314,6 +322,10 @@ impl Daemon {
                     info!("retune requested");
                     self.with_metrics(|m| m.retunes += 1);
                     self.tuner.retune();
+                    self.timed_cycle(None);
+                    due = Instant::now() + self.interval();
+                }
+                Ok(Event::CrossDomain) => {
                     self.timed_cycle(None);
                     due = Instant::now() + self.interval();
                 }
@@ -390,7 +402,7 @@ impl Daemon {
         }
         self.debug_log = DebugLog::from_config(self.tuner.config());
         self.auditor
-            .configure(&self.root, self.tuner.config(), &self.metrics);
+            .configure(&self.root, self.tuner.config(), &self.metrics, &self.wake);
         self.debug_params();
         let (kind, budget) = (self.tuner.kind(), self.tuner.max_cpu_ratio());
         self.with_metrics(|m| {
@@ -538,7 +550,7 @@ impl Daemon {
             let d = self.tuner.decide(&sample)?;
             Ok((sample, d))
         });
-        let (sample, decision) = match step {
+        let (sample, mut decision) = match step {
             Ok(x) => {
                 self.faults.ok("reading the system");
                 x
@@ -574,7 +586,8 @@ impl Daemon {
         }
         // The policy decided from this sample's KSM files (decide fails
         // without them).
-        let state = sample.ksm.unwrap_or_default();
+        let state = sample.ksm.clone().unwrap_or_default();
+        self.hold(&sample, &state, &mut decision);
         for l in &decision.debug_lines {
             self.debug_line(l);
         }
@@ -620,6 +633,74 @@ impl Daemon {
                 m.last_adjustment = Some(SystemTime::now());
             }
         });
+    }
+
+    /// KSM_CROSS_DOMAIN=refuse's hold, while the audit has put one: ksmd
+    /// stopped and every page unmerged (run=2), whatever the policy
+    /// decided, until a reload. The first cycle of a hold says what it
+    /// gives up (what KSM saves now) in the log, the metrics and
+    /// [`LAST_AUDIT_FILE`](crate::sample::last_audit::LAST_AUDIT_FILE).
+    /// Unmerging needs that memory back: where the host cannot take it
+    /// (the unmerge headroom of `ksmctl stop`), ksmd is only stopped
+    /// (run=0) and the pages stay shared, said as an error.
+    fn hold(&mut self, sample: &Sample, state: &KsmState, d: &mut Decision) {
+        let Some(h) = self.metrics.lock().ok().and_then(|m| m.refusal.clone()) else {
+            return;
+        };
+        let pair = h
+            .pairs
+            .first()
+            .map(|p| format!("{:?} and {:?}", p.a, p.b))
+            .unwrap_or_else(|| "two domains".into());
+        let headroom = sample
+            .mem
+            .as_ref()
+            .map(|m| Headroom::new(state, m, sample.page_size));
+        let unmerge = headroom.as_ref().is_some_and(Headroom::fits);
+        if h.saved_bytes_given_up.is_none() {
+            let saved = state.saved_bytes(sample.page_size);
+            let others = h.pairs.len().saturating_sub(1);
+            let others = if others > 0 {
+                format!(" (and {others} more pair(s))")
+            } else {
+                String::new()
+            };
+            if unmerge {
+                error!(
+                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}: stopping ksmd \
+                     and unmerging every page (run=2), giving up {} KiB saved; KSM stays stopped \
+                     until a reload (systemctl reload ksmtuned)",
+                    h.cross_domain_bytes / 1024,
+                    saved / 1024
+                );
+            } else {
+                error!(
+                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}, but {}: \
+                     ksmd is only stopped (run=0) and the pages stay shared; free memory or add \
+                     swap, then reload (systemctl reload ksmtuned) to unmerge",
+                    h.cross_domain_bytes / 1024,
+                    headroom.map_or_else(
+                        || "the host's free memory cannot be read".to_string(),
+                        |r| r.describe()
+                    )
+                );
+            }
+            let config = self.tuner.config().clone();
+            if let Ok(mut m) = self.metrics.lock() {
+                if let Some(r) = m.refusal.as_mut() {
+                    r.saved_bytes_given_up = Some(if unmerge { saved } else { 0 });
+                }
+                super::audit::publish(&self.root, &config, &m);
+            }
+        }
+        d.run = if unmerge || state.run == Some(Run::Unmerge) {
+            Run::Unmerge
+        } else {
+            Run::Stop
+        };
+        d.pages_to_scan = None;
+        d.sleep_millisecs = None;
+        d.reason = format!("held by KSM_CROSS_DOMAIN=refuse: {pair} shared pages; until a reload");
     }
 
     /// Whether another tuner runs (and this one, unless a dry run, leaves

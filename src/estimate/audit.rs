@@ -14,8 +14,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-
 use super::scan::{self, ScanOptions, Selection, Target};
 use super::table::{Contents, Params};
 use super::MAX_GROUPS;
@@ -23,6 +21,7 @@ use crate::config::domains::cgroup_prefix;
 use crate::config::TrustDomains;
 use crate::kernel::{proc, sys, vmas};
 use crate::root::Root;
+pub use crate::sample::last_audit::{DomainAudit, DomainPair};
 use crate::sample::processes::guest_name;
 
 /// The CPU share the daemon's audit may use: percent of one CPU.
@@ -33,49 +32,6 @@ pub const TOP_PAIRS: usize = 10;
 
 /// Process names kept per domain (for the warnings).
 const NAMES_PER_DOMAIN: usize = 5;
-
-/// Two domains that map the same KSM pages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DomainPair {
-    /// The two domains, `a` < `b`.
-    pub a: String,
-    pub b: String,
-    /// Bytes of KSM pages both map.
-    pub shared_bytes: u64,
-}
-
-/// One audit's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainAudit {
-    /// How domains were formed (KSM_TRUST_DOMAINS).
-    pub trust_domains: String,
-    /// Every pair that shares, most bytes first.
-    pub pairs: Vec<DomainPair>,
-    /// Bytes of KSM pages mapped by more than one domain (each page once).
-    pub cross_domain_bytes: u64,
-    /// Bytes of KSM pages the audited processes map.
-    pub ksm_bytes: u64,
-    /// Domains whose processes map KSM pages; some of their processes'
-    /// names (a guest by its name, else `comm[PID]`).
-    pub domains: BTreeMap<String, Vec<String>>,
-    pub processes_scanned: usize,
-    /// Present pages whose frame flags were read.
-    pub pages_examined: u64,
-    /// When it started (seconds since the epoch) and how long it took.
-    pub timestamp_seconds: f64,
-    pub duration_seconds: f64,
-    /// CPU time the audit's thread used.
-    pub cpu_seconds: f64,
-}
-
-impl DomainAudit {
-    /// The `n` pairs sharing most, and the bytes of all the others.
-    pub fn top_pairs(&self, n: usize) -> (&[DomainPair], u64) {
-        let k = n.min(self.pairs.len());
-        let rest = self.pairs[k..].iter().map(|p| p.shared_bytes).sum();
-        (&self.pairs[..k], rest)
-    }
-}
 
 /// The domain of a process, `None` for no domains.
 pub fn domain_of(root: &Root, pid: u32, spec: TrustDomains, users: &Users) -> Option<String> {
@@ -176,6 +132,7 @@ pub fn audit(
     let mut group_of: HashMap<String, u8> = HashMap::new();
     let mut members: Vec<Vec<String>> = Vec::new();
     let mut targets = Vec::new();
+    let mut process_domains = BTreeMap::new();
     for pid in proc::pids(root)? {
         if pid == me {
             continue;
@@ -217,6 +174,7 @@ pub fn audit(
                 (MAX_GROUPS - 1) as u8
             }
         };
+        process_domains.insert(pid, names[g as usize].clone());
         let who = match proc::comm(root, pid) {
             Some(c) if proc::is_qemu_comm(&c) => proc::cmdline(root, pid)
                 .and_then(|a| guest_name(&a))
@@ -280,6 +238,7 @@ pub fn audit(
         cross_domain_bytes: cross * page,
         ksm_bytes: sc.ksm_frames.len() as u64 * page,
         domains: names.into_iter().zip(members).collect(),
+        process_domains,
         processes_scanned: sc.processes.len(),
         pages_examined: sc.processes.iter().map(|p| p.pages).sum(),
         timestamp_seconds: timestamp,
@@ -288,9 +247,9 @@ pub fn audit(
     })
 }
 
-/// A pair not seen before, for KSM_CROSS_DOMAIN=warn: the warning to log
-/// once, naming the domains and some of their processes.
-pub fn warning(pair: &DomainPair, audit: &DomainAudit) -> String {
+/// A pair not seen before, for KSM_CROSS_DOMAIN=warn or refuse: the
+/// warning to log once, naming the domains and some of their processes.
+pub fn warning(pair: &DomainPair, audit: &DomainAudit, policy: &str) -> String {
     let who = |d: &str| {
         audit
             .domains
@@ -300,7 +259,7 @@ pub fn warning(pair: &DomainPair, audit: &DomainAudit) -> String {
     };
     format!(
         "KSM merged pages across trust domains: {:?} ({}) and {:?} ({}) share {} KiB \
-         (KSM_CROSS_DOMAIN=warn; this pair is reported once)",
+         (KSM_CROSS_DOMAIN={policy}; this pair is reported once)",
         pair.a,
         who(&pair.a),
         pair.b,
@@ -341,6 +300,7 @@ mod tests {
             cross_domain_bytes: 0,
             ksm_bytes: 0,
             domains: BTreeMap::new(),
+            process_domains: BTreeMap::new(),
             processes_scanned: 0,
             pages_examined: 0,
             timestamp_seconds: 0.0,
@@ -350,6 +310,9 @@ mod tests {
         let (top, rest) = a.top_pairs(2);
         assert_eq!((top.len(), rest), (2, 15));
         assert_eq!(a.top_pairs(10), (&a.pairs[..], 0));
+        assert_eq!(a.sharing_with("z"), ["a", "b", "c", "d"]);
+        assert_eq!(a.sharing_with("b"), ["z"]);
+        assert!(a.sharing_with("y").is_empty());
     }
 
     #[test]

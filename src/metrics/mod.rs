@@ -12,6 +12,7 @@
 //! and `promtool check metrics` read (the OpenMetrics encoder of
 //! `prometheus-client` writes `info`/`unknown` types those reject).
 
+mod domains;
 pub mod http;
 
 use std::io::Write;
@@ -24,12 +25,13 @@ use prometheus::{Counter, Encoder, Gauge, GaugeVec, IntCounter, Opts, Registry, 
 
 use crate::config::PolicyKind;
 use crate::error::{Error, Result};
-use crate::estimate::audit::{self, DomainAudit};
+use crate::estimate::audit::DomainAudit;
 use crate::kernel::ksm::{AdvisorMode, Kind, KsmState, Value, FILES};
 use crate::kernel::proc::STAT_LINES;
 use crate::policy::tuner::TunerState;
 use crate::report::Report;
 use crate::root::Root;
+use crate::sample::last_audit::Refusal;
 use crate::sample::processes::ProcessKsm;
 use crate::sample::{Memory, Parts, Processes, Sample, Sampler, Split};
 
@@ -79,6 +81,9 @@ pub struct TunerMetrics {
     pub cycle_duration: Option<Duration>,
     /// The last cross-domain audit (KSM_TRUST_DOMAINS set).
     pub domain_audit: Option<Arc<DomainAudit>>,
+    /// KSM_CROSS_DOMAIN=refuse's hold on KSM, while it lasts (the audit
+    /// thread sets it, the tuning loop acts on it, a reload lifts it).
+    pub refusal: Option<Refusal>,
 }
 
 impl TunerMetrics {
@@ -151,6 +156,8 @@ pub fn family_names() -> Vec<&'static str> {
         "ksm_cross_domain_audit_timestamp_seconds",
         "ksm_cross_domain_audit_duration_seconds",
         "ksm_cross_domain_audit_cpu_seconds",
+        "ksm_cross_domain_refused",
+        "ksm_cross_domain_refused_saved_bytes",
         "ksm_build_info",
     ]);
     names
@@ -456,48 +463,9 @@ fn render_split_freed(fam: &Families, report: &Report, top: usize) -> Result<()>
     Ok(())
 }
 
-/// The last cross-domain audit: the [`audit::TOP_PAIRS`] pairs sharing
-/// most, the rest summed in one series (`a="other pairs"`), and when and
-/// how long it ran.
-fn render_domains(fam: &Families, a: &DomainAudit) -> Result<()> {
-    let (top, rest) = a.top_pairs(audit::TOP_PAIRS);
-    let mut series: Vec<(Vec<String>, f64)> = top
-        .iter()
-        .map(|p| (vec![p.a.clone(), p.b.clone()], p.shared_bytes as f64))
-        .collect();
-    if a.pairs.len() > top.len() {
-        series.push((
-            vec!["other pairs".to_string(), "other pairs".to_string()],
-            rest as f64,
-        ));
-    }
-    fam.labelled(
-        "ksm_cross_domain_shared_bytes",
-        "Bytes of KSM pages that processes of both trust domains a and b map, at the last audit \
-         (KSM_TRUST_DOMAINS); the pairs sharing most, the rest summed in a=\"other pairs\".",
-        &["a", "b"],
-        &series,
-    )?;
-    fam.gauge(
-        "ksm_cross_domain_audit_timestamp_seconds",
-        "When the last cross-domain audit started (Unix time).",
-        a.timestamp_seconds,
-    )?;
-    fam.gauge(
-        "ksm_cross_domain_audit_duration_seconds",
-        "How long the last cross-domain audit took (wall time, CPU-capped).",
-        a.duration_seconds,
-    )?;
-    fam.gauge(
-        "ksm_cross_domain_audit_cpu_seconds",
-        "CPU time the last cross-domain audit used.",
-        a.cpu_seconds,
-    )
-}
-
 fn render_tuner(fam: &Families, t: &TunerMetrics) -> Result<()> {
     if let Some(a) = &t.domain_audit {
-        render_domains(fam, a)?;
+        domains::render(fam, a, t.refusal.as_ref())?;
     }
     fam.labelled(
         "ksm_tuner_policy",
@@ -673,6 +641,12 @@ pub(crate) mod tests {
             cycle_delay_max: Duration::from_millis(250),
             cycle_duration: Some(Duration::from_micros(4250)),
             domain_audit: Some(Arc::new(audit_fixture())),
+            refusal: Some(Refusal {
+                since_unix_seconds: 1_800_000_100,
+                pairs: Vec::new(),
+                cross_domain_bytes: 8192,
+                saved_bytes_given_up: Some(1 << 20),
+            }),
         }
     }
 
@@ -681,7 +655,7 @@ pub(crate) mod tests {
         DomainAudit {
             trust_domains: "guest".into(),
             pairs: (0..12u64)
-                .map(|i| audit::DomainPair {
+                .map(|i| crate::estimate::audit::DomainPair {
                     a: format!("vm{i:02}"),
                     b: "vm99".into(),
                     shared_bytes: (20 - i) * 4096,
@@ -690,6 +664,7 @@ pub(crate) mod tests {
             cross_domain_bytes: 0,
             ksm_bytes: 0,
             domains: Default::default(),
+            process_domains: Default::default(),
             processes_scanned: 13,
             pages_examined: 1000,
             timestamp_seconds: 1_800_000_100.0,
@@ -748,6 +723,8 @@ pub(crate) mod tests {
             ("ksm_cross_domain_audit_timestamp_seconds", "1800000100"),
             ("ksm_cross_domain_audit_duration_seconds", "0.5"),
             ("ksm_cross_domain_audit_cpu_seconds", "0.05"),
+            ("ksm_cross_domain_refused", "1"),
+            ("ksm_cross_domain_refused_saved_bytes", "1048576"),
             ("ksm_estimate_saved_bytes", "3221225472"),
             ("ksm_estimate_to_gain_bytes", "-1048576"),
             ("ksm_estimate_error_bytes", "104857600"),

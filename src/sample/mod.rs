@@ -10,6 +10,7 @@
 //! (`classic::Input::try_from(&Sample)`, `adaptive::Input::from_sample`).
 
 pub mod census;
+pub mod last_audit;
 pub mod last_estimate;
 pub mod processes;
 pub mod services;
@@ -83,6 +84,8 @@ pub struct Parts {
     pub split_freed: Split,
     /// The daemon's last continuous estimate ([`last_estimate`]).
     pub last_estimate: bool,
+    /// The daemon's last cross-domain audit ([`last_audit`]).
+    pub last_audit: bool,
 }
 
 /// When a sampler counts what KSM's huge-page splits freed.
@@ -128,6 +131,9 @@ pub struct Sample {
     /// The daemon's last continuous estimate ([`Parts::last_estimate`];
     /// `None` also when there is none).
     pub last_estimate: Option<last_estimate::LastEstimate>,
+    /// The daemon's last cross-domain audit ([`Parts::last_audit`];
+    /// `None` also when there is none).
+    pub last_audit: Option<last_audit::LastAudit>,
 }
 
 impl Sample {
@@ -146,6 +152,7 @@ impl Sample {
             processes: Vec::new(),
             split_freed: None,
             last_estimate: None,
+            last_audit: None,
         }
     }
 
@@ -236,6 +243,8 @@ impl Sampler {
                 },
                 // (Published for the metrics endpoint.)
                 last_estimate: true,
+                // (The daemon has its audit in its metrics.)
+                last_audit: false,
             },
         );
         s.follow(
@@ -342,6 +351,11 @@ impl Sampler {
             split_freed,
             last_estimate: if self.parts.last_estimate {
                 last_estimate::LastEstimate::read(&self.root)
+            } else {
+                None
+            },
+            last_audit: if self.parts.last_audit {
+                last_audit::LastAudit::read(&self.root)
             } else {
                 None
             },

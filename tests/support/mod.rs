@@ -560,6 +560,7 @@ pub fn full_rendering() -> String {
                 cross_domain_bytes: 2 << 20,
                 ksm_bytes: 8 << 20,
                 domains: Default::default(),
+                process_domains: Default::default(),
                 processes_scanned: 4,
                 pages_examined: 10_000,
                 timestamp_seconds: 1_790_000_000.0,
@@ -567,6 +568,7 @@ pub fn full_rendering() -> String {
                 cpu_seconds: 0.02,
             },
         )),
+        refusal: None,
     };
     let sample = collect(&Root::new(fixture_root())).unwrap();
     let report = ksmtuned::report::Report::build(&sample, None, Vec::new());
