@@ -267,7 +267,7 @@ impl Report {
     }
 
     /// The daemon's last cross-domain audit while it is recent at `now`
-    /// (or holds KSM stopped: KSM_CROSS_DOMAIN=refuse).
+    /// (its hold of KSM_CROSS_DOMAIN=refuse with it).
     pub fn recent_audit(&self, now: std::time::SystemTime) -> Option<&LastAudit> {
         self.last_audit.as_ref().filter(|a| a.recent(now))
     }

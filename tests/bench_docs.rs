@@ -197,3 +197,26 @@ fn quoted_figures_are_the_recorded_default_run() {
         );
     }
 }
+
+/// The estimate-cost table of docs/estimate.md is what its run's JSON
+/// (docs/bench/estimate-cost.json) renders.
+#[test]
+fn estimate_cost_table_is_its_json() {
+    const MARK: &str = "tests/bench_docs.rs renders docs/bench/estimate-cost.json -->";
+    let doc = std::fs::read_to_string(repo("docs/estimate.md")).unwrap();
+    let at = doc
+        .find(MARK)
+        .expect("no estimate-cost table marker in docs/estimate.md")
+        + MARK.len();
+    let open = at
+        + doc[at..]
+            .find("```text\n")
+            .expect("no text block after the marker")
+        + 8;
+    let close = open + doc[open..].find("```").unwrap();
+    let r: ksmtuned::bench::estimate_cost::CostReport =
+        serde_json::from_slice(&std::fs::read(repo("docs/bench/estimate-cost.json")).unwrap())
+            .unwrap();
+    assert!(r.release_build, "the recorded run is the release build's");
+    assert_eq!(&doc[open..close], r.render());
+}

@@ -210,3 +210,120 @@ fn status_with_an_estimate_validates() {
     let v = output(Some(dir.path()), &["status", "--json"]);
     assert!(v.get("estimate").is_none(), "{v:#}");
 }
+
+/// `status --json`, `ps --json` and the text views with ksmtuned's last
+/// cross-domain audit holding KSM (KSM_CROSS_DOMAIN=refuse): on a copy of
+/// a fixture tree whose `/run/ksmtuned/domains.json` names its process.
+#[test]
+fn status_and_ps_with_a_domain_audit() {
+    use ksmtuned::sample::last_audit::{DomainAudit, DomainPair, LastAudit, Refusal};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_tree(&fixture, dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pair = DomainPair {
+        a: "/tenant-a".into(),
+        b: "/tenant-b".into(),
+        shared_bytes: 2 << 20,
+    };
+    let last = LastAudit {
+        policy: "refuse".into(),
+        interval_seconds: 300,
+        audit: DomainAudit {
+            trust_domains: "cgroup:1".into(),
+            pairs: vec![pair.clone()],
+            cross_domain_bytes: 2 << 20,
+            ksm_bytes: 10 << 20,
+            domains: [("/tenant-a".to_string(), vec!["vm1".to_string()])].into(),
+            process_domains: [(4242, "/tenant-a".to_string())].into(),
+            processes_scanned: 2,
+            pages_examined: 5000,
+            timestamp_seconds: now as f64 - 30.0,
+            duration_seconds: 0.2,
+            cpu_seconds: 0.02,
+        },
+        refusal: Some(Refusal {
+            since_unix_seconds: now - 30,
+            pairs: vec![pair],
+            cross_domain_bytes: 2 << 20,
+            saved_bytes_given_up: Some(8 << 20),
+        }),
+    };
+    // Its process merges pages.
+    std::fs::write(
+        dir.path().join("proc/4242/ksm_stat"),
+        "ksm_rmap_items 600\nksm_zero_pages 0\nksm_merging_pages 512\nksm_process_profit 1900000\n",
+    )
+    .unwrap();
+    let root = ksmtuned::Root::new(dir.path());
+    last.write(&root).unwrap();
+    for (def, args) in [
+        ("status", &["status", "--json"][..]),
+        ("ps", &["ps", "--json"][..]),
+    ] {
+        let v = output(Some(dir.path()), args);
+        let errors: Vec<String> = validator(def)
+            .iter_errors(&v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{def}: {}\n{v:#}", errors.join("\n"));
+        let audit = if def == "ps" {
+            let row = &v["processes"][0];
+            assert_eq!(
+                (row["pid"].as_u64(), &row["domain"]),
+                (Some(4242), &json!("/tenant-a"))
+            );
+            assert_eq!(row["shares_with"], json!(["/tenant-b"]), "{v:#}");
+            &v["domain_audit"]
+        } else {
+            &v["domain_audit"]
+        };
+        assert_eq!(audit["refusal"]["saved_bytes_given_up"], 8 << 20, "{v:#}");
+    }
+    let text = |args: &[&str]| {
+        let o = std::process::Command::new(KSMCTL)
+            .arg("--root")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let status = text(&["status"]);
+    assert!(
+        status.contains(
+            "Trust domains:  (by cgroup:1, ksmtuned's audit 30 s ago): /tenant-a and /tenant-b \
+             share 2.00 MiB."
+        ) || status.contains("ksmtuned's audit 31 s ago"),
+        "{status}"
+    );
+    assert!(
+        status.contains(
+            "Held:           KSM held stopped by ksmtuned (KSM_CROSS_DOMAIN=refuse): /tenant-a and \
+             /tenant-b shared pages; every page was unmerged, giving up 8.00 MiB saved, until \
+             `systemctl reload ksmtuned`."
+        ),
+        "{status}"
+    );
+    let ps = text(&["ps"]);
+    let row = ps.lines().nth(1).unwrap();
+    assert!(row.ends_with("[shares across domains: /tenant-b]"), "{ps}");
+    // Without a hold, an audit two intervals old is not shown.
+    LastAudit {
+        refusal: None,
+        audit: DomainAudit {
+            timestamp_seconds: now as f64 - 700.0,
+            ..last.audit.clone()
+        },
+        ..last
+    }
+    .write(&root)
+    .unwrap();
+    assert!(output(Some(dir.path()), &["status", "--json"])
+        .get("domain_audit")
+        .is_none());
+    assert!(!text(&["ps"]).contains("shares across"));
+}

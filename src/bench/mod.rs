@@ -13,6 +13,7 @@
 //! (normal end, error, SIGINT, SIGTERM, SIGHUP; the workers also die with
 //! the bench through `PR_SET_PDEATHSIG`).
 
+pub mod estimate_cost;
 pub mod experiment;
 pub mod plot;
 pub mod report;
@@ -160,6 +161,12 @@ pub struct RunArgs {
     /// unmerged between tuners).
     #[arg(long)]
     pub force: bool,
+    /// Measure what `ksmctl estimate` and ksmtuned's continuous estimate
+    /// cost on the workload (CPU per GiB read, share of a core, error
+    /// against the full estimate) instead of running tuners; ksmd is not
+    /// touched. --json writes the figures.
+    #[arg(long)]
+    pub estimate_cost: bool,
 }
 
 /// The options with the defaults of the chosen mode filled in.
@@ -331,6 +338,23 @@ pub fn main(cli: Cli) -> i32 {
                     return 2;
                 }
             };
+            if cli.run.estimate_cost {
+                let stop = || signal.load(Ordering::SeqCst) != 0;
+                return match estimate_cost::run(&settings, &exe, &stop).and_then(|r| {
+                    print!("{}", r.render());
+                    if let Some(path) = &cli.run.json {
+                        std::fs::write(path, serde_json::to_vec_pretty(&r)?)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                    Ok(())
+                }) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("ksm-bench: {e:#}");
+                        1
+                    }
+                };
+            }
             match run(&cli.run, &settings, &exe, &signal) {
                 Ok(report) => match report.interrupted {
                     Some(_) => 128 + signal.load(Ordering::SeqCst) as i32,

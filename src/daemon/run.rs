@@ -641,7 +641,7 @@ impl Daemon {
     /// gives up (what KSM saves now) in the log, the metrics and
     /// [`LAST_AUDIT_FILE`](crate::sample::last_audit::LAST_AUDIT_FILE).
     /// Unmerging needs that memory back: where the host cannot take it
-    /// (the unmerge headroom of `ksmctl stop`), ksmd is only stopped
+    /// (the unmerge headroom of `ksmctl unmerge`), ksmd is only stopped
     /// (run=0) and the pages stay shared, said as an error.
     fn hold(&mut self, sample: &Sample, state: &KsmState, d: &mut Decision) {
         let Some(h) = self.metrics.lock().ok().and_then(|m| m.refusal.clone()) else {
@@ -665,9 +665,14 @@ impl Daemon {
             } else {
                 String::new()
             };
+            let dry = if self.opts.dry_run {
+                "dry run: would be "
+            } else {
+                ""
+            };
             if unmerge {
                 error!(
-                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}: stopping ksmd \
+                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}: {dry}stopping ksmd \
                      and unmerging every page (run=2), giving up {} KiB saved; KSM stays stopped \
                      until a reload (systemctl reload ksmtuned)",
                     h.cross_domain_bytes / 1024,
@@ -676,7 +681,7 @@ impl Daemon {
             } else {
                 error!(
                     "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}, but {}: \
-                     ksmd is only stopped (run=0) and the pages stay shared; free memory or add \
+                     {dry}ksmd is only stopped (run=0) and the pages stay shared; free memory or add \
                      swap, then reload (systemctl reload ksmtuned) to unmerge",
                     h.cross_domain_bytes / 1024,
                     headroom.map_or_else(

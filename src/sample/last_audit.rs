@@ -83,12 +83,13 @@ impl LastAudit {
     }
 
     /// Whether it is recent at `now`: younger than two intervals plus the
-    /// audit's own run time (a daemon that stopped auditing leaves an old
-    /// file). A hold in force is always shown.
+    /// audit's own run time. The daemon audits (and rewrites the file)
+    /// every interval, during a hold too; an older file was left by a
+    /// daemon that no longer runs, and its hold with it.
     pub fn recent(&self, now: SystemTime) -> bool {
         let limit = Duration::from_secs(self.interval_seconds.saturating_mul(2).max(120))
             + Duration::from_secs_f64(self.audit.duration_seconds.max(0.0));
-        self.refusal.is_some() || self.age(now) <= limit
+        self.age(now) <= limit
     }
 }
 
@@ -218,9 +219,10 @@ pub(crate) mod tests {
             cross_domain_bytes: 2 << 20,
             saved_bytes_given_up: Some(8 << 20),
         });
+        assert!(held.recent(at + Duration::from_secs(600)));
         assert!(
-            held.recent(at + Duration::from_secs(86_400)),
-            "a hold shows"
+            !held.recent(at + Duration::from_secs(601)),
+            "a hold no daemon renews is not shown"
         );
         assert_eq!(
             a.audit.of_process(11),
