@@ -203,7 +203,11 @@ pub enum Command {
     /// prctl (the whole process) or madvise (some mappings), or for a guest
     /// KSM cannot merge, why (no: mem-merge=off, no: nothing opted in).
     /// Every QEMU guest is listed, merged or not; GUEST is its name from
-    /// -name, on Proxmox VE "VMID (NAME)" from -id and -name.
+    /// -name, on Proxmox VE "VMID (NAME)" from -id and -name. With trust
+    /// domains audited by ksmtuned (KSM_TRUST_DOMAINS), a process whose
+    /// domain shares KSM pages with another ends its row with [shares
+    /// across domains: OTHER], and a line under the totals names the
+    /// pairs (--json: domain and shares_with per process, domain_audit).
     /// /proc/PID/ksm_stat is readable by root only. --json prints raw integers with units in the
     /// key names.
     Ps {

@@ -190,31 +190,76 @@ pub enum Wait {
     TimedOut,
 }
 
+/// A step of subscribing that the kernel (or a filter) refused, with its
+/// errno: the same errno means different things at different steps.
+#[derive(Debug)]
+pub struct Refused {
+    /// `socket`: opening the netlink socket; `bind`: joining the process
+    /// events group.
+    pub step: &'static str,
+    pub errno: i32,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.step {
+            "socket" => "opening a netlink connector socket",
+            _ => "joining the process events group",
+        };
+        write!(
+            f,
+            "{what}: {}",
+            crate::error::describe_io(&io::Error::from_raw_os_error(self.errno))
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(step: &'static str) -> io::Error {
+    let e = io::Error::last_os_error();
+    let errno = e.raw_os_error().unwrap_or(0);
+    io::Error::new(e.kind(), Refused { step, errno })
+}
+
 /// Why subscribing failed, for a person: the errors mean different
 /// things. EACCES: a security policy refused the socket (SELinux answers
-/// so where `ksmtuned_t` lacks `netlink_connector_socket`); EPERM: the
-/// kernel's own check, CAP_NET_ADMIN before Linux 6.6; EAFNOSUPPORT /
-/// EPROTONOSUPPORT: the sandbox (RestrictAddressFamilies=) or a kernel
-/// without the connector.
+/// so where `ksmtuned_t` lacks `netlink_connector_socket`); EPERM when
+/// joining the group: the kernel's own check, which on many kernels
+/// (this project's 6.18 test machines among them) lets only processes
+/// with CAP_NET_ADMIN join; EPERM when opening the socket: a seccomp
+/// filter (SystemCallFilter=); EAFNOSUPPORT / EPROTONOSUPPORT: the sandbox
+/// (RestrictAddressFamilies=) or a kernel without the connector.
 pub fn why_unavailable(e: &io::Error) -> String {
-    let what = match e.raw_os_error() {
-        Some(libc::EACCES) => {
+    let step = e
+        .get_ref()
+        .and_then(|x| x.downcast_ref::<Refused>())
+        .map(|r| (r.step, r.errno));
+    let errno = step.map(|s| s.1).or_else(|| e.raw_os_error());
+    let what = match (errno, step.map(|s| s.0)) {
+        (Some(libc::EACCES), _) => {
             "refused by the security policy (under SELinux, ksmtuned_t needs the \
              netlink_connector_socket permissions: load the ksmtuned SELinux module; \
              `ausearch -m avc -ts recent` shows the denial)"
         }
-        Some(libc::EPERM) => {
-            "Linux before 6.6 lets only processes with CAP_NET_ADMIN subscribe (the unit \
-             does not grant it; a drop-in adding it to CapabilityBoundingSet= and \
-             AmbientCapabilities= restores the events)"
+        (Some(libc::EPERM), Some("socket")) => {
+            "refused by a seccomp filter (a unit's SystemCallFilter= without the socket calls)"
         }
-        Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) => {
+        (Some(libc::EPERM), _) => {
+            "this kernel lets only processes with CAP_NET_ADMIN join it (the unit does not \
+             grant it; a drop-in adding it to CapabilityBoundingSet= and AmbientCapabilities= \
+             restores the events)"
+        }
+        (Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT), _) => {
             "no netlink connector here (a sandbox without AF_NETLINK in \
              RestrictAddressFamilies=, or a kernel without CONFIG_PROC_EVENTS)"
         }
         _ => "",
     };
-    let e = crate::error::describe_io(e);
+    let e = match e.get_ref().and_then(|x| x.downcast_ref::<Refused>()) {
+        Some(r) => r.to_string(),
+        None => crate::error::describe_io(e),
+    };
     if what.is_empty() {
         e
     } else {
@@ -238,7 +283,7 @@ impl Connector {
             )
         };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(refused("socket"));
         }
         // SAFETY: `fd` was just created and is owned by nothing else.
         let mut c = Connector {
@@ -259,7 +304,7 @@ impl Connector {
             )
         };
         if r < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(refused("bind"));
         }
         let ack = std::process::id();
         c.send(PROC_CN_MCAST_LISTEN, ack)?;
@@ -459,8 +504,33 @@ mod tests {
         );
         let cap = why(libc::EPERM);
         assert!(
-            cap.contains("CAP_NET_ADMIN") && cap.contains("6.6") && !cap.contains("SELinux"),
+            cap.contains("CAP_NET_ADMIN") && !cap.contains("SELinux"),
             "{cap}"
+        );
+        let at = |step, errno| {
+            why_unavailable(&io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Refused { step, errno },
+            ))
+        };
+        let bind = at("bind", libc::EPERM);
+        assert!(
+            bind.starts_with(
+                "joining the process events group: Operation not permitted: this kernel"
+            ) && bind.contains("CAP_NET_ADMIN"),
+            "{bind}"
+        );
+        let seccomp = at("socket", libc::EPERM);
+        assert!(
+            seccomp.starts_with("opening a netlink connector socket: Operation not permitted")
+                && seccomp.contains("seccomp")
+                && !seccomp.contains("CAP_NET_ADMIN"),
+            "{seccomp}"
+        );
+        let selinux = at("socket", libc::EACCES);
+        assert!(
+            selinux.contains("refused by the security policy"),
+            "{selinux}"
         );
         assert!(why(libc::EAFNOSUPPORT).contains("RestrictAddressFamilies="));
         let timeout = io::Error::new(io::ErrorKind::TimedOut, "no ack");
