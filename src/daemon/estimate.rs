@@ -1,6 +1,7 @@
 //! The continuous estimate (`KSM_ESTIMATE_INTERVAL`): a thread of its own
-//! runs `ksmctl estimate`'s method on the memory opted in now, sampled
-//! ([`SAMPLE`]), at the lowest priority and held to [`CPU_LIMIT_PERCENT`]
+//! runs `ksmctl estimate`'s method on the memory opted in now, every
+//! content kept up to [`estimate::AUTO_FULL_BELOW`] of it and one in
+//! [`estimate::AUTO_SAMPLE`] above, at the lowest priority and held to [`CPU_LIMIT_PERCENT`]
 //! of one core, every interval, and writes the figures to
 //! [`LAST_ESTIMATE_FILE`] (which `ksmctl status` and the metrics read).
 //! The tuning loop never waits for it.
@@ -16,8 +17,6 @@ use crate::kernel::sys;
 use crate::root::Root;
 use crate::sample::last_estimate::{LastEstimate, LAST_ESTIMATE_FILE};
 
-/// One content in this many is kept (`ksmctl estimate --sample 16`).
-pub const SAMPLE: u64 = 16;
 /// The share of one core the estimate may use.
 pub const CPU_LIMIT_PERCENT: u32 = 10;
 /// Nice steps below the daemon (to 19 at most).
@@ -40,9 +39,12 @@ impl Estimator {
             .name("ksm-estimate".into())
             .spawn(move || run(&root, interval, max_cpu, &rx))?;
         info!(
-            "estimating what KSM would save every {} s (sampled 1/{SAMPLE}, at nice {NICE}, \
+            "estimating what KSM would save every {} s (every content up to {} GiB opted in, \
+             one in {} above; at nice {NICE}, \
              {CPU_LIMIT_PERCENT}% of one core): {LAST_ESTIMATE_FILE}",
-            interval.as_secs()
+            interval.as_secs(),
+            estimate::AUTO_FULL_BELOW >> 30,
+            estimate::AUTO_SAMPLE
         );
         Ok(Estimator {
             interval,
@@ -96,7 +98,8 @@ pub fn once(root: &Root, interval: Duration, max_cpu: u64) -> anyhow::Result<Las
         pids: Vec::new(),
         guests: false,
         selection: Selection::Mergeable,
-        sample: SAMPLE,
+        // Every content on a small host, sampled on a big one.
+        sample: 0,
         matrix: false,
         group_by: GroupBy::Process,
         domains: crate::config::TrustDomains::None,

@@ -65,7 +65,8 @@ pub struct Options {
     /// Only QEMU processes.
     pub guests: bool,
     pub selection: Selection,
-    /// Keep one content in `sample`.
+    /// Keep one content in `sample`; 0: choose by the size of what is
+    /// selected ([`auto_sample`]).
     pub sample: u64,
     /// Compute the matrix of contents in common.
     pub matrix: bool,
@@ -381,6 +382,23 @@ struct Rows {
     ksm_zero_now: u64,
 }
 
+/// Up to this many bytes of selected memory (the areas' sizes), `sample`
+/// 0 keeps every content: the table of so few pages stays small, and a
+/// few contents repeated many times (which a sample can miss whole) are
+/// counted.
+pub const AUTO_FULL_BELOW: u64 = 1 << 30;
+/// Above it, `sample` 0 keeps one content in this many.
+pub const AUTO_SAMPLE: u64 = 16;
+
+/// The sample factor `sample` 0 chooses for `bytes` of selected memory.
+pub fn auto_sample(bytes: u64) -> u64 {
+    if bytes <= AUTO_FULL_BELOW {
+        1
+    } else {
+        AUTO_SAMPLE
+    }
+}
+
 /// Scan and compute. `progress` is called after each batch.
 pub fn build(
     root: &Root,
@@ -389,9 +407,18 @@ pub fn build(
     progress: &mut dyn FnMut(scan::Progress),
 ) -> anyhow::Result<Estimate> {
     let mut notes = Vec::new();
-    let host = read_host(root, opts, page_size, &mut notes)?;
+    let mut host = read_host(root, opts, page_size, &mut notes)?;
     let (mut infos, gone_early, selected) = choose_processes(root, opts)?;
     let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
+    if opts.sample == 0 {
+        let bytes = plan
+            .targets
+            .iter()
+            .flat_map(|t| &t.areas)
+            .map(|a| a.end.saturating_sub(a.start))
+            .sum();
+        host.params.sample = auto_sample(bytes);
+    }
     let by_domain = opts.group_by == GroupBy::Domain;
     let contents = Contents::new(host.params, opts.matrix || by_domain);
     let sc = scan::scan(

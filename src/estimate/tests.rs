@@ -37,3 +37,10 @@ fn cost_figures() {
     assert!((c.cpu_seconds - 1.0).abs() < 1e-9);
     assert!((c.seconds_at_max_cpu - 2.0).abs() < 1e-9);
 }
+
+#[test]
+fn sample_zero_keeps_everything_on_a_small_host() {
+    assert_eq!(auto_sample(0), 1);
+    assert_eq!(auto_sample(AUTO_FULL_BELOW), 1);
+    assert_eq!(auto_sample(AUTO_FULL_BELOW + 4096), AUTO_SAMPLE);
+}
