@@ -26,6 +26,7 @@ use crate::kernel::thp::Thp;
 use crate::kernel::{ksmd, proc, vmas};
 use crate::root::Root;
 use crate::sample::processes::guest_name;
+pub use table::{auto_sample, AUTO_FULL_BELOW, AUTO_SAMPLE};
 
 pub use scan::Selection;
 use scan::{ProcessScan, ScanOptions, Skipped, Target};
@@ -382,23 +383,6 @@ struct Rows {
     ksm_zero_now: u64,
 }
 
-/// Up to this many bytes of selected memory (the areas' sizes), `sample`
-/// 0 keeps every content: the table of so few pages stays small, and a
-/// few contents repeated many times (which a sample can miss whole) are
-/// counted.
-pub const AUTO_FULL_BELOW: u64 = 1 << 30;
-/// Above it, `sample` 0 keeps one content in this many.
-pub const AUTO_SAMPLE: u64 = 16;
-
-/// The sample factor `sample` 0 chooses for `bytes` of selected memory.
-pub fn auto_sample(bytes: u64) -> u64 {
-    if bytes <= AUTO_FULL_BELOW {
-        1
-    } else {
-        AUTO_SAMPLE
-    }
-}
-
 /// Scan and compute. `progress` is called after each batch.
 pub fn build(
     root: &Root,
@@ -411,13 +395,8 @@ pub fn build(
     let (mut infos, gone_early, selected) = choose_processes(root, opts)?;
     let plan = plan_scan(root, host.state.as_ref(), &mut infos, &mut notes);
     if opts.sample == 0 {
-        let bytes = plan
-            .targets
-            .iter()
-            .flat_map(|t| &t.areas)
-            .map(|a| a.end.saturating_sub(a.start))
-            .sum();
-        host.params.sample = auto_sample(bytes);
+        let areas = plan.targets.iter().flat_map(|t| &t.areas);
+        host.params.sample = auto_sample(areas.map(|a| a.end.saturating_sub(a.start)).sum());
     }
     let by_domain = opts.group_by == GroupBy::Domain;
     let contents = Contents::new(host.params, opts.matrix || by_domain);

@@ -431,6 +431,23 @@ pub struct Projection {
     pub profit_bytes: i64,
 }
 
+/// Up to this many bytes of selected memory (the areas' sizes), `sample`
+/// 0 keeps every content: the table of so few pages stays small, and a
+/// few contents repeated many times (which a sample can miss whole) are
+/// counted.
+pub const AUTO_FULL_BELOW: u64 = 1 << 30;
+/// Above it, `sample` 0 keeps one content in this many.
+pub const AUTO_SAMPLE: u64 = 16;
+
+/// The sample factor `sample` 0 chooses for `bytes` of selected memory.
+pub fn auto_sample(bytes: u64) -> u64 {
+    if bytes <= AUTO_FULL_BELOW {
+        1
+    } else {
+        AUTO_SAMPLE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
