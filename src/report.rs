@@ -355,18 +355,25 @@ impl Report {
 
 /// What KSM_CROSS_DOMAIN=refuse did, in one sentence.
 pub fn refusal_line(h: &Refusal) -> String {
-    let gave_up = h
-        .saved_bytes_given_up
-        .map(|b| format!(", giving up {} saved", crate::human::ubytes(b)))
-        .unwrap_or_default();
     let pair = h
         .pairs
         .first()
         .map(|p| format!("{} and {} shared pages", p.a, p.b))
         .unwrap_or_else(|| "domains shared pages".into());
+    let done = match (h.unmerged, h.saved_bytes_given_up) {
+        (true, Some(b)) => format!(
+            "every page was unmerged, giving up {} saved",
+            crate::human::ubytes(b)
+        ),
+        (false, Some(_)) => {
+            "ksmd was stopped, its pages left merged (the host has no room to unmerge them)"
+                .to_string()
+        }
+        (_, None) => "ksmd is being stopped".to_string(),
+    };
     format!(
-        "KSM held stopped by ksmtuned (KSM_CROSS_DOMAIN=refuse): {pair}; every page was \
-         unmerged{gave_up}, until `systemctl reload ksmtuned`."
+        "KSM held stopped by ksmtuned (KSM_CROSS_DOMAIN=refuse): {pair}; {done}, until \
+         `systemctl reload ksmtuned`."
     )
 }
 
@@ -416,6 +423,29 @@ impl Serialize for StatusJson<'_> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn refusal_says_what_was_done() {
+        let mut h = Refusal {
+            since_unix_seconds: 1,
+            pairs: vec![crate::sample::last_audit::DomainPair {
+                a: "a".into(),
+                b: "b".into(),
+                shared_bytes: 4096,
+            }],
+            cross_domain_bytes: 4096,
+            saved_bytes_given_up: None,
+            unmerged: false,
+        };
+        assert!(refusal_line(&h).contains("a and b shared pages; ksmd is being stopped"));
+        h.saved_bytes_given_up = Some(0);
+        assert!(refusal_line(&h).contains("its pages left merged (the host has no room"));
+        h.saved_bytes_given_up = Some(2 << 20);
+        h.unmerged = true;
+        assert!(refusal_line(&h).contains(
+            "every page was unmerged, giving up 2.00 MiB saved, until `systemctl reload"
+        ));
+    }
 
     #[test]
     fn run_states() {

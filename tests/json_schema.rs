@@ -250,6 +250,7 @@ fn status_and_ps_with_a_domain_audit() {
             pairs: vec![pair],
             cross_domain_bytes: 2 << 20,
             saved_bytes_given_up: Some(8 << 20),
+            unmerged: true,
         }),
     };
     // Its process merges pages.

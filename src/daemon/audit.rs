@@ -208,6 +208,7 @@ fn run(
                             pairs: a.pairs.clone(),
                             cross_domain_bytes: a.cross_domain_bytes,
                             saved_bytes_given_up: None,
+                            unmerged: false,
                         });
                         held_now = true;
                     }

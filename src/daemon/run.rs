@@ -694,6 +694,7 @@ impl Daemon {
             if let Ok(mut m) = self.metrics.lock() {
                 if let Some(r) = m.refusal.as_mut() {
                     r.saved_bytes_given_up = Some(if unmerge { saved } else { 0 });
+                    r.unmerged = unmerge;
                 }
                 super::audit::publish(&self.root, &config, &m);
             }

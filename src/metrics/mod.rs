@@ -646,6 +646,7 @@ pub(crate) mod tests {
                 pairs: Vec::new(),
                 cross_domain_bytes: 8192,
                 saved_bytes_given_up: Some(1 << 20),
+                unmerged: true,
             }),
         }
     }

@@ -29,6 +29,11 @@ pub struct Refusal {
     /// What KSM saved when the daemon stopped it: what the hold gives up
     /// (`None` until the daemon has acted on it).
     pub saved_bytes_given_up: Option<u64>,
+    /// Whether the daemon unmerged (run=2); `false`: it only stopped ksmd
+    /// (run=0), the host having no room for the unmerged pages, or it has
+    /// not acted yet.
+    #[serde(default)]
+    pub unmerged: bool,
 }
 
 /// The last audit and the policy it ran under.
@@ -218,6 +223,7 @@ pub(crate) mod tests {
             pairs: a.audit.pairs.clone(),
             cross_domain_bytes: 2 << 20,
             saved_bytes_given_up: Some(8 << 20),
+            unmerged: true,
         });
         assert!(held.recent(at + Duration::from_secs(600)));
         assert!(
