@@ -294,6 +294,16 @@ function alerts() {
     if (s && s.supported && s.state === "stopped")
         out.push(alert("warning", "ksmd is stopped",
             s.run === 2 ? "run = 2: every merged page was unmerged and nothing is merged until KSM starts." : "run = 0: nothing new is merged; pages merged before stay merged.", "bad-stopped"));
+    if (s && s.domains && s.domains.held) {
+        const hd = s.domains.held, p = hd.pairs[0];
+        const who = p ? `${p.a} and ${p.b} shared pages` : "Trust domains shared pages";
+        const done = hd.unmerged
+            ? `ksmtuned stopped ksmd and unmerged every page, giving up ${bytes(hd.givenUpBytes)} saved.`
+            : "ksmtuned stopped ksmd; the pages stay merged (the host has no room to unmerge them).";
+        out.push(alert("danger", "KSM held stopped: trust domains shared pages",
+            `${who} (KSM_CROSS_DOMAIN=refuse). ${done} KSM stays stopped until ksmtuned's configuration is reloaded (systemctl reload ksmtuned).`,
+            "bad-held"));
+    }
     if (s && s.supported && s.tuners.length === 0)
         out.push(alert("warning", "ksmtuned is not running",
             "Nothing tunes ksmd: it keeps its current settings until someone changes them (systemctl enable --now ksmtuned).", "bad-no-daemon"));
@@ -322,7 +332,8 @@ function overview() {
         term("Full scans", "fullScans", s.fullScans, count(s.fullScans)),
         term("Pages per batch", "pagesToScan", s.pagesToScan, count(s.pagesToScan)),
         term("Sleep", "sleepMs", s.sleepMs, s.sleepMs === null ? "–" : `${s.sleepMs} ms`),
-        term("Scan rate", "scanRateBytes", s.scanRateBytes, s.scanRateBytes === null ? "–" : `${bytes(s.scanRateBytes)}/s`)]);
+        term("Scan rate", "scanRateBytes", s.scanRateBytes, s.scanRateBytes === null ? "–" : `${bytes(s.scanRateBytes)}/s`),
+        s.domains && term("Trust domains", "crossDomainBytes", s.domains.crossDomainBytes, domainsText(s.domains))]);
     const policySource = page.policy
         ? h("p", { class: "ksm-help", id: "policy-source" }, `Policy set by ${page.policy.source || "the default"}.`)
         : (page.policyError ? h("p", { class: "ksm-help", id: "policy-error" }, `ksmtuned --check-config: ${page.policyError}`) : null);
@@ -339,6 +350,14 @@ function overview() {
             h("button", { class: "pf-c-button pf-m-secondary", id: "policy-apply", onclick: () => changePolicy(select.value) }, "Change policy"));
     }
     return card("overview", "KSM", list, policySource, actions);
+}
+
+// The audit's pairs in a few words: "a and b share 2.0 MiB".
+function domainsText(d) {
+    if (!d.pairs.length) return `by ${d.trustDomains}: none share pages`;
+    const shown = d.pairs.slice(0, 3).map(p => `${p.a} and ${p.b} share ${bytes(p.sharedBytes)}`).join("; ");
+    const more = d.pairs.length - 3;
+    return `by ${d.trustDomains}: ${shown}${more > 0 ? ` (and ${more} more)` : ""}`;
 }
 
 function history() {
@@ -375,7 +394,9 @@ function guests() {
                 h("td", { "data-label": "PID" }, String(r.pid)),
                 h("td", { "data-label": "Saved", "data-value": r.savedBytes }, bytes(r.savedBytes)),
                 h("td", { "data-label": "Profit", "data-value": r.profitBytes }, bytes(r.profitBytes)),
-                h("td", { "data-label": "Note" }, r.notMergeable || ""))))),
+                h("td", { "data-label": "Note" }, [r.notMergeable,
+                    r.sharesWith.length ? `shares across domains: ${r.sharesWith.join(", ")}` : null]
+                    .filter(Boolean).join("; ")))))),
         partial);
 }
 

@@ -34,6 +34,28 @@ export function status(j) {
         sleepMs: pick(j, "sleep_ms"),
         scanRateBytes: pick(j, "scan_rate_bytes_per_s"),
         advisorMode: pick(j, "advisor_mode"),
+        domains: domainAudit(pick(j, "domain_audit")),
+    };
+}
+
+// ksmtuned's last cross-domain audit (KSM_TRUST_DOMAINS), in status --json
+// while it is recent: null without one.
+function domainAudit(d) {
+    if (!d) return null;
+    const a = pick(d, "audit") || {};
+    const pair = p => ({ a: pick(p, "a"), b: pick(p, "b"), sharedBytes: pick(p, "shared_bytes") });
+    const r = pick(d, "refusal");
+    return {
+        policy: pick(d, "policy"),
+        trustDomains: pick(a, "trust_domains"),
+        timestamp: pick(a, "timestamp_seconds"),
+        pairs: (pick(a, "pairs") || []).map(pair),
+        crossDomainBytes: pick(a, "cross_domain_bytes"),
+        held: r ? {
+            pairs: (pick(r, "pairs") || []).map(pair),
+            givenUpBytes: pick(r, "saved_bytes_given_up"),
+            unmerged: pick(r, "unmerged") === true,
+        } : null,
     };
 }
 
@@ -49,6 +71,9 @@ export function processes(j) {
         mergingPages: pick(p, "merging_pages"),
         savedBytes: pick(p, "merged_bytes"),
         profitBytes: pick(p, "profit_bytes"),
+        // From ksmtuned's recent cross-domain audit; null / [] without one.
+        domain: pick(p, "domain"),
+        sharesWith: pick(p, "shares_with") || [],
     }));
 }
 

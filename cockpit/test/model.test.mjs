@@ -7,6 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
+import fs from "node:fs";
+import os from "node:os";
 import * as model from "../src/model.js";
 
 const KSMCTL = process.env.KSMT_KSMCTL, KSMTUNED = process.env.KSMT_KSMTUNED;
@@ -103,4 +105,47 @@ test("estimate: progress lines and the JSON after them, as a terminal shows them
     assert.equal(e.maxCpuPercent, 50);
     assert.equal(model.estimateProgress("nothing yet"), null);
     assert.throws(() => model.estimateJson("estimate needs root"), /no JSON/);
+});
+
+test("status and ps with ksmtuned's cross-domain audit holding KSM", () => {
+    // A copy of a fixture tree with a recent /run/ksmtuned/domains.json
+    // (as ksmtuned writes it with KSM_TRUST_DOMAINS and
+    // KSM_CROSS_DOMAIN=refuse) naming its process 4242.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "ksm-cockpit-model-"));
+    try {
+        fs.cpSync(path.join(FIXTURES, "linux-6.18"), root, { recursive: true });
+        fs.writeFileSync(path.join(root, "proc/4242/ksm_stat"),
+            "ksm_rmap_items 600\nksm_zero_pages 0\nksm_merging_pages 512\nksm_process_profit 1900000\n");
+        const pair = { a: "/tenant-a", b: "/tenant-b", shared_bytes: 2097152 };
+        const now = Math.floor(Date.now() / 1000);
+        fs.mkdirSync(path.join(root, "run/ksmtuned"), { recursive: true });
+        fs.writeFileSync(path.join(root, "run/ksmtuned/domains.json"), JSON.stringify({
+            policy: "refuse", interval_seconds: 300,
+            audit: {
+                trust_domains: "cgroup:1", pairs: [pair], cross_domain_bytes: 2097152,
+                ksm_bytes: 10485760, domains: { "/tenant-a": ["vm1"] },
+                process_domains: { "4242": "/tenant-a" }, processes_scanned: 2,
+                pages_examined: 5000, timestamp_seconds: now - 30, duration_seconds: 0.2,
+                cpu_seconds: 0.02,
+            },
+            refusal: {
+                since_unix_seconds: now - 30, pairs: [pair], cross_domain_bytes: 2097152,
+                saved_bytes_given_up: 8388608, unmerged: true,
+            },
+        }));
+        const d = model.status(json(["status"], root)).domains;
+        assert.equal(d.policy, "refuse");
+        assert.equal(d.trustDomains, "cgroup:1");
+        assert.deepEqual(d.pairs, [{ a: "/tenant-a", b: "/tenant-b", sharedBytes: 2097152 }]);
+        assert.equal(d.crossDomainBytes, 2097152);
+        assert.deepEqual(d.held.givenUpBytes, 8388608);
+        assert.equal(d.held.unmerged, true);
+        const p = model.processes(json(["ps"], root)).find(r => r.pid === 4242);
+        assert.equal(p.domain, "/tenant-a");
+        assert.deepEqual(p.sharesWith, ["/tenant-b"]);
+        // Without an audit: null and none.
+        assert.equal(model.status(json(["status"], path.join(FIXTURES, "linux-6.18"))).domains, null);
+    } finally {
+        fs.rmSync(root, { recursive: true, force: true });
+    }
 });
