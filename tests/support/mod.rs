@@ -663,3 +663,25 @@ pub fn rules() -> Vec<(String, String, String)> {
     }
     out
 }
+
+/// Live (not zombie) processes running `exe worker ...`.
+pub fn leftover_workers(exe: &Path) -> Vec<u32> {
+    let root = Root::default();
+    ksmtuned::kernel::proc::pids(&root)
+        .unwrap()
+        .into_iter()
+        .filter(|&p| {
+            let args = ksmtuned::kernel::proc::cmdline(&root, p).unwrap_or_default();
+            let zombie = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true);
+            !zombie && args.len() > 1 && Path::new(&args[0]) == exe && args[1] == "worker"
+        })
+        .collect()
+}
