@@ -532,12 +532,13 @@ fn refuses_to_start_when_it_must() {
     );
     // Trust domains: a bad specification is an error at its line; a good
     // one is reported.
-    let c = f.config("KSM_POLICY=adaptive\nKSM_TRUST_DOMAINS=cgroup:0\nKSM_CROSS_DOMAIN=refuse\n");
+    let c = f.config("KSM_POLICY=adaptive\nKSM_TRUST_DOMAINS=cgroup:0\nKSM_CROSS_DOMAIN=deny\n");
     let (code, text) = run_to_end(&f, &["--check-config", c.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains("ksmtuned.conf:2: KSM_TRUST_DOMAINS=\"cgroup:0\"")
-            && text.contains("ksmtuned.conf:3: KSM_CROSS_DOMAIN=\"refuse\"")
+            && text.contains("ksmtuned.conf:3: KSM_CROSS_DOMAIN=\"deny\"")
+            && text.contains("known: allow, warn, refuse")
             && text.contains("2 error(s)"),
         "{text}"
     );
