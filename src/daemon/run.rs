@@ -640,9 +640,10 @@ impl Daemon {
     /// decided, until a reload. The first cycle of a hold says what it
     /// gives up (what KSM saves now) in the log, the metrics and
     /// [`LAST_AUDIT_FILE`](crate::sample::last_audit::LAST_AUDIT_FILE).
-    /// Unmerging needs that memory back: where the host cannot take it
+    /// Unmerging needs that memory back: while the host cannot take it
     /// (the unmerge headroom of `ksmctl unmerge`), ksmd is only stopped
-    /// (run=0) and the pages stay shared, said as an error.
+    /// (run=0) and the pages stay shared, said as an error; the first
+    /// cycle with room unmerges, said too.
     fn hold(&mut self, sample: &Sample, state: &KsmState, d: &mut Decision) {
         let Some(h) = self.metrics.lock().ok().and_then(|m| m.refusal.clone()) else {
             return;
@@ -657,38 +658,43 @@ impl Daemon {
             .as_ref()
             .map(|m| Headroom::new(state, m, sample.page_size));
         let unmerge = headroom.as_ref().is_some_and(Headroom::fits);
-        if h.saved_bytes_given_up.is_none() {
+        let first = h.saved_bytes_given_up.is_none();
+        if first || (unmerge && !h.unmerged) {
             let saved = state.saved_bytes(sample.page_size);
-            let others = h.pairs.len().saturating_sub(1);
-            let others = if others > 0 {
-                format!(" (and {others} more pair(s))")
-            } else {
-                String::new()
-            };
             let dry = if self.opts.dry_run {
                 "dry run: would be "
             } else {
                 ""
             };
-            if unmerge {
-                error!(
-                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}: {dry}stopping ksmd \
-                     and unmerging every page (run=2), giving up {} KiB saved; KSM stays stopped \
-                     until a reload (systemctl reload ksmtuned)",
-                    h.cross_domain_bytes / 1024,
+            let shared = format!(
+                "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{}",
+                h.cross_domain_bytes / 1024,
+                match h.pairs.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more pair(s))", n - 1),
+                }
+            );
+            let until = "KSM stays stopped until a reload (systemctl reload ksmtuned)";
+            match (unmerge, first) {
+                (true, true) => error!(
+                    "{shared}: {dry}stopping ksmd and unmerging every page (run=2), giving up \
+                     {} KiB saved; {until}",
                     saved / 1024
-                );
-            } else {
-                error!(
-                    "KSM_CROSS_DOMAIN=refuse: {pair} share {} KiB of KSM pages{others}, but {}: \
-                     {dry}ksmd is only stopped (run=0) and the pages stay shared; free memory or add \
-                     swap, then reload (systemctl reload ksmtuned) to unmerge",
-                    h.cross_domain_bytes / 1024,
+                ),
+                (true, false) => warn!(
+                    "{shared}: the host has room now: {dry}unmerging every page (run=2), giving \
+                     up {} KiB saved; {until}",
+                    saved / 1024
+                ),
+                (false, _) => error!(
+                    "{shared}, but {}: {dry}ksmd is only stopped (run=0) and the pages stay \
+                     shared until the host has room to unmerge them (free memory or add swap); \
+                     {until}",
                     headroom.map_or_else(
                         || "the host's free memory cannot be read".to_string(),
                         |r| r.describe()
                     )
-                );
+                ),
             }
             let config = self.tuner.config().clone();
             if let Ok(mut m) = self.metrics.lock() {
