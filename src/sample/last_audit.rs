@@ -57,20 +57,13 @@ impl LastAudit {
     /// The last audit; `None` when there is none (no daemon auditing, or
     /// a file that does not parse).
     pub fn read(root: &Root) -> Option<LastAudit> {
-        let text = std::fs::read_to_string(Self::path(root)).ok()?;
-        serde_json::from_str(&text).ok()
+        super::published::read(&Self::path(root))
     }
 
     /// Write it (a temporary file renamed over the old one, so a reader
     /// never sees half of it).
     pub fn write(&self, root: &Root) -> std::io::Result<()> {
-        let path = Self::path(root);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path)
+        super::published::write(&Self::path(root), self)
     }
 
     /// Remove the file (domains no longer configured); absent is fine.

@@ -13,6 +13,7 @@ pub mod census;
 pub mod last_audit;
 pub mod last_estimate;
 pub mod processes;
+pub mod published;
 pub mod services;
 pub mod split;
 pub mod trackers;
