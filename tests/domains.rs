@@ -126,7 +126,7 @@ fn tenants(a: &Cgroup, b: &Cgroup) -> ([Probe; 3], [Probe; 3]) {
         probe(23, OWN, 200),
         probe(23, COMMON, 300),
     ];
-    for p in &tenant_a {
+    for p in tenant_a.iter() {
         a.add(p.pid);
     }
     for p in &tenant_b {
@@ -166,28 +166,56 @@ fn merge_tenants(ksm: &ksmtuned::kernel::ksm::Ksm, tenant_a: &[Probe], tenant_b:
     assert!(done(), "ksmd did not merge the probes in 120 s");
 }
 
+/// Two tenants on the real kernel, ready to merge: the ksmd lock (its
+/// knobs restored last), the two cgroups with their probes, and the
+/// daemon's audit file put back as it was. Fields drop in this order:
+/// the probes, their cgroups, the file, then the lock.
+struct TwoTenants {
+    tenant_a: Vec<Probe>,
+    tenant_b: Vec<Probe>,
+    a: Cgroup,
+    b: Cgroup,
+    _file: AuditFile,
+    _exp: Experiment,
+    ksm: ksmtuned::kernel::ksm::Ksm,
+}
+
+impl TwoTenants {
+    /// `None` (said) where the test cannot run: no writable KSM, not root,
+    /// no cgroup v2.
+    fn set_up(test: &str, names: (&str, &str)) -> Option<TwoTenants> {
+        let ksm = support::real_ksm(test)?;
+        if sys::euid() != 0 {
+            eprintln!("SKIPPED: needs root (to make cgroups)");
+            return None;
+        }
+        let exp = Experiment::begin_or_skip(&ksm)?;
+        let (a, b) = (Cgroup::make(names.0)?, Cgroup::make(names.1)?);
+        let _file = AuditFile::save();
+        let (tenant_a, tenant_b) = tenants(&a, &b);
+        Some(TwoTenants {
+            tenant_a: tenant_a.into(),
+            tenant_b: tenant_b.into(),
+            a,
+            b,
+            _file,
+            _exp: exp,
+            ksm,
+        })
+    }
+}
+
 #[test]
 fn audit_reports_the_pages_two_tenants_share() {
-    let Some(ksm) = support::real_ksm("audit_reports_the_pages_two_tenants_share") else {
-        return;
-    };
-    if sys::euid() != 0 {
-        eprintln!("SKIPPED: needs root (to make cgroups)");
-        return;
-    }
-    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
-        return;
-    };
-    let (Some(a), Some(b)) = (
-        Cgroup::make("ksmtuned-test-a"),
-        Cgroup::make("ksmtuned-test-b"),
+    // Tenant A: two probes with the same 1000 pages, one with 512 pages
+    // tenant B also has; B likewise with its own 1000.
+    let Some(t) = TwoTenants::set_up(
+        "audit_reports_the_pages_two_tenants_share",
+        ("ksmtuned-test-a", "ksmtuned-test-b"),
     ) else {
         return;
     };
-    let _file = AuditFile::save();
-    // Tenant A: two probes with the same 1000 pages, one with 512 pages
-    // tenant B also has; B likewise with its own 1000.
-    let (tenant_a, tenant_b) = tenants(&a, &b);
+    let (ksm, a, b, tenant_a, tenant_b) = (&t.ksm, &t.a, &t.b, &t.tenant_a, &t.tenant_b);
     // Before ksmd runs: the estimate by domain says what merging only
     // within each tenant saves (their own 1000 pages twice over, and the
     // one identical page of their three probes) and what merging across
@@ -201,7 +229,12 @@ fn audit_reports_the_pages_two_tenants_share() {
         "--domains",
         "cgroup:1",
     ]);
-    est.args(tenant_a.iter().chain(&tenant_b).map(|p| p.pid.to_string()));
+    est.args(
+        tenant_a
+            .iter()
+            .chain(tenant_b.iter())
+            .map(|p| p.pid.to_string()),
+    );
     let o = est.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -230,7 +263,7 @@ fn audit_reports_the_pages_two_tenants_share() {
         "{groups:?}"
     );
 
-    merge_tenants(&ksm, &tenant_a, &tenant_b);
+    merge_tenants(ksm, tenant_a, tenant_b);
 
     let root = Root::default();
     let r = audit::audit(&root, TrustDomains::Cgroup { depth: 1 }, None).unwrap();
@@ -302,7 +335,7 @@ fn audit_reports_the_pages_two_tenants_share() {
         .output()
         .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout).to_string();
-    for p in &tenant_a {
+    for p in tenant_a.iter() {
         let row = ps
             .lines()
             .find(|l| l.split_whitespace().next() == Some(&p.pid.to_string()))
@@ -366,10 +399,7 @@ fn audit_reports_the_pages_two_tenants_share() {
     assert_eq!(warned.len(), 1, "{log}");
     assert!(warned[0].contains("ksm-testkit["), "{}", warned[0]);
 
-    drop(tenant_a);
-    drop(tenant_b);
-    drop((a, b));
-    drop(exp);
+    drop(t);
 }
 
 /// KSM_CROSS_DOMAIN=refuse on the real kernel: the two tenants merged
@@ -380,25 +410,15 @@ fn audit_reports_the_pages_two_tenants_share() {
 /// and lets KSM run again on a reload.
 #[test]
 fn refuse_unmerges_and_holds_until_a_reload() {
-    let Some(ksm) = support::real_ksm("refuse_unmerges_and_holds_until_a_reload") else {
-        return;
-    };
-    if sys::euid() != 0 {
-        eprintln!("SKIPPED: needs root (to make cgroups)");
-        return;
-    }
-    let Some(exp) = Experiment::begin_or_skip(&ksm) else {
-        return;
-    };
-    let (Some(a), Some(b)) = (
-        Cgroup::make("ksmtuned-test-ra"),
-        Cgroup::make("ksmtuned-test-rb"),
+    let Some(mut t) = TwoTenants::set_up(
+        "refuse_unmerges_and_holds_until_a_reload",
+        ("ksmtuned-test-ra", "ksmtuned-test-rb"),
     ) else {
         return;
     };
-    let _file = AuditFile::save();
-    let (tenant_a, tenant_b) = tenants(&a, &b);
-    merge_tenants(&ksm, &tenant_a, &tenant_b);
+    let (ksm, a, b) = (&t.ksm, &t.a, &t.b);
+    let (tenant_a, tenant_b) = (&t.tenant_a, &t.tenant_b);
+    merge_tenants(ksm, tenant_a, tenant_b);
     let page = sys::page_size();
     let before = ksm.read().unwrap();
     let saved_before = before.saved_bytes(page);
@@ -446,7 +466,7 @@ fn refuse_unmerges_and_holds_until_a_reload() {
         "still shared after the unmerge: {:#?}",
         r.pairs
     );
-    for p in tenant_a.iter().chain(&tenant_b) {
+    for p in tenant_a.iter().chain(tenant_b.iter()) {
         assert_eq!(merging(p.pid), 0, "pid {} still has merged pages", p.pid);
     }
 
@@ -487,7 +507,7 @@ fn refuse_unmerges_and_holds_until_a_reload() {
 
     // Tenant B leaves (its next audit would refuse again otherwise), and a
     // reload lifts the hold: the policy runs ksmd again.
-    drop(tenant_b);
+    t.tenant_b.clear();
     sys::kill(d.0.id(), libc::SIGHUP).unwrap();
     support::poll_until(Duration::from_secs(60), || {
         (ksm.run_state().ok()? == Some(Run::Merge)).then_some(())
@@ -524,9 +544,7 @@ fn refuse_unmerges_and_holds_until_a_reload() {
         COMMON as u64 * page / 1024
     );
 
-    drop(tenant_a);
-    drop((a, b));
-    drop(exp);
+    drop(t);
 }
 
 /// Pages of each of the two big probes: 1 GiB with 4 KiB pages.
