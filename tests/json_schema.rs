@@ -169,10 +169,9 @@ fn estimate_output_validates() {
     );
 }
 
-/// `status --json` with ksmtuned's last background estimate: on a copy of
-/// a fixture tree whose `/run/ksmtuned/estimate.json` is a minute old.
-#[test]
-fn status_with_an_estimate_validates() {
+/// A copy of the linux-6.18 fixture tree to add the daemon's files to, and
+/// the time now (seconds since 1970).
+fn fixture_copy() -> (tempfile::TempDir, u64) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
     let dir = tempfile::tempdir().unwrap();
     support::copy_tree(&fixture, dir.path());
@@ -180,6 +179,14 @@ fn status_with_an_estimate_validates() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    (dir, now)
+}
+
+/// `status --json` with ksmtuned's last background estimate: on a copy of
+/// a fixture tree whose `/run/ksmtuned/estimate.json` is a minute old.
+#[test]
+fn status_with_an_estimate_validates() {
+    let (dir, now) = fixture_copy();
     let e = ksmtuned::sample::last_estimate::LastEstimate {
         finished_unix_seconds: now - 60,
         interval_seconds: 3600,
@@ -217,13 +224,7 @@ fn status_with_an_estimate_validates() {
 #[test]
 fn status_and_ps_with_a_domain_audit() {
     use ksmtuned::sample::last_audit::{DomainAudit, DomainPair, LastAudit, Refusal};
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18");
-    let dir = tempfile::tempdir().unwrap();
-    support::copy_tree(&fixture, dir.path());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let (dir, now) = fixture_copy();
     let pair = DomainPair {
         a: "/tenant-a".into(),
         b: "/tenant-b".into(),
