@@ -16,6 +16,15 @@ use ksmtuned::sample::trackers::{self, ProcTable, ProcWatch};
 use ksmtuned::Root;
 use support::*;
 
+/// The tests of this file one at a time: each counts the processes that
+/// start and exit on the host, and the others' probes would count too (a
+/// parallel test's exit was once taken for a rename counted as an exit).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The event census, or None (said loudly) where the kernel does not offer
 /// process events to this process.
 fn event_census(root: &Root) -> Option<Census> {
@@ -71,6 +80,7 @@ fn settle(
 
 #[test]
 fn event_table_follows_qemu_processes_like_a_listing() {
+    let _serial = serial();
     let root = Root::default();
     let Some(mut census) = event_census(&root) else {
         return;
@@ -231,6 +241,7 @@ fn event_table_follows_qemu_processes_like_a_listing() {
 
 #[test]
 fn event_watch_sees_a_process_opt_in() {
+    let _serial = serial();
     let root = Root::default();
     let Some(mut census) = event_census(&root) else {
         return;
@@ -284,6 +295,7 @@ fn event_watch_sees_a_process_opt_in() {
 /// look lists /proc, and the table is right again.
 #[test]
 fn lost_events_lead_to_a_listing() {
+    let _serial = serial();
     let root = Root::default();
     // The smallest buffer the kernel allows: a few events.
     let mut census = Census::with_buffer(&root, 1);
