@@ -361,6 +361,40 @@ fn run_shell(shell: &str, args: &[&str]) -> Output {
 }
 
 /// The subcommands a shell should offer after "PROGRAM st".
+/// What every shell's completion of `program` offers, `complete` being
+/// that shell's answer for a command line: the options, and for ksmctl its
+/// subcommands, KSM's file names for get and its settings for set.
+fn completes_options_and_subcommands(program: &str, complete: &dyn Fn(&str) -> BTreeSet<String>) {
+    let got = complete(&format!("{program} --"));
+    assert!(
+        got.contains("--root") && got.contains("--help"),
+        "{program} --: {got:?}"
+    );
+    if program == "ksmctl" {
+        let got = complete("ksmctl st");
+        for want in st_commands(program) {
+            assert!(got.contains(&want), "ksmctl st: {got:?} lacks {want}");
+        }
+        // KSM's file names for get, its settings as NAME= for set.
+        let got = complete("ksmctl get pages_");
+        for want in ["pages_to_scan", "pages_sharing", "pages_shared"] {
+            assert!(
+                got.contains(want),
+                "ksmctl get pages_: {got:?} lacks {want}"
+            );
+        }
+        let got = complete("ksmctl set s");
+        assert!(
+            got.contains("sleep_millisecs=") && got.contains("smart_scan="),
+            "ksmctl set s: {got:?}"
+        );
+        assert!(
+            !got.iter().any(|w| w.starts_with("stable_node_chains=")),
+            "a counter offered to set: {got:?}"
+        );
+    }
+}
+
 fn st_commands(program: &str) -> Vec<String> {
     let cmd = docgen::command(program);
     docgen::documented_subcommands(&cmd)
@@ -405,34 +439,7 @@ fn bash_completions_load_and_complete() {
                 .map(str::to_string)
                 .collect()
         };
-        let got = complete(&format!("{program} --"));
-        assert!(
-            got.contains("--root") && got.contains("--help"),
-            "{program} --: {got:?}"
-        );
-        if program == "ksmctl" {
-            let got = complete("ksmctl st");
-            for want in st_commands(program) {
-                assert!(got.contains(&want), "ksmctl st: {got:?} lacks {want}");
-            }
-            // KSM's file names for get, its settings as NAME= for set.
-            let got = complete("ksmctl get pages_");
-            for want in ["pages_to_scan", "pages_sharing", "pages_shared"] {
-                assert!(
-                    got.contains(want),
-                    "ksmctl get pages_: {got:?} lacks {want}"
-                );
-            }
-            let got = complete("ksmctl set s");
-            assert!(
-                got.contains("sleep_millisecs=") && got.contains("smart_scan="),
-                "ksmctl set s: {got:?}"
-            );
-            assert!(
-                !got.iter().any(|w| w.starts_with("stable_node_chains=")),
-                "a counter offered to set: {got:?}"
-            );
-        }
+        completes_options_and_subcommands(program, &complete);
     }
 }
 
@@ -504,34 +511,8 @@ fn fish_completions_load_and_complete() {
                 .map(str::to_string)
                 .collect()
         };
-        let got = complete(&format!("{program} --"));
-        assert!(
-            got.contains("--root") && got.contains("--help"),
-            "{program} --: {got:?}"
-        );
-        if program == "ksmctl" {
-            let got = complete("ksmctl st");
-            for want in st_commands(program) {
-                assert!(got.contains(&want), "ksmctl st: {got:?} lacks {want}");
-            }
-            // KSM's file names for get, its settings as NAME= for set.
-            let got = complete("ksmctl get pages_");
-            for want in ["pages_to_scan", "pages_sharing", "pages_shared"] {
-                assert!(
-                    got.contains(want),
-                    "ksmctl get pages_: {got:?} lacks {want}"
-                );
-            }
-            let got = complete("ksmctl set s");
-            assert!(
-                got.contains("sleep_millisecs=") && got.contains("smart_scan="),
-                "ksmctl set s: {got:?}"
-            );
-            assert!(
-                !got.iter().any(|w| w.starts_with("stable_node_chains=")),
-                "a counter offered to set: {got:?}"
-            );
-        } else {
+        completes_options_and_subcommands(program, &complete);
+        if program != "ksmctl" {
             let got = complete("ksmtuned --check");
             assert!(got.contains("--check-config"), "ksmtuned --check: {got:?}");
         }
